@@ -1,0 +1,1 @@
+"""The thin AMQP layer every process uses (aio-pika underneath)."""

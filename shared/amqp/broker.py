@@ -1,0 +1,186 @@
+"""One robust AMQP connection per process: publishing with confirms, consuming, and knowing
+whether the broker is there right now (so callers can fail fast with ``unavailable``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+    AbstractRobustExchange,
+)
+
+from shared.amqp.topology import Topology
+from shared.errors import Unavailable
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0
+ReconnectHook = Callable[[], Awaitable[None]]
+
+
+class Broker:
+    """Owns the connection, a confirming publish channel and a consume channel."""
+
+    def __init__(self, settings: Settings, client_name: str) -> None:
+        self.settings = settings
+        self.topology = Topology(settings.namespace)
+        self._client_name = client_name
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._consume_channel: AbstractRobustChannel | None = None
+        self._exchanges: dict[str, AbstractRobustExchange] = {}
+        self._connected = asyncio.Event()
+        self._reconnect_hooks: list[ReconnectHook] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def connect(self, retry_for_s: float = 60.0) -> None:
+        """Connect (retrying while the broker is not up yet) and declare the exchanges."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + retry_for_s
+        delay = 0.2
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self.settings.amqp_url,
+                    client_properties={"connection_name": self._client_name},
+                    reconnect_interval=1.0,
+                )
+                break
+            except (OSError, aiormq.exceptions.AMQPError) as exc:
+                if loop.time() > deadline:
+                    raise Unavailable(f"broker unreachable: {exc}") from exc
+                log.warning("broker not reachable yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._connection.close_callbacks.add(self._on_connection_lost)
+        self._connection.reconnect_callbacks.add(self._on_reconnected)
+        self._publish_channel = await self._open_channel(publisher_confirms=True)
+        self._consume_channel = await self._open_channel(publisher_confirms=False)
+        await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
+        await self._declare_exchanges()
+        self._connected.set()
+
+    async def _open_channel(self, publisher_confirms: bool) -> AbstractRobustChannel:
+        assert self._connection is not None
+        channel = await self._connection.channel(publisher_confirms=publisher_confirms)
+        assert isinstance(channel, aio_pika.RobustChannel)
+        return channel
+
+    async def _declare_exchanges(self) -> None:
+        assert self._publish_channel is not None
+        t = self.topology
+        for name, kind in (
+            (t.commands, aio_pika.ExchangeType.TOPIC),
+            (t.domain, aio_pika.ExchangeType.TOPIC),
+            (t.push, aio_pika.ExchangeType.TOPIC),
+            (t.dead_letters, aio_pika.ExchangeType.DIRECT),
+        ):
+            exchange = await self._publish_channel.declare_exchange(name, kind, durable=True)
+            assert isinstance(exchange, aio_pika.RobustExchange)
+            self._exchanges[name] = exchange
+        self._exchanges[""] = self._publish_channel.default_exchange  # type: ignore[assignment]
+
+    async def close(self) -> None:
+        self._connected.clear()
+        if self._connection is not None:
+            await self._connection.close()
+
+    def _on_connection_lost(self, *_: Any) -> None:
+        if self._connected.is_set():
+            log.warning("broker connection lost")
+        self._connected.clear()
+
+    async def _on_reconnected(self, *_: Any) -> None:
+        log.info("broker connection restored")
+        for hook in self._reconnect_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("reconnect hook failed")
+        self._connected.set()
+
+    def on_reconnect(self, hook: ReconnectHook) -> None:
+        """Run ``hook`` after every reconnection, before the broker counts as connected."""
+        self._reconnect_hooks.append(hook)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    # -- declaring -------------------------------------------------------------------------
+
+    async def declare_queue(
+        self,
+        name: str,
+        *,
+        durable: bool = True,
+        exclusive: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> AbstractQueue:
+        assert self._consume_channel is not None
+        return await self._consume_channel.declare_queue(
+            name, durable=durable, exclusive=exclusive, arguments=arguments
+        )
+
+    async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
+        """The durable timer queue of one duration; expired messages go back to ``service``."""
+        assert self._publish_channel is not None
+        name = self.topology.delay_queue(service, delay_ms)
+        await self._publish_channel.declare_queue(
+            name, durable=True, arguments=self.topology.delay_queue_arguments(service, delay_ms)
+        )
+        return name
+
+    def exchange(self, name: str) -> AbstractRobustExchange:
+        return self._exchanges[name]
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        persistent: bool = True,
+        mandatory: bool = False,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        message_type: str | None = None,
+        headers: dict[str, Any] | None = None,
+    ) -> bool:
+        """Publish and wait for the broker's confirm. Returns False when a ``mandatory``
+        message could not be routed to any queue. Raises :class:`Unavailable` at once
+        while the broker is away, and when no confirm comes in time."""
+        if not self.connected:
+            raise Unavailable("message broker unavailable")
+        message = aio_pika.Message(
+            body,
+            content_type="application/json",
+            delivery_mode=(
+                aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+            ),
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+            type=message_type,
+            headers=headers,
+        )
+        try:
+            result = await asyncio.wait_for(
+                self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory),
+                PUBLISH_TIMEOUT_S,
+            )
+        except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise Unavailable(f"message broker unavailable: {exc!r}") from exc
+        return not isinstance(result, aiormq.abc.DeliveredMessage)

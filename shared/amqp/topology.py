@@ -1,0 +1,73 @@
+"""Names and shapes of every exchange and queue (see docs/architecture.md).
+
+* ``<ns>.commands`` (topic): client commands and fired timers, key ``<service>.<event>``.
+* ``<ns>.domain`` (topic): facts between processes, key ``<source>.<fact>``.
+* ``<ns>.push`` (topic): pushes to users, key ``user.<id>`` or ``broadcast.all``.
+* ``<ns>.dead`` (direct): where a service's poison messages end, key ``<service>``.
+* ``<ns>.<service>`` (quorum): a service's one work queue; replicas compete on it.
+* ``<ns>.gateway.<id>`` (exclusive): one per gateway process; user bindings come and go.
+* ``<ns>.delay.<service>.<ms>`` (classic, TTL): a durable timer of one duration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+BROADCAST_ALL = "broadcast.all"
+
+
+def user_key(user_id: str) -> str:
+    return f"user.{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    namespace: str
+
+    @property
+    def commands(self) -> str:
+        return f"{self.namespace}.commands"
+
+    @property
+    def domain(self) -> str:
+        return f"{self.namespace}.domain"
+
+    @property
+    def push(self) -> str:
+        return f"{self.namespace}.push"
+
+    @property
+    def dead_letters(self) -> str:
+        return f"{self.namespace}.dead"
+
+    def service_queue(self, service: str) -> str:
+        return f"{self.namespace}.{service}"
+
+    def dead_queue(self, service: str) -> str:
+        return f"{self.namespace}.{service}.dead"
+
+    def gateway_queue(self, gateway_id: str) -> str:
+        return f"{self.namespace}.gateway.{gateway_id}"
+
+    def delay_queue(self, service: str, delay_ms: int) -> str:
+        return f"{self.namespace}.delay.{service}.{delay_ms}"
+
+    @staticmethod
+    def timer_key(service: str) -> str:
+        return f"{service}.timer"
+
+    def service_queue_arguments(self, service: str, delivery_limit: int) -> dict[str, Any]:
+        return {
+            "x-queue-type": "quorum",
+            "x-delivery-limit": delivery_limit,
+            "x-dead-letter-exchange": self.dead_letters,
+            "x-dead-letter-routing-key": service,
+        }
+
+    def delay_queue_arguments(self, service: str, delay_ms: int) -> dict[str, Any]:
+        return {
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": self.commands,
+            "x-dead-letter-routing-key": self.timer_key(service),
+        }

@@ -1,0 +1,72 @@
+"""JWT tokens (HS256) as PROTOCOL §1 defines them."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+
+from shared.errors import AuthError
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+_USER_ID = re.compile(USER_ID_PATTERN)
+MAX_NAME_LENGTH = 80
+
+
+class Role(StrEnum):
+    STUDENT = "student"
+    MENTOR = "mentor"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The authenticated user behind a connection."""
+
+    user_id: str
+    role: Role
+    name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"id": self.user_id, "role": self.role.value, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Identity:
+        return cls(user_id=str(raw["id"]), role=Role(raw["role"]), name=str(raw.get("name", "")))
+
+
+def verify_token(token: str | None, secret: str) -> Identity:
+    """Return the identity in ``token`` or raise :class:`AuthError` saying why not."""
+    if not token:
+        raise AuthError("missing token")
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise AuthError("token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
+    if not isinstance(sub, str) or not _USER_ID.match(sub):
+        raise AuthError("invalid sub claim")
+    if role not in (Role.STUDENT.value, Role.MENTOR.value):
+        raise AuthError("unknown role")
+    if name is None:
+        name = sub
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+        raise AuthError("invalid name claim")
+    return Identity(user_id=sub, role=Role(role), name=name)
+
+
+def issue_token(
+    user_id: str, role: Role | str, secret: str, name: str | None = None, ttl_s: float = 86_400
+) -> str:
+    """Make a token (for development tools and tests; production tokens come from the app)."""
+    claims: dict[str, Any] = {"sub": user_id, "role": str(role), "exp": int(time.time() + ttl_s)}
+    if name is not None:
+        claims["name"] = name
+    return jwt.encode(claims, secret, algorithm="HS256")

@@ -1,0 +1,57 @@
+"""Structured logs: one JSON object per line, with the user and connection in scope."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+user_id_var: ContextVar[str | None] = ContextVar("user_id", default=None)
+connection_id_var: ContextVar[str | None] = ContextVar("connection_id", default=None)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, process_name: str) -> None:
+        super().__init__()
+        self.process_name = process_name
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "process": self.process_name,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        user_id, connection_id = user_id_var.get(), connection_id_var.get()
+        if user_id:
+            entry["user_id"] = user_id
+        if connection_id:
+            entry["connection_id"] = connection_id
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, process_name: str) -> None:
+        super().__init__(f"%(asctime)s {process_name} %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        user_id, connection_id = user_id_var.get(), connection_id_var.get()
+        if user_id or connection_id:
+            line += f" [user={user_id} conn={connection_id}]"
+        return line
+
+
+def configure_logging(process_name: str, level: str, as_json: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(process_name) if as_json else TextFormatter(process_name))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiormq", "aio_pika"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,1 @@
+"""The wire contract of PROTOCOL.md v1: envelopes, payload schemas and the event registry."""

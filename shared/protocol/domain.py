@@ -1,0 +1,43 @@
+"""Facts that one process tells the others on the domain exchange (routing key = name).
+
+They are not part of the client protocol; this is where their names and fields live.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+CONNECTION_OPENED = "gateway.connection_opened"
+CONNECTION_CLOSED = "gateway.connection_closed"
+GATEWAY_HEARTBEAT = "gateway.heartbeat"
+MENTOR_STATUS_CHANGED = "presence.mentor_status_changed"
+CALL_ACCEPTED = "calls.call_accepted"
+CALL_ENDED = "calls.call_ended"
+
+
+class ConnectionFact(BaseModel):
+    """A connection opened or closed on a gateway. ``at`` is the gateway's clock (epoch s)."""
+
+    gateway_id: str
+    connection_id: str
+    user_id: str
+    role: str
+    name: str
+    reply_to: str
+    at: float
+
+
+class GatewayHeartbeat(BaseModel):
+    """A gateway is alive and holds exactly these connections (as of ``at``)."""
+
+    gateway_id: str
+    connection_ids: list[str]
+    at: float
+
+
+class CallFact(BaseModel):
+    """A call between two users was accepted or has ended."""
+
+    call_id: str
+    caller_id: str
+    receiver_id: str

@@ -1,0 +1,78 @@
+"""Frames on the WebSocket (PROTOCOL §2) and the messages that carry them over AMQP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.errors import ErrorCode
+
+
+class ClientFrame(BaseModel):
+    """``{"event", "data", "ref"}`` as a client sends it."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    event: str = Field(min_length=1, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict)
+    ref: str | None = Field(default=None, max_length=64)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, the one encoding used on the wire and on the broker."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def push_frame(event: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": event, "data": data}
+
+
+def ack_frame(ref: str | None, data: dict[str, Any]) -> dict[str, Any]:
+    return {"event": "ack", "ref": ref, "data": data}
+
+
+def error_frame(
+    ref: str | None, code: ErrorCode | str, message: str, event: str | None
+) -> dict[str, Any]:
+    return {
+        "event": "error",
+        "ref": ref,
+        "data": {"code": str(code), "message": message, "event": event},
+    }
+
+
+class CommandUser(BaseModel):
+    id: str
+    role: str
+    name: str
+
+
+class CommandOrigin(BaseModel):
+    """Where a command came from: lets a service answer one connection only."""
+
+    gateway_id: str
+    connection_id: str
+    reply_to: str
+
+
+class Command(BaseModel):
+    """What a service consumes: a client event stamped with the authenticated user,
+    a domain fact, or a timer that fired."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    event: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    user: CommandUser | None = None
+    origin: CommandOrigin | None = None
+
+
+class Reply(BaseModel):
+    """A service's answer to a command that asked for one (``reply_to`` + ``correlation_id``)."""
+
+    ok: bool
+    data: dict[str, Any] = Field(default_factory=dict)
+    code: str | None = None
+    message: str | None = None

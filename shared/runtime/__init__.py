@@ -1,0 +1,1 @@
+"""What every service process shares: the consume loop, the ack policy and the outbox."""

@@ -1,0 +1,99 @@
+"""A handler's effects, published only after the handler (and its commit) succeeded."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.auth import Identity
+from shared.protocol.envelope import CommandOrigin
+from shared.protocol.base import Payload
+
+
+@dataclass(frozen=True, slots=True)
+class UserPush:
+    user_id: str
+    frame: dict[str, Any]
+    exclude_connection: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastPush:
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionPush:
+    reply_to: str
+    connection_id: str
+    frame: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    event: str
+    data: dict[str, Any]
+    delay_s: float
+
+
+Push = UserPush | BroadcastPush | ConnectionPush
+
+
+@dataclass
+class Outbox:
+    reply: dict[str, Any] | None = None
+    pushes: list[Push] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+
+    def push_user(
+        self, user_id: str, event: str, data: dict[str, Any], *, exclude_connection: str | None = None
+    ) -> None:
+        """To every connection of ``user_id`` (but ``exclude_connection``) on every gateway."""
+        self.pushes.append(UserPush(user_id, {"event": event, "data": data}, exclude_connection))
+
+    def push_all(self, event: str, data: dict[str, Any]) -> None:
+        """To every connected user."""
+        self.pushes.append(BroadcastPush({"event": event, "data": data}))
+
+    def push_connection(self, origin: CommandOrigin, event: str, data: dict[str, Any]) -> None:
+        """To one connection only (catch-up after connect)."""
+        self.pushes.append(
+            ConnectionPush(origin.reply_to, origin.connection_id, {"event": event, "data": data})
+        )
+
+    def emit(self, fact: str, data: dict[str, Any]) -> None:
+        """Tell other services a domain fact."""
+        self.facts.append(Fact(fact, data))
+
+    def schedule(self, event: str, data: dict[str, Any], delay_s: float) -> None:
+        """Deliver ``event`` back to this service after ``delay_s`` (survives restarts)."""
+        self.timers.append(Timer(event, data, delay_s))
+
+
+@dataclass
+class Request:
+    """One consumed command as a handler sees it."""
+
+    event: str
+    data: dict[str, Any]
+    payload: Payload | None
+    user: Identity | None
+    origin: CommandOrigin | None
+    redelivered: bool
+    deliver_now: Callable[[Push], Awaitable[bool]]
+    out: Outbox = field(default_factory=Outbox)
+
+    @property
+    def sender(self) -> Identity:
+        """The authenticated user of a client command."""
+        if self.user is None:
+            raise ValueError(f"{self.event} carries no user")
+        return self.user

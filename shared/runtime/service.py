@@ -1,0 +1,220 @@
+"""Runs one service: consumes its queue, dispatches to handlers, publishes their effects,
+then acks. Every service is this runner plus a :class:`ServiceDefinition`.
+
+Ack policy: a handler that returns → effects published with confirms → ack. A handler that
+raises a :class:`RealtimeError` → an ``error`` reply → ack (the command was answered). Any
+other exception → requeue; the quorum queue's delivery limit moves a command that keeps
+failing to ``<ns>.<service>.dead`` (its sender is told ``internal`` on the last try).
+Undecodable messages go straight to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from shared.amqp.broker import Broker
+from shared.amqp.topology import BROADCAST_ALL, user_key
+from shared.auth import Identity, Role
+from shared.protocol.envelope import Command, Reply, dumps
+from shared.errors import InternalError, RealtimeError
+from shared.logs import connection_id_var, user_id_var
+from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
+from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, Request, UserPush
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request], Awaitable[None]]
+
+PUSH = "push"
+REPLY = "reply"
+HEADER_CONNECTION = "x-connection"
+HEADER_EXCLUDE = "x-exclude-connection"
+
+
+@dataclass
+class ServiceDefinition:
+    """Everything that differs between two services."""
+
+    name: str
+    handlers: Mapping[str, Handler]
+    facts: Sequence[str] = ()
+    workers: int = 1
+    startup: Callable[[], Awaitable[None]] | None = None
+    shutdown: Callable[[], Awaitable[None]] | None = None
+    background: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+
+
+class ServiceRunner:
+    def __init__(self, definition: ServiceDefinition, settings: Settings, broker: Broker) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.broker = broker
+        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._delay_queues: dict[int, str] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set, then finish the commands in hand and return."""
+        d = self.definition
+        if d.startup is not None:
+            await d.startup()
+        queue = await self._declare_queues()
+        consumer_tag = await queue.consume(self._inbox.put)
+        log.info("service %s consuming %s", d.name, queue.name)
+        try:
+            async with asyncio.TaskGroup() as group:
+                workers = [group.create_task(self._work()) for _ in range(d.workers)]
+                extras = [group.create_task(job()) for job in d.background]
+                await stop.wait()
+                await queue.cancel(consumer_tag)
+                for task in (*extras, *workers):
+                    task.cancel()
+        finally:
+            if d.shutdown is not None:
+                await d.shutdown()
+
+    async def _declare_queues(self) -> Any:
+        t, name = self.broker.topology, self.definition.name
+        dead = await self.broker.declare_queue(t.dead_queue(name), arguments={"x-queue-type": "quorum"})
+        await dead.bind(t.dead_letters, name)
+        queue = await self.broker.declare_queue(
+            t.service_queue(name),
+            arguments=t.service_queue_arguments(name, self.settings.delivery_limit),
+        )
+        await queue.bind(t.commands, f"{name}.#")
+        for fact in self.definition.facts:
+            await queue.bind(t.domain, fact)
+        return queue
+
+    async def _work(self) -> None:
+        while True:
+            message = await self._inbox.get()
+            try:
+                await self.process(message)
+            except Exception:
+                log.exception("failed to settle a message")
+
+    async def process(self, message: AbstractIncomingMessage) -> None:
+        try:
+            command = Command.model_validate_json(message.body)
+        except ValidationError:
+            log.error("undecodable message on %s dead-lettered", self.definition.name)
+            await message.reject(requeue=False)
+            return
+        user_id_var.set(command.user.id if command.user else None)
+        connection_id_var.set(command.origin.connection_id if command.origin else None)
+        outbox: Outbox
+        try:
+            request = self._request(command, message)
+            handler = self.definition.handlers.get(command.event)
+            if handler is None:
+                raise InternalError(f"{self.definition.name} has no handler for {command.event}")
+            await handler(request)
+            outbox = request.out
+            reply = Reply(ok=True, data=outbox.reply or {})
+        except RealtimeError as exc:
+            outbox = Outbox()
+            reply = Reply(ok=False, code=str(exc.code), message=exc.message)
+        except Exception:
+            if self._last_attempt(message):
+                log.exception("%s failed for the last time; dead-lettering", command.event)
+                await self._reply(message, Reply(ok=False, code="internal", message="internal error"))
+                await message.reject(requeue=False)
+            else:
+                log.exception("%s failed; will retry", command.event)
+                await message.nack(requeue=True)
+            return
+        try:
+            await self._publish_effects(outbox)
+            await self._reply(message, reply)
+        except RealtimeError:
+            log.warning("could not publish the effects of %s; will retry", command.event)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    def _request(self, command: Command, message: AbstractIncomingMessage) -> Request:
+        user = Identity.from_dict(command.user.model_dump()) if command.user else None
+        payload = None
+        spec = CLIENT_EVENTS.get(command.event)
+        if spec is not None:
+            if user is None:
+                raise InternalError(f"client event {command.event} without a user")
+            authorize(spec, Role(user.role))
+            payload = validate_payload(spec, command.data)
+        return Request(
+            event=command.event,
+            data=command.data,
+            payload=payload,
+            user=user,
+            origin=command.origin,
+            redelivered=bool(message.redelivered),
+            deliver_now=self.publish_push,
+        )
+
+    def _last_attempt(self, message: AbstractIncomingMessage) -> bool:
+        count = (message.headers or {}).get("x-delivery-count", 0)
+        return isinstance(count, int) and count + 1 >= self.settings.delivery_limit
+
+    async def _reply(self, message: AbstractIncomingMessage, reply: Reply) -> None:
+        if not message.reply_to or not message.correlation_id:
+            return
+        await self.broker.publish(
+            "",
+            message.reply_to,
+            reply.model_dump_json().encode(),
+            persistent=False,
+            correlation_id=message.correlation_id,
+            message_type=REPLY,
+        )
+
+    async def _publish_effects(self, outbox: Outbox) -> None:
+        jobs = [self.publish_push(push) for push in outbox.pushes]
+        t = self.broker.topology
+        jobs += [
+            self.broker.publish(t.domain, fact.name, _command_body(fact.name, fact.data))
+            for fact in outbox.facts
+        ]
+        jobs += [self.schedule(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def publish_push(self, push: Push) -> bool:
+        """Publish one push; False when no gateway holds the addressed user/connection."""
+        body = dumps(push.frame).encode()
+        t = self.broker.topology
+        if isinstance(push, UserPush):
+            headers = {HEADER_EXCLUDE: push.exclude_connection} if push.exclude_connection else None
+            return await self.broker.publish(
+                t.push, user_key(push.user_id), body,
+                persistent=False, mandatory=True, message_type=PUSH, headers=headers,
+            )
+        if isinstance(push, BroadcastPush):
+            return await self.broker.publish(
+                t.push, BROADCAST_ALL, body, persistent=False, message_type=PUSH
+            )
+        assert isinstance(push, ConnectionPush)
+        return await self.broker.publish(
+            "", push.reply_to, body, persistent=False, mandatory=True, message_type=PUSH,
+            headers={HEADER_CONNECTION: push.connection_id},
+        )
+
+    async def schedule(self, event: str, data: dict[str, Any], delay_s: float) -> None:
+        delay_ms = max(1, round(delay_s * 1000))
+        queue = self._delay_queues.get(delay_ms)
+        if queue is None:
+            queue = await self.broker.declare_delay_queue(self.definition.name, delay_ms)
+            self._delay_queues[delay_ms] = queue
+        await self.broker.publish("", queue, _command_body(event, data))
+
+
+def _command_body(event: str, data: dict[str, Any]) -> bytes:
+    return json.dumps({"event": event, "data": data}, separators=(",", ":")).encode()

@@ -1,0 +1,73 @@
+"""Process configuration, read from the environment (prefix ``IM_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-secret-change-me"
+
+
+class Settings(BaseSettings):
+    """Every ``IM_`` setting of every process. Each process reads the ones it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="IM_", extra="ignore")
+
+    # Broker and naming
+    amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    namespace: str = Field(
+        default="im",
+        pattern=r"^[a-z][a-z0-9_-]{0,30}$",
+        description="Prefix of every exchange and queue; lets stacks share one broker.",
+    )
+    prefetch: int = Field(default=64, ge=2, le=10_000)
+    delivery_limit: int = Field(default=5, ge=1)
+
+    # Auth
+    jwt_secret: str = DEV_JWT_SECRET
+    dev_mode: bool = False
+
+    # Gateway
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = 8000
+    heartbeat_interval_s: float = Field(default=20.0, gt=0)
+    max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_per_s: float = Field(default=30.0, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    gateway_heartbeat_s: float = Field(
+        default=5.0, gt=0, description="How often a gateway tells presence it is alive."
+    )
+    gateway_timeout_s: float = Field(
+        default=15.0, gt=0, description="Silence after which presence declares a gateway dead."
+    )
+
+    # Services
+    data_dir: Path = Path("./data")
+    reconnect_grace_s: float = Field(default=10.0, ge=0)
+    call_ring_timeout_s: float = Field(default=30.0, gt=0)
+    help_expiry_s: float = Field(default=900.0, gt=0)
+    typing_timeout_s: float = Field(default=6.0, gt=0)
+    presence_db_url: str | None = None
+    chat_db_url: str | None = None
+    calls_db_url: str | None = None
+    help_db_url: str | None = None
+
+    # Logging
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    def db_url(self, service: str) -> str:
+        """The database of ``service``: its ``IM_<SERVICE>_DB_URL`` or a SQLite file in data_dir."""
+        explicit: str | None = getattr(self, f"{service}_db_url", None)
+        if explicit:
+            return explicit
+        return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

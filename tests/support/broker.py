@@ -1,0 +1,77 @@
+"""A real RabbitMQ for the tests: testcontainers' image where a Docker engine answers,
+otherwise a private local ``rabbitmq-server`` node (installed with apt-get when missing)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from tools.rabbit import LocalRabbit, free_port, port_open
+
+RABBIT_IMAGE = "rabbitmq:3.13-management"
+
+
+class Broker(Protocol):
+    url: str
+
+    def restart(self) -> None: ...
+
+
+def docker_engine_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@dataclass
+class ContainerBroker:
+    """RabbitMQ in a container, published on a fixed host port so a restart keeps the URL."""
+
+    container: object
+    url: str
+
+    def restart(self) -> None:
+        wrapped = self.container.get_wrapped_container()  # type: ignore[attr-defined]
+        wrapped.restart(timeout=30)
+        port = int(self.url.rsplit(":", 1)[1].rstrip("/"))
+        _wait_for_port(port)
+
+
+def _wait_for_port(port: int, timeout_s: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not port_open(port):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"broker port {port} did not open")
+        time.sleep(0.1)
+
+
+@contextmanager
+def running_broker() -> Iterator[Broker]:
+    """A fresh broker for as long as the context lasts."""
+    if docker_engine_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        port = free_port()
+        container = RabbitMqContainer(RABBIT_IMAGE).with_bind_ports(5672, port)
+        with container:
+            yield ContainerBroker(container, f"amqp://guest:guest@127.0.0.1:{port}/")
+        return
+    base = Path(tempfile.mkdtemp(prefix="im-rabbit-"))
+    node = LocalRabbit(base)
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,130 @@
+"""A WebSocket test client speaking PROTOCOL.md frames (raw, so tests see the wire)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+Frame = dict[str, Any]
+_refs = itertools.count(1)
+
+
+class WsClient:
+    def __init__(self, connection: ClientConnection) -> None:
+        self.connection = connection
+        self.frames: list[Frame] = []  # every frame received, in order
+        self._new_frame = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
+        self.closed_code: int | None = None
+
+    @classmethod
+    async def connect(cls, url: str, token: str | None, **kwargs: Any) -> WsClient:
+        target = f"{url}?token={token}" if token else url
+        connection = await websockets.connect(target, max_size=None, **kwargs)
+        return cls(connection)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.connection:
+                frame = json.loads(raw)
+                async with self._new_frame:
+                    self.frames.append(frame)
+                    self._new_frame.notify_all()
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed_code = self.connection.close_code
+            async with self._new_frame:
+                self._new_frame.notify_all()
+
+    async def send(
+        self, event: str, data: dict[str, Any] | None = None, ref: str | None = None
+    ) -> None:
+        frame: Frame = {"event": event}
+        if data is not None:
+            frame["data"] = data
+        if ref is not None:
+            frame["ref"] = ref
+        await self.connection.send(json.dumps(frame))
+
+    async def send_raw(self, text: str) -> None:
+        await self.connection.send(text)
+
+    async def wait_for(
+        self, predicate: Callable[[Frame], bool], timeout: float = 10.0, what: str = "frame"
+    ) -> Frame:
+        """The first frame (received so far or later) matching ``predicate``."""
+        seen = 0
+
+        async def scan() -> Frame:
+            nonlocal seen
+            async with self._new_frame:
+                while True:
+                    for frame in self.frames[seen:]:
+                        seen += 1
+                        if predicate(frame):
+                            return frame
+                    if self._reader.done():
+                        raise AssertionError(f"connection closed ({self.closed_code}) before {what}")
+                    await self._new_frame.wait()
+
+        try:
+            return await asyncio.wait_for(scan(), timeout)
+        except TimeoutError:
+            events = [f.get("event") for f in self.frames[-20:]]
+            raise AssertionError(f"no {what} within {timeout}s; last events: {events}") from None
+
+    async def event(self, name: str, timeout: float = 10.0, **match: Any) -> Frame:
+        """The first ``name`` frame whose data has all of ``match``."""
+        return await self.wait_for(
+            lambda f: f.get("event") == name
+            and all(f.get("data", {}).get(k) == v for k, v in match.items()),
+            timeout,
+            f"{name} {match or ''}",
+        )
+
+    async def request(
+        self, event: str, data: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> Frame:
+        """Send with a fresh ``ref``; return its ``ack``/``error`` (or ``pong``) frame."""
+        ref = f"r{next(_refs)}"
+        await self.send(event, data, ref)
+        return await self.wait_for(
+            lambda f: f.get("ref") == ref and f.get("event") in ("ack", "error", "pong"),
+            timeout,
+            f"reply to {event}",
+        )
+
+    async def ack(
+        self, event: str, data: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Like :meth:`request` but the reply must be an ``ack``; returns its data."""
+        reply = await self.request(event, data, timeout)
+        assert reply["event"] == "ack", f"{event} failed: {reply}"
+        return dict(reply["data"])
+
+    async def error(
+        self, event: str, data: dict[str, Any] | None = None, timeout: float = 10.0
+    ) -> str:
+        """Like :meth:`request` but the reply must be an ``error``; returns its code."""
+        reply = await self.request(event, data, timeout)
+        assert reply["event"] == "error", f"{event} should have failed: {reply}"
+        return str(reply["data"]["code"])
+
+    def count(self, name: str, **match: Any) -> int:
+        return sum(
+            1
+            for f in self.frames
+            if f.get("event") == name
+            and all(f.get("data", {}).get(k) == v for k, v in match.items())
+        )
+
+    async def close(self) -> None:
+        await self.connection.close()
+        await asyncio.gather(self._reader, return_exceptions=True)

@@ -1,0 +1,160 @@
+"""Starts the real processes (gateway, services) of one isolated stack for a test.
+
+Every stack gets its own namespace on the shared broker, its own data folder and ports, so
+tests never see each other's queues or databases.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from shared.auth import issue_token
+from tools.rabbit import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+JWT_SECRET = "test-secret"
+READY_LINE = "consuming"
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` when the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to clean up."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def terminate(self, timeout_s: float = 15.0) -> int:
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        return self.popen.returncode
+
+
+@dataclass
+class Gateway:
+    process: Process
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@dataclass
+class Stack:
+    amqp_url: str
+    base_dir: Path
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
+    processes: list[Process] = field(default_factory=list)
+    gateways: list[Gateway] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IM_")}
+        env.update(
+            IM_AMQP_URL=self.amqp_url,
+            IM_NAMESPACE=self.namespace,
+            IM_DATA_DIR=str(self.base_dir / "data"),
+            IM_JWT_SECRET=JWT_SECRET,
+            IM_LOG_JSON="false",
+            IM_LOG_LEVEL="INFO",
+            IM_RECONNECT_GRACE_S="1",
+            IM_GATEWAY_HEARTBEAT_S="0.5",
+            IM_GATEWAY_TIMEOUT_S="2",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.env_overrides)
+        env.update(extra)
+        return env
+
+    def _spawn(self, name: str, module: str, env: dict[str, str]) -> Process:
+        log_path = self.base_dir / f"{name}-{len(self.processes)}.log"
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        process = Process(name, popen, log_path)
+        self.processes.append(process)
+        return process
+
+    def start_service(self, name: str, timeout_s: float = 30.0, **env: str) -> Process:
+        """Start ``python -m services.<name>``; return once it consumes its queue."""
+        process = self._spawn(name, f"services.{name}", self.env(**env))
+        wait_until(
+            lambda: READY_LINE in process.log() or not process.alive(),
+            timeout_s,
+            f"{name} to start",
+        )
+        assert process.alive(), f"{name} exited:\n{process.log()}"
+        return process
+
+    def start_gateway(self, timeout_s: float = 30.0, port: int | None = None, **env: str) -> Gateway:
+        """Start a gateway; return once ``/readyz`` answers 200."""
+        port = port or free_port()
+        process = self._spawn("gateway", "services.gateway", self.env(IM_GATEWAY_PORT=str(port), **env))
+        gateway = Gateway(process, port)
+
+        def ready() -> bool:
+            if not process.alive():
+                return True
+            try:
+                return httpx.get(f"{gateway.http}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout_s, "gateway to be ready")
+        assert process.alive(), f"gateway exited:\n{process.log()}"
+        self.gateways.append(gateway)
+        return gateway
+
+    def token(self, user_id: str, role: str = "student", name: str | None = None) -> str:
+        return issue_token(user_id, role, JWT_SECRET, name=name)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()

@@ -1,0 +1,186 @@
+"""A private RabbitMQ node for development and tests on machines without a Docker engine.
+
+Uses Debian's ``rabbitmq-server`` package (installed with apt-get when missing and running as
+root). Each node gets its own name, ports and folders, so several can run side by side, and
+is stopped by the pid it was started with, never by name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+APT_PACKAGE = "rabbitmq-server"
+
+
+class RabbitUnavailable(RuntimeError):
+    """No way to run a local RabbitMQ here; the message says what to install."""
+
+
+def is_installed() -> bool:
+    return Path(SERVER).exists()
+
+
+def ensure_installed() -> None:
+    """Install Debian's rabbitmq-server when missing (root only)."""
+    if is_installed():
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RabbitUnavailable(
+            "RabbitMQ is not installed. Install it with `sudo apt-get install -y rabbitmq-server`"
+            ", or point IM_AMQP_URL at a running broker, or start a Docker engine."
+        )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print("installing rabbitmq-server with apt-get …", flush=True)
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", APT_PACKAGE]
+    if subprocess.run(install, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run(install, env=env, check=True)
+    # Debian starts a default node where an init system runs; we only use private nodes.
+    subprocess.run(["pkill", "-f", "rabbit@"], check=False, capture_output=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalRabbit:
+    """One private node rooted at ``base``. ``start()`` returns when it accepts AMQP."""
+
+    base: Path
+    port: int = field(default_factory=free_port)
+    management_port: int | None = None
+    name: str = ""
+    _process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.base = self.base.resolve()
+        self.name = self.name or f"im{self.port}@localhost"
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self) -> dict[str, str]:
+        plugins = self.base / "enabled_plugins"
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "RABBITMQ_NODENAME": self.name,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.port + 10_000 if self.port < 55_000 else self.port - 10_000),
+            "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.base / "log"),
+            "RABBITMQ_PID_FILE": str(self.base / "node.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_CONFIG_FILE": str(self.base / "rabbitmq"),
+            "HOME": str(self._home()),
+        }
+        return env
+
+    def _home(self) -> Path:
+        return Path("/var/lib/rabbitmq") if os.geteuid() == 0 else self.base / "home"
+
+    def _prepare(self) -> None:
+        for sub in ("mnesia", "log", "home"):
+            (self.base / sub).mkdir(parents=True, exist_ok=True)
+        plugins = ["rabbitmq_management"] if self.management_port else []
+        (self.base / "enabled_plugins").write_text(f"[{','.join(plugins)}].\n")
+        conf = ["loopback_users = none", "log.console = false"]
+        if self.management_port:
+            conf.append(f"management.tcp.port = {self.management_port}")
+            conf.append("management.tcp.ip = 127.0.0.1")
+        (self.base / "rabbitmq.conf").write_text("\n".join(conf) + "\n")
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(self.base)], check=True)
+            # the rabbitmq user must be able to reach base through its parents
+            for parent in self.base.parents:
+                if parent == Path("/"):
+                    break
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    parent.chmod(mode | 0o001)
+
+    def _command(self, program: str, *args: str) -> list[str]:
+        if os.geteuid() == 0:
+            return ["runuser", "-u", "rabbitmq", "--", program, *args]
+        return [program, *args]
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        ensure_installed()
+        self._prepare()
+        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - lives as long as the node
+        self._process = subprocess.Popen(
+            self._command(SERVER),
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while not port_open(self.port):
+            if self._process.poll() is not None:
+                raise RabbitUnavailable(
+                    f"rabbitmq-server exited with {self._process.returncode}; "
+                    f"see {self.base / 'server.out'} and {self.base / 'log'}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RabbitUnavailable(f"rabbitmq-server did not open port {self.port}")
+            time.sleep(0.1)
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self._command(CTL, "-n", self.name, *args),
+            env=self._env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the node we started (SIGTERM to its process group, SIGKILL if it lingers)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        self._signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._signal_group(process, signal.SIGKILL)
+            process.wait(10)
+        deadline = time.monotonic() + 10
+        while port_open(self.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    @staticmethod
+    def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
