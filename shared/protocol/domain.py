@@ -41,3 +41,14 @@ class CallFact(BaseModel):
     call_id: str
     caller_id: str
     receiver_id: str
+
+USER_ONLINE = "presence.user_online"
+USER_OFFLINE = "presence.user_offline"
+SNAPSHOT_REQUESTED = "presence.snapshot_requested"
+
+
+class UserPresenceFact(BaseModel):
+    """A user got a first connection (online) or has had none for the reconnect grace."""
+
+    user_id: str
+    role: str
