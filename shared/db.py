@@ -12,8 +12,9 @@ from sqlalchemy.orm import DeclarativeBase
 
 
 def create_engine(url: str) -> AsyncEngine:
-    """An engine for ``url``; for SQLite: the folder is created, WAL on, waits on locks
-    (several replicas may share the file)."""
+    """An engine for ``url``. For SQLite: the folder is created, WAL is on, and every
+    transaction starts with ``BEGIN IMMEDIATE`` so that replicas sharing the file serialize
+    their read-modify-write transactions instead of failing on a lock upgrade."""
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
@@ -28,6 +29,11 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

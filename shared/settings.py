@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEV_JWT_SECRET = "dev-secret-change-me"
+DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123"
 
 
 class Settings(BaseSettings):
@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=30.0, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)
     request_timeout_s: float = Field(default=10.0, gt=0)
+    send_queue_limit: int = Field(
+        default=2048, ge=16, description="Frames queued for one client before it is dropped."
+    )
     gateway_heartbeat_s: float = Field(
         default=5.0, gt=0, description="How often a gateway tells presence it is alive."
     )

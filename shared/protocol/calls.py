@@ -35,3 +35,128 @@ class EndCall(Payload):
 class CallSignal(Payload):
     call_id: EntityId
     signal: Signal
+
+
+# -- What the calls service sends (appended by the calls service; PROTOCOL §3) ----------------
+
+from pydantic import BaseModel  # noqa: E402
+
+CALL_INITIATED = "call_initiated"
+CALL_ACCEPTED = "call_accepted"
+CALL_REJECTED = "call_rejected"
+CALL_ENDED = "call_ended"
+CALL_TIMEOUT = "call_timeout"
+CALL_SIGNAL = "call_signal"
+
+CallStateName = Literal["ringing", "accepted", "rejected", "missed", "ended"]
+
+
+class CallInitiatedPush(BaseModel):
+    """``call_initiated``: to the receiver (and, in the catch-up after connecting, the caller)."""
+
+    call_id: str
+    caller_id: str
+    caller_name: str
+    caller_role: str
+    receiver_id: str
+    call_type: str
+    call_data: dict[str, Any] | None
+    created_at: str
+    expires_at: str
+
+
+class CallAcceptedPush(BaseModel):
+    call_id: str
+    accepted_by: str
+    call_data: dict[str, Any] | None
+    accepted_at: str
+
+
+class CallRejectedPush(BaseModel):
+    """``rejected_by`` is null when the system rejected (``reason`` ``offline``/``busy``)."""
+
+    call_id: str
+    rejected_by: str | None
+    reason: str | None
+
+
+class CallEndedPush(BaseModel):
+    """``ended_by`` is null when the system ended the call (``connection_lost`` or a party
+    that went away while it rang)."""
+
+    call_id: str
+    ended_by: str | None
+    reason: Literal["cancelled", "hangup", "connection_lost"]
+    duration_s: float
+
+
+class CallTimeoutPush(BaseModel):
+    call_id: str
+
+
+class CallSignalPush(BaseModel):
+    call_id: str
+    from_user_id: str
+    signal: dict[str, Any]
+
+
+class InitiateCallAck(BaseModel):
+    """``state`` is ``rejected`` (with ``reason``) when the system refused the call at once;
+    both parties also get ``call_rejected``."""
+
+    call_id: str
+    state: CallStateName
+    expires_at: str
+    reason: str | None = None
+
+
+class CallStateAck(BaseModel):
+    """The ack of ``accept_call``, ``reject_call`` and ``end_call``."""
+
+    call_id: str
+    state: CallStateName
+
+
+class ListCalls(Payload):
+    """The user's call history (``GET /api/calls``), newest first."""
+
+    limit: int = Field(default=50, ge=1, le=100)
+    before: str | None = Field(
+        default=None, max_length=40, description="ISO time: only calls created before it"
+    )
+
+
+CallOutcome = Literal[
+    "ringing",
+    "in_progress",
+    "completed",
+    "connection_lost",
+    "cancelled",
+    "rejected",
+    "busy",
+    "offline",
+    "missed",
+]
+
+
+class CallRecord(BaseModel):
+    """One call of a user's history, seen from that user (``peer_id``, ``direction``)."""
+
+    call_id: str
+    direction: Literal["outgoing", "incoming"]
+    peer_id: str
+    peer_name: str | None
+    caller_id: str
+    receiver_id: str
+    call_type: str
+    state: CallStateName
+    outcome: CallOutcome
+    reason: str | None
+    created_at: str
+    accepted_at: str | None
+    ended_at: str | None
+    duration_s: float
+
+
+class CallHistory(BaseModel):
+    calls: list[CallRecord]

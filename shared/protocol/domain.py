@@ -25,6 +25,7 @@ class ConnectionFact(BaseModel):
     name: str
     reply_to: str
     at: float
+    resumed: bool = False  # re-announced after a broker reconnect: no catch-up needed
 
 
 class GatewayHeartbeat(BaseModel):

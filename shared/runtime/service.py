@@ -50,7 +50,7 @@ class ServiceDefinition:
     workers: int = 1
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
-    background: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    background: Sequence[Callable[[ServiceRunner], Awaitable[None]]] = field(default_factory=tuple)
 
 
 class ServiceRunner:
@@ -72,7 +72,7 @@ class ServiceRunner:
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(self._work()) for _ in range(d.workers)]
-                extras = [group.create_task(job()) for job in d.background]
+                extras = [group.create_task(job(self)) for job in d.background]
                 await stop.wait()
                 await queue.cancel(consumer_tag)
                 for task in (*extras, *workers):
@@ -178,10 +178,8 @@ class ServiceRunner:
 
     async def _publish_effects(self, outbox: Outbox) -> None:
         jobs = [self.publish_push(push) for push in outbox.pushes]
-        t = self.broker.topology
         jobs += [
-            self.broker.publish(t.domain, fact.name, _command_body(fact.name, fact.data))
-            for fact in outbox.facts
+            self.emit(fact.name, fact.data) for fact in outbox.facts
         ]
         jobs += [self.schedule(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
         if jobs:
@@ -205,6 +203,19 @@ class ServiceRunner:
         return await self.broker.publish(
             "", push.reply_to, body, persistent=False, mandatory=True, message_type=PUSH,
             headers={HEADER_CONNECTION: push.connection_id},
+        )
+
+    async def emit(self, fact: str, data: dict[str, Any]) -> None:
+        """Publish a domain fact outside a handler (from a background job)."""
+        await self.broker.publish(self.broker.topology.domain, fact, _command_body(fact, data))
+
+    async def command(self, event: str, data: dict[str, Any]) -> None:
+        """Send this service a command without a user (a background job handing work to
+        whichever replica takes it, with the outbox and ack policy of a handler)."""
+        await self.broker.publish(
+            self.broker.topology.commands,
+            f"{self.definition.name}.{event}",
+            _command_body(event, data),
         )
 
     async def schedule(self, event: str, data: dict[str, Any], delay_s: float) -> None:

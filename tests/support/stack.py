@@ -22,7 +22,7 @@ from shared.auth import issue_token
 from tools.rabbit import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-JWT_SECRET = "test-secret"
+JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
 READY_LINE = "consuming"
 
 

@@ -1,0 +1,1 @@
+"""The InstantMentor processes: one gateway and four services."""

@@ -1,0 +1,50 @@
+"""``python -m services.gateway``: serve the gateway with uvicorn."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from services.gateway.app import create_app
+from services.gateway.ws import SocketHandler
+from shared.logs import configure_logging
+from shared.settings import get_settings
+
+HARD_FRAME_LIMIT = 1024 * 1024  # beyond this the socket is closed with 1009
+
+
+class GatewayServer(uvicorn.Server):
+    """Closes every WebSocket with 1001 (and lets presence know) before uvicorn stops."""
+
+    def __init__(self, config: uvicorn.Config, sockets: SocketHandler) -> None:
+        super().__init__(config)
+        self.sockets = sockets
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.sockets.close_all()
+        await super().shutdown(sockets)
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        loop="uvloop",
+        ws="websockets",
+        ws_max_size=max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 4),
+        ws_ping_interval=settings.heartbeat_interval_s,
+        ws_ping_timeout=settings.heartbeat_interval_s * 2,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    GatewayServer(config, app.state.sockets).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The gateway application: wires the broker, the router, the sockets and the HTTP routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, WebSocket
+
+from services.gateway.connections import Registry
+from services.gateway.http import routes
+from services.gateway.router import Router
+from services.gateway.ws import SocketHandler
+from shared.amqp.broker import Broker
+from shared.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    broker = Broker(settings, f"gateway-{os.getpid()}")
+    registry = Registry()
+    sockets: SocketHandler
+
+    router = Router(broker, registry, on_slow_consumer=lambda c: sockets.drop_slow(c))
+    sockets = SocketHandler(settings, registry, router)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await broker.connect(retry_for_s=120)
+        await router.start()
+        background = [
+            asyncio.create_task(router.heartbeat_loop(), name="gateway-heartbeat"),
+            asyncio.create_task(router.expire_loop(), name="request-expiry"),
+        ]
+        try:
+            yield
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await broker.close()
+
+    app = FastAPI(title="InstantMentor Realtime gateway", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.router = router
+    app.state.sockets = sockets
+    app.include_router(routes)
+
+    @app.websocket("/ws")
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        await sockets.serve(websocket)
+
+    return app

@@ -1,0 +1,115 @@
+"""The connections a gateway holds, and how frames are written to each."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from starlette.websockets import WebSocket
+
+from services.gateway import metrics
+from services.gateway.ratelimit import TokenBucket
+from shared.auth import Identity
+
+log = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+CLOSE_UNAUTHORIZED = 4401
+
+
+class SlowConsumer(Exception):
+    """The client does not read its frames fast enough."""
+
+
+@dataclass(eq=False)
+class Connection:
+    """One WebSocket. Frames are queued and written by :meth:`write_loop` in order."""
+
+    websocket: WebSocket
+    identity: Identity
+    limiter: TokenBucket
+    queue_limit: int
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    _outbox: asyncio.Queue[str | int | None] = field(default_factory=asyncio.Queue)
+
+    @property
+    def user_id(self) -> str:
+        return self.identity.user_id
+
+    def send(self, text: str) -> None:
+        """Queue one frame (JSON text). Never blocks; a client that stops reading is dropped."""
+        if self._outbox.qsize() >= self.queue_limit:
+            raise SlowConsumer(self.id)
+        self._outbox.put_nowait(text)
+
+    def finish(self) -> None:
+        """Let the writer end after the frames already queued."""
+        self._outbox.put_nowait(None)
+
+    def close_after_queued(self, code: int) -> None:
+        """Close the socket with ``code`` once the frames already queued are written."""
+        self._outbox.put_nowait(code)
+
+    async def write_loop(self) -> None:
+        """Write queued frames until :meth:`finish`, a close request, or a dead socket."""
+        try:
+            while True:
+                item = await self._outbox.get()
+                if item is None:
+                    return
+                if isinstance(item, int):
+                    await self.websocket.close(item)
+                    return
+                await self.websocket.send_text(item)
+                metrics.FRAMES_OUT.inc()
+        except (OSError, RuntimeError) as exc:  # the socket went away under us
+            log.debug("writer of %s stopped: %r", self.id, exc)
+
+
+class Registry:
+    """Connections by id and by user, kept in step with the gauges."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, Connection] = {}
+        self._by_user: dict[str, set[Connection]] = {}
+
+    def add(self, connection: Connection) -> None:
+        self._by_id[connection.id] = connection
+        self._by_user.setdefault(connection.user_id, set()).add(connection)
+        self._update_gauges()
+
+    def remove(self, connection: Connection) -> None:
+        self._by_id.pop(connection.id, None)
+        siblings = self._by_user.get(connection.user_id)
+        if siblings is not None:
+            siblings.discard(connection)
+            if not siblings:
+                del self._by_user[connection.user_id]
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        metrics.CONNECTIONS.set(len(self._by_id))
+        metrics.USERS.set(len(self._by_user))
+
+    def get(self, connection_id: str) -> Connection | None:
+        return self._by_id.get(connection_id)
+
+    def of_user(self, user_id: str) -> frozenset[Connection]:
+        return frozenset(self._by_user.get(user_id, ()))
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self._by_user
+
+    def users(self) -> list[str]:
+        return list(self._by_user)
+
+    def __iter__(self) -> Iterator[Connection]:
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)

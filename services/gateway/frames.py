@@ -1,0 +1,68 @@
+"""Client frame → validated command, with no I/O (every check the gateway makes itself)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.auth import Role
+from shared.errors import InvalidJson, InvalidPayload, PayloadTooLarge, RealtimeError
+from shared.protocol.base import Payload
+from shared.protocol.envelope import ClientFrame
+from shared.protocol.registry import EventSpec, authorize, describe_validation_error, spec_for
+from shared.protocol.registry import validate_payload as validate_data
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFrame:
+    spec: EventSpec
+    payload: Payload
+    ref: str | None
+
+
+class FrameError(RealtimeError):
+    """A frame the gateway refuses itself; carries what the ``error`` frame echoes."""
+
+    def __init__(self, cause: RealtimeError, ref: str | None, event: str | None) -> None:
+        super().__init__(cause.message)
+        self.code = cause.code
+        self.ref = ref
+        self.event = event
+
+
+def parse_frame(raw: str | bytes, role: Role, max_bytes: int) -> ParsedFrame:
+    """Decode, check size, envelope, event, role and payload; raise :class:`FrameError`."""
+    if isinstance(raw, bytes):
+        raise FrameError(InvalidJson("frames must be UTF-8 JSON text frames"), None, None)
+    if len(raw) > max_bytes or len(raw.encode()) > max_bytes:
+        raise FrameError(PayloadTooLarge(f"frame larger than {max_bytes} bytes"), None, None)
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise FrameError(InvalidJson(f"malformed JSON: {exc}"), None, None) from None
+    ref, event = salvage_ref_and_event(document)
+    try:
+        frame = ClientFrame.model_validate(document)
+    except ValidationError as exc:
+        raise FrameError(InvalidPayload(describe_validation_error(exc)), ref, event) from None
+    try:
+        spec = spec_for(frame.event)
+        authorize(spec, role)
+        payload = validate_data(spec, frame.data)
+    except RealtimeError as exc:
+        raise FrameError(exc, frame.ref, frame.event) from None
+    return ParsedFrame(spec, payload, frame.ref)
+
+
+def salvage_ref_and_event(document: Any) -> tuple[str | None, str | None]:
+    """The ``ref`` and ``event`` of a frame, where usable, to echo in an error about it."""
+    if not isinstance(document, dict):
+        return None, None
+    ref, event = document.get("ref"), document.get("event")
+    return (
+        ref if isinstance(ref, str) and len(ref) <= 64 else None,
+        event if isinstance(event, str) and len(event) <= 64 else None,
+    )

@@ -1,0 +1,19 @@
+"""Prometheus metrics of a gateway (served at ``/metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CONNECTIONS = Gauge("im_gateway_connections", "Open WebSocket connections")
+USERS = Gauge("im_gateway_users", "Users with at least one connection here")
+FRAMES_IN = Counter("im_gateway_frames_in_total", "Client frames accepted", ["event"])
+FRAMES_OUT = Counter("im_gateway_frames_out_total", "Frames sent to clients")
+ERRORS = Counter("im_gateway_errors_total", "Error frames sent", ["code"])
+REQUEST_SECONDS = Histogram(
+    "im_gateway_request_seconds",
+    "Time from a client frame to its ack/error",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BROKER_UP = Gauge("im_gateway_broker_connected", "1 while the broker connection is up")
+SLOW_CLOSES = Counter("im_gateway_slow_consumer_closes_total", "Connections closed for not reading")

@@ -1,0 +1,187 @@
+"""The ``/ws`` endpoint (PROTOCOL §1–2): authenticate, greet, then relay frames both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from services.gateway import metrics
+from services.gateway.connections import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+    Registry,
+    SlowConsumer,
+)
+from services.gateway.frames import FrameError, salvage_ref_and_event, parse_frame
+from services.gateway.ratelimit import TokenBucket
+from services.gateway.router import Router
+from shared.auth import verify_token
+from shared.clock import iso
+from shared.errors import AuthError, RateLimited, Unavailable
+from shared.logs import connection_id_var, user_id_var
+from shared.protocol.envelope import dumps, error_frame, push_frame
+from shared.protocol.registry import GATEWAY
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return None
+
+
+class SocketHandler:
+    """Runs every WebSocket of one gateway process."""
+
+    def __init__(self, settings: Settings, registry: Registry, router: Router) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.router = router
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    async def serve(self, websocket: WebSocket) -> None:
+        token = websocket.query_params.get("token") or bearer_token(
+            websocket.headers.get("authorization")
+        )
+        try:
+            identity = verify_token(token, self.settings.jwt_secret)
+        except AuthError as exc:
+            await websocket.accept()
+            await websocket.close(CLOSE_UNAUTHORIZED, reason=str(exc)[:120])
+            return
+        await websocket.accept()
+        if not self.router.broker.connected:
+            await websocket.close(CLOSE_TRY_AGAIN, reason="broker unavailable, retry later")
+            return
+        connection = Connection(
+            websocket,
+            identity,
+            TokenBucket(self.settings.rate_limit_per_s, self.settings.rate_limit_burst),
+            queue_limit=self.settings.send_queue_limit,
+        )
+        user_id_var.set(identity.user_id)
+        connection_id_var.set(connection.id)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._run(connection)
+        finally:
+            self._handlers.discard(task)
+
+    async def _run(self, connection: Connection) -> None:
+        identity = connection.identity
+        connection.send(
+            dumps(
+                push_frame(
+                    "connected",
+                    {
+                        "user_id": identity.user_id,
+                        "role": identity.role.value,
+                        "name": identity.name,
+                        "connection_id": connection.id,
+                        "server_time": iso(time.time()),
+                        "heartbeat_interval_s": self.settings.heartbeat_interval_s,
+                        "protocol_version": PROTOCOL_VERSION,
+                    },
+                )
+            )
+        )
+        self.registry.add(connection)
+        writer = asyncio.create_task(connection.write_loop())
+        try:
+            await self.router.sync_binding(identity.user_id)
+            await self.router.announce_opened(connection)
+            log.info("connected")
+            await self._read_loop(connection)
+        except Unavailable:
+            connection.close_after_queued(CLOSE_TRY_AGAIN)
+        finally:
+            self.registry.remove(connection)
+            connection.finish()
+            await asyncio.gather(writer, return_exceptions=True)
+            await self._forget(connection)
+            log.info("disconnected")
+
+    async def _forget(self, connection: Connection) -> None:
+        try:
+            await self.router.sync_binding(connection.user_id)
+            await self.router.announce_closed(connection)
+        except Unavailable:
+            log.warning("broker unavailable while closing; presence will reconcile")
+
+    async def _read_loop(self, connection: Connection) -> None:
+        websocket = connection.websocket
+        while True:
+            try:
+                message = await websocket.receive()
+            except (WebSocketDisconnect, RuntimeError):
+                return
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            await self.handle_frame(connection, text if text is not None else message.get("bytes", b""))
+
+    async def handle_frame(self, connection: Connection, raw: str | bytes) -> None:
+        if not connection.limiter.allow():
+            ref, event = salvage_ref_and_event_quietly(raw, self.settings.max_frame_bytes)
+            self._error(connection, FrameError(RateLimited("rate limit exceeded"), ref, event))
+            return
+        try:
+            parsed = parse_frame(raw, connection.identity.role, self.settings.max_frame_bytes)
+        except FrameError as exc:
+            self._error(connection, exc)
+            return
+        event = parsed.spec.name
+        metrics.FRAMES_IN.labels(event).inc()
+        if parsed.spec.service == GATEWAY:  # ping
+            self._send(connection, {"event": "pong", "ref": parsed.ref, "data": {"server_time": iso(time.time())}})
+            return
+        try:
+            await self.router.send_command(
+                connection, parsed.spec.service, event, parsed.payload.model_dump(mode="json"), parsed.ref
+            )
+        except Unavailable as exc:
+            self._error(connection, FrameError(exc, parsed.ref, event))
+
+    def _error(self, connection: Connection, error: FrameError) -> None:
+        metrics.ERRORS.labels(str(error.code)).inc()
+        self._send(connection, error_frame(error.ref, error.code, error.message, error.event))
+
+    def _send(self, connection: Connection, frame: dict[str, object]) -> None:
+        try:
+            connection.send(dumps(frame))
+        except SlowConsumer:
+            self.drop_slow(connection)
+
+    def drop_slow(self, connection: Connection) -> None:
+        metrics.SLOW_CLOSES.inc()
+        log.warning("closing connection %s: client does not read its frames", connection.id)
+        connection.close_after_queued(CLOSE_POLICY)
+
+    async def close_all(self, timeout_s: float = 5.0) -> None:
+        """Shutdown: close every socket with 1001 and wait for their handlers to clean up."""
+        for connection in self.registry:
+            connection.close_after_queued(CLOSE_GOING_AWAY)
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=timeout_s)
+
+
+def salvage_ref_and_event_quietly(raw: str | bytes, max_bytes: int) -> tuple[str | None, str | None]:
+    if isinstance(raw, bytes) or len(raw) > max_bytes:
+        return None, None
+    try:
+        return salvage_ref_and_event(json.loads(raw))
+    except ValueError:
+        return None, None

@@ -1,0 +1,1 @@
+"""Presence: which users are connected, and each mentor's status (PROTOCOL §5)."""

@@ -1,0 +1,122 @@
+"""The rules of presence, without I/O.
+
+A mentor has a *chosen* status (what they last picked, remembered across sessions) and an
+*effective* status (what everyone sees): ``offline`` while they have no connection,
+``in_session`` while one of their calls is accepted, their choice otherwise.
+
+Going offline is delayed by the reconnect grace: the last connection closing starts a timer
+stamped with the user's *generation*; any later connection bumps the generation, so the
+timer, when it fires, sees it is stale and a quick reconnect causes no offline flicker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from shared.clock import iso
+
+
+class Status(StrEnum):
+    AVAILABLE = "available"
+    BUSY = "busy"
+    IN_SESSION = "in_session"
+    BREAK = "break"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class UserPresence:
+    """Whether a user (student or mentor) counts as connected, and the grace generation."""
+
+    user_id: str
+    role: str
+    online: bool = False
+    generation: int = 0
+
+    def connected(self) -> UserPresence:
+        """A connection arrived: cancels any pending grace, online from now."""
+        return replace(self, online=True, generation=self.generation + 1)
+
+    def last_connection_closed(self) -> tuple[UserPresence, int]:
+        """The user has no connection left: returns the state and the grace timer's stamp."""
+        advanced = replace(self, generation=self.generation + 1)
+        return advanced, advanced.generation
+
+    def grace_expired(self, stamp: int, has_connections: bool) -> UserPresence | None:
+        """The grace timer fired: the offline state, or None when it no longer applies."""
+        if not self.online or has_connections or stamp != self.generation:
+            return None
+        return replace(self, online=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Mentor:
+    mentor_id: str
+    name: str
+    chosen: Status = Status.AVAILABLE
+    status_message: str | None = None
+    status_data: dict[str, Any] | None = None
+    online: bool = False
+    session_calls: frozenset[str] = frozenset()
+    updated_at: float = 0.0
+
+    @property
+    def status(self) -> Status:
+        if not self.online:
+            return Status.OFFLINE
+        if self.session_calls:
+            return Status.IN_SESSION
+        return self.chosen
+
+    def visible(self) -> tuple[object, ...]:
+        """What clients see, apart from the timestamp: a change here is broadcast."""
+        data = tuple(sorted((self.status_data or {}).items(), key=lambda kv: kv[0]))
+        return (self.name, self.status, self.status_message, repr(data), self.online)
+
+    def view(self) -> dict[str, Any]:
+        """The mentor status of PROTOCOL §5."""
+        return {
+            "mentor_id": self.mentor_id,
+            "name": self.name,
+            "status": self.status.value,
+            "status_message": self.status_message,
+            "status_data": self.status_data,
+            "online": self.online,
+            "updated_at": iso(self.updated_at),
+        }
+
+
+def choose_status(
+    mentor: Mentor, status: Status, message: str | None, data: dict[str, Any] | None, now: float
+) -> Mentor:
+    """The mentor picked a status (``mentor_available`` / ``mentor_busy``)."""
+    return replace(mentor, chosen=status, status_message=message, status_data=data, updated_at=now)
+
+
+def set_online(mentor: Mentor, online: bool, now: float, name: str | None = None) -> Mentor:
+    """First connection (online) or grace expired (offline); the choice is kept."""
+    return replace(mentor, online=online, name=name or mentor.name, updated_at=now)
+
+
+def session_started(mentor: Mentor, call_id: str, now: float) -> Mentor:
+    if call_id in mentor.session_calls:
+        return mentor
+    return replace(mentor, session_calls=mentor.session_calls | {call_id}, updated_at=now)
+
+
+def session_ended(mentor: Mentor, call_id: str, now: float) -> Mentor:
+    if call_id not in mentor.session_calls:
+        return mentor
+    return replace(mentor, session_calls=mentor.session_calls - {call_id}, updated_at=now)
+
+
+def changed(before: Mentor | None, after: Mentor) -> bool:
+    return before is None or before.visible() != after.visible()
+
+
+def listing_order(mentors: list[Mentor]) -> list[Mentor]:
+    """Online mentors first, available before others, then by name."""
+    rank = {Status.AVAILABLE: 0, Status.BUSY: 1, Status.BREAK: 1, Status.IN_SESSION: 1}
+    return sorted(mentors, key=lambda m: (not m.online, rank.get(m.status, 2), m.name, m.mentor_id))

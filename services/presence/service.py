@@ -1,0 +1,68 @@
+"""Presence as a service: its handlers, the facts it follows, and its gateway watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from services.presence.handlers import GATEWAY_EXPIRED, GRACE_EXPIRED, PresenceHandlers
+from services.presence.store import PresenceStore
+from shared.clock import now
+from shared.errors import Unavailable
+from shared.protocol.domain import (
+    CALL_ACCEPTED,
+    CALL_ENDED,
+    CONNECTION_CLOSED,
+    CONNECTION_OPENED,
+    GATEWAY_HEARTBEAT,
+    SNAPSHOT_REQUESTED,
+)
+from shared.runtime.service import ServiceDefinition, ServiceRunner
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build(settings: Settings) -> ServiceDefinition:
+    store = PresenceStore(settings.db_url("presence"))
+    h = PresenceHandlers(settings, store)
+
+    async def watch_gateways(runner: ServiceRunner) -> None:
+        """Hand every gateway that stopped beating to a replica as ``gateway_expired``."""
+        while True:
+            await asyncio.sleep(settings.gateway_heartbeat_s)
+            try:
+                async with store.transaction() as tx:
+                    silent = await tx.silent_gateways(now() - settings.gateway_timeout_s)
+                for gateway_id in silent:
+                    await runner.command(GATEWAY_EXPIRED, {"gateway_id": gateway_id})
+            except Unavailable:
+                log.warning("broker unavailable; gateway watchdog waits")
+
+    return ServiceDefinition(
+        name="presence",
+        handlers={
+            "mentor_available": h.mentor_available,
+            "mentor_busy": h.mentor_busy,
+            "get_mentors": h.get_mentors,
+            CONNECTION_OPENED: h.connection_opened,
+            CONNECTION_CLOSED: h.connection_closed,
+            GATEWAY_HEARTBEAT: h.gateway_heartbeat,
+            GATEWAY_EXPIRED: h.gateway_expired,
+            GRACE_EXPIRED: h.grace_expired,
+            CALL_ACCEPTED: h.call_accepted,
+            CALL_ENDED: h.call_ended,
+            SNAPSHOT_REQUESTED: h.snapshot_requested,
+        },
+        facts=[
+            CONNECTION_OPENED,
+            CONNECTION_CLOSED,
+            GATEWAY_HEARTBEAT,
+            CALL_ACCEPTED,
+            CALL_ENDED,
+            SNAPSHOT_REQUESTED,
+        ],
+        startup=store.create,
+        shutdown=store.close,
+        background=[watch_gateways],
+    )

@@ -1,0 +1,30 @@
+"""Presence end to end: real broker, real gateway and presence processes, real WebSockets."""
+
+from __future__ import annotations
+
+from tests.support.client import WsClient
+from tests.support.stack import Stack
+
+
+async def test_connect_snapshot_and_live_status(stack: Stack) -> None:
+    stack.start_service("presence")
+    gateway = stack.start_gateway()
+    mentor = await WsClient.connect(gateway.ws, stack.token("m1", "mentor", "Maya"))
+    connected = await mentor.event("connected")
+    assert connected == mentor.frames[0], "connected must be the first frame"
+    assert connected["data"]["user_id"] == "m1"
+    assert connected["data"]["role"] == "mentor"
+    assert connected["data"]["protocol_version"] == 1
+    student = await WsClient.connect(gateway.ws, stack.token("s1", "student", "Sam"))
+    snapshot = await student.event("mentor_status_snapshot")
+    assert [m["mentor_id"] for m in snapshot["data"]["mentors"]] == ["m1"]
+    assert snapshot["data"]["mentors"][0]["online"] is True
+    assert snapshot["data"]["mentors"][0]["status"] == "available"
+
+    ack = await mentor.ack("mentor_busy", {"status": "break", "status_message": "lunch"})
+    assert ack["status"] == "break" and ack["status_message"] == "lunch"
+    update = await student.event("mentor_status_update", mentor_id="m1", status="break")
+    assert update["data"]["status_message"] == "lunch"
+    await mentor.event("mentor_status_update", mentor_id="m1", status="break")
+    await student.close()
+    await mentor.close()
