@@ -35,7 +35,7 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",
-        ws="websockets",
+        ws="websockets-sansio",
         ws_max_size=max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 4),
         ws_ping_interval=settings.heartbeat_interval_s,
         ws_ping_timeout=settings.heartbeat_interval_s * 2,

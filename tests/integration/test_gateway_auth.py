@@ -1,0 +1,74 @@
+"""Every way a token is refused: the socket closes with 4401 before any event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import jwt
+import pytest
+
+from tests.support.client import WsClient
+from tests.support.stack import JWT_SECRET, Gateway, Stack
+
+
+def _token(**claims: object) -> str:
+    base: dict[str, object] = {"sub": "u1", "role": "student", "exp": int(time.time()) + 600}
+    base.update(claims)
+    return jwt.encode({k: v for k, v in base.items() if v is not None}, JWT_SECRET, "HS256")
+
+
+def _unsigned(claims: dict[str, object]) -> str:
+    header = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode()
+    body = jwt.utils.base64url_encode(jwt.api_jws.json.dumps(claims).encode()).decode()
+    return f"{header}.{body}."
+
+
+REFUSED = {
+    "missing": None,
+    "expired": _token(exp=int(time.time()) - 10),
+    "bad_signature": jwt.encode(
+        {"sub": "u1", "role": "student", "exp": int(time.time()) + 600},
+        "another-secret-0123456789abcdef-012345",
+        "HS256",
+    ),
+    "alg_none": _unsigned({"sub": "u1", "role": "student", "exp": int(time.time()) + 600}),
+    "unknown_role": _token(role="admin"),
+    "no_exp": _token(exp=None),
+    "bad_sub": _token(sub="has space"),
+    "garbage": "not-a-jwt",
+}
+
+
+@pytest.fixture
+def gateway(stack: Stack) -> Gateway:
+    stack.start_service("presence")
+    return stack.start_gateway()
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+async def test_refused_tokens_close_4401_before_any_event(gateway: Gateway, case: str) -> None:
+    client = await WsClient.connect(gateway.ws, REFUSED[case])
+    await asyncio.wait_for(client.connection.wait_closed(), timeout=5)
+    assert client.connection.close_code == 4401
+    assert client.frames == []
+
+
+async def test_bearer_header_is_accepted(gateway: Gateway, stack: Stack) -> None:
+    client = await WsClient.connect(
+        gateway.ws, None, additional_headers={"Authorization": f"Bearer {stack.token('u2')}"}
+    )
+    connected = await client.event("connected")
+    assert connected["data"]["user_id"] == "u2"
+    await client.close()
+
+
+async def test_http_api_requires_a_valid_token(gateway: Gateway, stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=gateway.http) as http:
+        assert (await http.get("/api/mentors")).status_code == 401
+        bad = await http.get("/api/mentors", headers={"Authorization": f"Bearer {REFUSED['expired']}"})
+        assert bad.status_code == 401
+        good = await http.get("/api/mentors", headers={"Authorization": f"Bearer {stack.token('u3')}"})
+        assert good.status_code == 200
+        assert good.json() == {"mentors": []}
