@@ -80,11 +80,15 @@ class WsClient:
             events = [f.get("event") for f in self.frames[-20:]]
             raise AssertionError(f"no {what} within {timeout}s; last events: {events}") from None
 
-    async def event(self, name: str, timeout: float = 10.0, **match: Any) -> Frame:
-        """The first ``name`` frame whose data has all of ``match``."""
+    async def event(
+        self, name: str, timeout: float = 10.0, after: Frame | None = None, **match: Any
+    ) -> Frame:
+        """The first ``name`` frame whose data has all of ``match`` (received after ``after``)."""
+        start = 0 if after is None else next(i for i, f in enumerate(self.frames) if f is after) + 1
         return await self.wait_for(
             lambda f: f.get("event") == name
-            and all(f.get("data", {}).get(k) == v for k, v in match.items()),
+            and all(f.get("data", {}).get(k) == v for k, v in match.items())
+            and any(g is f for g in self.frames[start:]),
             timeout,
             f"{name} {match or ''}",
         )
