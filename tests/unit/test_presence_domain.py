@@ -1,0 +1,71 @@
+"""Presence rules without a broker or a database."""
+
+from __future__ import annotations
+
+from services.presence import domain
+from services.presence.domain import Mentor, Status, UserPresence
+
+
+def test_grace_timer_of_a_quick_reconnect_is_stale() -> None:
+    user = UserPresence("m1", "mentor").connected()
+    user, stamp = user.last_connection_closed()
+    user = user.connected()  # reconnect within the grace
+    assert user.grace_expired(stamp, has_connections=True) is None
+    assert user.grace_expired(stamp, has_connections=False) is None, "stamp is stale"
+
+
+def test_grace_expiry_takes_a_user_offline_once() -> None:
+    user = UserPresence("m1", "mentor").connected()
+    user, stamp = user.last_connection_closed()
+    offline = user.grace_expired(stamp, has_connections=False)
+    assert offline is not None and offline.online is False
+    assert offline.grace_expired(stamp, has_connections=False) is None
+
+
+def test_new_mentor_is_available_when_online_and_offline_otherwise() -> None:
+    mentor = Mentor("m1", "Maya")
+    assert mentor.status is Status.OFFLINE
+    assert domain.set_online(mentor, True, 1.0).status is Status.AVAILABLE
+
+
+def test_chosen_status_is_remembered_across_offline() -> None:
+    mentor = domain.set_online(Mentor("m1", "Maya"), True, 1.0)
+    mentor = domain.choose_status(mentor, Status.BREAK, "lunch", {"back": "13:00"}, 2.0)
+    gone = domain.set_online(mentor, False, 3.0)
+    assert gone.status is Status.OFFLINE and gone.view()["online"] is False
+    back = domain.set_online(gone, True, 4.0)
+    assert back.status is Status.BREAK
+    assert back.view()["status_message"] == "lunch"
+    assert back.view()["status_data"] == {"back": "13:00"}
+
+
+def test_in_session_during_calls_then_previous_status() -> None:
+    mentor = domain.choose_status(domain.set_online(Mentor("m1", "M"), True, 1), Status.BUSY, None, None, 2)
+    first = domain.session_started(mentor, "c1", 3)
+    both = domain.session_started(first, "c2", 4)
+    assert both.status is Status.IN_SESSION
+    one_left = domain.session_ended(both, "c1", 5)
+    assert one_left.status is Status.IN_SESSION
+    assert domain.session_ended(one_left, "c2", 6).status is Status.BUSY
+
+
+def test_session_events_are_idempotent() -> None:
+    mentor = domain.set_online(Mentor("m1", "M"), True, 1)
+    started = domain.session_started(mentor, "c1", 2)
+    assert domain.session_started(started, "c1", 3) is started
+    assert domain.session_ended(mentor, "c9", 3) is mentor
+
+
+def test_changed_ignores_the_timestamp_only() -> None:
+    mentor = domain.set_online(Mentor("m1", "M"), True, 1)
+    same = domain.choose_status(mentor, Status.AVAILABLE, None, None, 99)
+    assert not domain.changed(mentor, same)
+    assert domain.changed(mentor, domain.choose_status(mentor, Status.AVAILABLE, "hi", None, 99))
+    assert domain.changed(None, mentor)
+
+
+def test_listing_puts_online_available_first() -> None:
+    a = domain.set_online(Mentor("a", "Zed"), True, 1)
+    b = domain.choose_status(domain.set_online(Mentor("b", "Amy"), True, 1), Status.BUSY, None, None, 1)
+    c = Mentor("c", "Ann")
+    assert [m.mentor_id for m in domain.listing_order([c, b, a])] == ["a", "b", "c"]
