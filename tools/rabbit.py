@@ -88,7 +88,9 @@ class LocalRabbit:
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.port + 10_000 if self.port < 55_000 else self.port - 10_000),
+            "RABBITMQ_DIST_PORT": str(
+                self.port + 10_000 if self.port < 55_000 else self.port - 10_000
+            ),
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_PID_FILE": str(self.base / "node.pid"),

@@ -18,7 +18,10 @@ def main() -> None:
     settings = get_settings()
     print(
         issue_token(
-            args.user, args.role, settings.jwt_secret, name=args.name or None,
+            args.user,
+            args.role,
+            settings.jwt_secret,
+            name=args.name or None,
             ttl_s=args.ttl_hours * 3600,
         )
     )

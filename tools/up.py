@@ -50,8 +50,19 @@ class Stack:
         if _docker_engine():
             name = f"instantmentor-rabbit-{os.getpid()}"
             subprocess.run(
-                ["docker", "run", "-d", "--rm", "--name", name, "-p", f"{port}:5672",
-                 "-p", "15672:15672", RABBIT_IMAGE],
+                [
+                    "docker",
+                    "run",
+                    "-d",
+                    "--rm",
+                    "--name",
+                    name,
+                    "-p",
+                    f"{port}:5672",
+                    "-p",
+                    "15672:15672",
+                    RABBIT_IMAGE,
+                ],
                 check=True,
             )
             self.container = name
@@ -61,11 +72,14 @@ class Stack:
         data = self.settings.data_dir.resolve() / "rabbitmq"
         management = 15672 if not port_open(15672) else free_port()
         node_port = port if host in ("localhost", "127.0.0.1") else free_port()
-        self.rabbit = LocalRabbit(data, port=node_port, management_port=management, name="instantmentor@localhost")
+        self.rabbit = LocalRabbit(
+            data, port=node_port, management_port=management, name="instantmentor@localhost"
+        )
         print(f"starting a local RabbitMQ node in {data} …", flush=True)
         self.rabbit.start()
         self.amqp_url = self.rabbit.url
-        print(f"local RabbitMQ at {self.amqp_url} (management UI http://127.0.0.1:{management}, guest/guest)")
+        ui = f"http://127.0.0.1:{management}"
+        print(f"local RabbitMQ at {self.amqp_url} (management UI {ui}, guest/guest)")
 
     @staticmethod
     def _wait_port(port: int, host: str, timeout_s: float = 90) -> None:

@@ -49,7 +49,7 @@ User = Annotated[Identity, Depends(identity_of)]
 
 
 def error_response(code: str, message: str) -> JSONResponse:
-    status = HTTP_STATUS.get(ErrorCode(code), 500) if code in ErrorCode else 500
+    status = HTTP_STATUS.get(ErrorCode(code), 500) if code in set(ErrorCode) else 500
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 

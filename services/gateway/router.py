@@ -30,7 +30,15 @@ from shared.protocol.domain import (
     ConnectionFact,
     GatewayHeartbeat,
 )
-from shared.protocol.envelope import Command, CommandOrigin, Reply, ack_frame, dumps, error_frame
+from shared.protocol.envelope import (
+    Command,
+    CommandOrigin,
+    CommandUser,
+    Reply,
+    ack_frame,
+    dumps,
+    error_frame,
+)
 from shared.runtime.service import HEADER_CONNECTION, HEADER_EXCLUDE, REPLY
 
 log = logging.getLogger(__name__)
@@ -70,7 +78,9 @@ class Router:
 
     async def start(self) -> None:
         t = self.broker.topology
-        self._queue = await self.broker.declare_queue(self.queue_name, durable=False, exclusive=True)
+        self._queue = await self.broker.declare_queue(
+            self.queue_name, durable=False, exclusive=True
+        )
         await self._queue.bind(t.push, BROADCAST_ALL)
         await self._queue.consume(self._on_message, no_ack=True)
         self.broker.on_reconnect(self._restore)
@@ -93,7 +103,11 @@ class Router:
         async with lock:
             wanted = self.registry.has_user(user_id)
             if wanted and user_id not in self._bound:
-                await self._queue.bind(self.broker.topology.push, user_key(user_id), robust=False)  # type: ignore[call-arg]
+                # robust=False: we restore user bindings ourselves (see _restore); aio-pika's
+                # own bookkeeping of them would make every unbind O(bindings).
+                await self._queue.bind(  # type: ignore[call-arg]
+                    self.broker.topology.push, user_key(user_id), robust=False
+                )
                 self._bound.add(user_id)
             elif not wanted and user_id in self._bound:
                 await self._queue.unbind(self.broker.topology.push, user_key(user_id))
@@ -142,11 +156,13 @@ class Router:
 
     # -- commands out ----------------------------------------------------------------------
 
-    def _command(self, identity: Identity, event: str, data: dict[str, Any], connection_id: str) -> bytes:
+    def _command(
+        self, identity: Identity, event: str, data: dict[str, Any], connection_id: str
+    ) -> bytes:
         command = Command(
             event=event,
             data=data,
-            user=identity.as_dict(),  # type: ignore[arg-type]
+            user=CommandUser(**identity.as_dict()),
             origin=CommandOrigin(
                 gateway_id=self.gateway_id, connection_id=connection_id, reply_to=self.queue_name
             ),
@@ -154,7 +170,12 @@ class Router:
         return command.model_dump_json().encode()
 
     async def send_command(
-        self, connection: Connection, service: str, event: str, data: dict[str, Any], ref: str | None
+        self,
+        connection: Connection,
+        service: str,
+        event: str,
+        data: dict[str, Any],
+        ref: str | None,
     ) -> None:
         """Publish a client command; its reply reaches the connection later. Raises Unavailable."""
         correlation_id = uuid.uuid4().hex
@@ -174,7 +195,9 @@ class Router:
             self._pending.pop(correlation_id, None)
             raise
 
-    async def call(self, identity: Identity, service: str, event: str, data: dict[str, Any]) -> Reply:
+    async def call(
+        self, identity: Identity, service: str, event: str, data: dict[str, Any]
+    ) -> Reply:
         """Request/reply for HTTP routes: the service's reply, or Unavailable on timeout."""
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()

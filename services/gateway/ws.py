@@ -19,7 +19,7 @@ from services.gateway.connections import (
     Registry,
     SlowConsumer,
 )
-from services.gateway.frames import FrameError, salvage_ref_and_event, parse_frame
+from services.gateway.frames import FrameError, parse_frame, salvage_ref_and_event
 from services.gateway.ratelimit import TokenBucket
 from services.gateway.router import Router
 from shared.auth import verify_token
@@ -131,7 +131,9 @@ class SocketHandler:
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
-            await self.handle_frame(connection, text if text is not None else message.get("bytes", b""))
+            await self.handle_frame(
+                connection, text if text is not None else message.get("bytes", b"")
+            )
 
     async def handle_frame(self, connection: Connection, raw: str | bytes) -> None:
         if not connection.limiter.allow():
@@ -146,11 +148,18 @@ class SocketHandler:
         event = parsed.spec.name
         metrics.FRAMES_IN.labels(event).inc()
         if parsed.spec.service == GATEWAY:  # ping
-            self._send(connection, {"event": "pong", "ref": parsed.ref, "data": {"server_time": iso(time.time())}})
+            self._send(
+                connection,
+                {"event": "pong", "ref": parsed.ref, "data": {"server_time": iso(time.time())}},
+            )
             return
         try:
             await self.router.send_command(
-                connection, parsed.spec.service, event, parsed.payload.model_dump(mode="json"), parsed.ref
+                connection,
+                parsed.spec.service,
+                event,
+                parsed.payload.model_dump(mode="json"),
+                parsed.ref,
             )
         except Unavailable as exc:
             self._error(connection, FrameError(exc, parsed.ref, event))
@@ -178,7 +187,9 @@ class SocketHandler:
             await asyncio.wait(set(self._handlers), timeout=timeout_s)
 
 
-def salvage_ref_and_event_quietly(raw: str | bytes, max_bytes: int) -> tuple[str | None, str | None]:
+def salvage_ref_and_event_quietly(
+    raw: str | bytes, max_bytes: int
+) -> tuple[str | None, str | None]:
     if isinstance(raw, bytes) or len(raw) > max_bytes:
         return None, None
     try:

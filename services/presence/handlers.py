@@ -99,7 +99,9 @@ class PresenceHandlers:
         advanced, stamp = user.last_connection_closed()
         await tx.save_user(advanced)
         out.schedule(
-            GRACE_EXPIRED, {"user_id": user_id, "generation": stamp}, self.settings.reconnect_grace_s
+            GRACE_EXPIRED,
+            {"user_id": user_id, "generation": stamp},
+            self.settings.reconnect_grace_s,
         )
 
     async def grace_expired(self, req: Request) -> None:

@@ -73,13 +73,17 @@ class PresenceTx:
         self.session = session
 
     # connections
-    async def add_connection(self, connection_id: str, user_id: str, gateway_id: str, at: float) -> bool:
+    async def add_connection(
+        self, connection_id: str, user_id: str, gateway_id: str, at: float
+    ) -> bool:
         """Record a connection; False if it was known already."""
         if await self.session.get(ConnectionRow, connection_id) is not None:
             return False
-        self.session.add(ConnectionRow(
-            connection_id=connection_id, user_id=user_id, gateway_id=gateway_id, opened_at=at
-        ))
+        self.session.add(
+            ConnectionRow(
+                connection_id=connection_id, user_id=user_id, gateway_id=gateway_id, opened_at=at
+            )
+        )
         await self.session.flush()
         return True
 
@@ -93,7 +97,9 @@ class PresenceTx:
         return row.user_id
 
     async def connection_count(self, user_id: str) -> int:
-        query = select(func.count()).select_from(ConnectionRow).where(ConnectionRow.user_id == user_id)
+        query = (
+            select(func.count()).select_from(ConnectionRow).where(ConnectionRow.user_id == user_id)
+        )
         return int((await self.session.execute(query)).scalar_one())
 
     async def stale_connections(self, gateway_id: str, live: set[str], before: float) -> list[str]:
@@ -124,7 +130,9 @@ class PresenceTx:
     async def claim_dead_gateway(self, gateway_id: str, since: float) -> bool:
         """Delete the gateway if still silent; True for exactly one claimant."""
         result = await self.session.execute(
-            delete(GatewayRow).where(GatewayRow.gateway_id == gateway_id, GatewayRow.last_seen < since)
+            delete(GatewayRow).where(
+                GatewayRow.gateway_id == gateway_id, GatewayRow.last_seen < since
+            )
         )
         return bool(getattr(result, "rowcount", 0))
 
@@ -138,9 +146,14 @@ class PresenceTx:
     async def save_user(self, user: UserPresence) -> None:
         row = await self.session.get(UserRow, user.user_id)
         if row is None:
-            self.session.add(UserRow(
-                user_id=user.user_id, role=user.role, online=user.online, generation=user.generation
-            ))
+            self.session.add(
+                UserRow(
+                    user_id=user.user_id,
+                    role=user.role,
+                    online=user.online,
+                    generation=user.generation,
+                )
+            )
         else:
             row.online, row.generation = user.online, user.generation
         await self.session.flush()

@@ -11,7 +11,6 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import (
-    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
@@ -169,7 +168,9 @@ class Broker:
             body,
             content_type="application/json",
             delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT if persistent else aio_pika.DeliveryMode.NOT_PERSISTENT
+                aio_pika.DeliveryMode.PERSISTENT
+                if persistent
+                else aio_pika.DeliveryMode.NOT_PERSISTENT
             ),
             reply_to=reply_to,
             correlation_id=correlation_id,

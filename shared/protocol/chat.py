@@ -50,3 +50,89 @@ class GetHistory(Payload):
 
 class Sync(Payload):
     since: dict[EntityId, Seq] = Field(default_factory=dict, max_length=1000)
+
+
+# -- What the chat service sends (appended by the chat service; PROTOCOL §4) -----------------
+
+from typing import Literal  # noqa: E402
+
+from pydantic import BaseModel  # noqa: E402
+
+MESSAGE_RECEIVED = "message_received"
+MESSAGE_STATUS = "message_status"
+USER_TYPING = "user_typing"
+USER_STOPPED_TYPING = "user_stopped_typing"
+
+DeliveryStatus = Literal["sent", "delivered", "read"]
+
+
+class ChatMessage(BaseModel):
+    """``message_received``: to the recipient and to the sender's other connections."""
+
+    message_id: str
+    conversation_id: str
+    seq: int
+    sender_id: str
+    sender_name: str
+    recipient_id: str
+    text: str
+    sent_at: str
+    client_msg_id: str | None
+    call_id: str | None
+
+
+class HistoryMessage(ChatMessage):
+    """A message in ``get_history`` / ``list_conversations``: ``status`` from the recipient's
+    up-to markers."""
+
+    status: DeliveryStatus
+
+
+class MessageSent(BaseModel):
+    """The ``ack`` of ``send_message`` (the first one again for a repeated ``client_msg_id``)."""
+
+    message_id: str
+    conversation_id: str
+    seq: int
+    sent_at: str
+    client_msg_id: str | None
+
+
+class MessageStatus(BaseModel):
+    """``message_status``: to the sender of the messages up to ``up_to_seq``."""
+
+    conversation_id: str
+    up_to_seq: int
+    status: Literal["delivered", "read"]
+    by_user_id: str
+    at: str
+
+
+class TypingNotice(BaseModel):
+    """``user_typing`` / ``user_stopped_typing``: to the other participant."""
+
+    conversation_id: str
+    user_id: str
+    user_name: str
+
+
+class History(BaseModel):
+    """The ``ack`` of ``get_history`` (and the body of ``GET /api/conversations/{id}/messages``)."""
+
+    conversation_id: str
+    messages: list[HistoryMessage]
+    has_more: bool
+
+
+class ConversationSummary(BaseModel):
+    conversation_id: str
+    peer_id: str
+    last_message: HistoryMessage | None
+    unread_count: int
+
+
+class ConversationList(BaseModel):
+    """The ``ack`` of ``list_conversations`` (and the body of ``GET /api/conversations``),
+    most recently active first."""
+
+    conversations: list[ConversationSummary]

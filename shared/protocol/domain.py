@@ -43,6 +43,7 @@ class CallFact(BaseModel):
     caller_id: str
     receiver_id: str
 
+
 USER_ONLINE = "presence.user_online"
 USER_OFFLINE = "presence.user_offline"
 SNAPSHOT_REQUESTED = "presence.snapshot_requested"

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.auth import Identity
-from shared.protocol.envelope import CommandOrigin
 from shared.protocol.base import Payload
+from shared.protocol.envelope import CommandOrigin
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +54,12 @@ class Outbox:
     timers: list[Timer] = field(default_factory=list)
 
     def push_user(
-        self, user_id: str, event: str, data: dict[str, Any], *, exclude_connection: str | None = None
+        self,
+        user_id: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        exclude_connection: str | None = None,
     ) -> None:
         """To every connection of ``user_id`` (but ``exclude_connection``) on every gateway."""
         self.pushes.append(UserPush(user_id, {"event": event, "data": data}, exclude_connection))

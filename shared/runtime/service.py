@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +23,9 @@ from pydantic import ValidationError
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, user_key
 from shared.auth import Identity, Role
-from shared.protocol.envelope import Command, Reply, dumps
 from shared.errors import InternalError, RealtimeError
 from shared.logs import connection_id_var, user_id_var
+from shared.protocol.envelope import Command, Reply, dumps
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, Request, UserPush
 from shared.settings import Settings
@@ -33,6 +33,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[None]]
+BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
 
 PUSH = "push"
 REPLY = "reply"
@@ -50,7 +51,7 @@ class ServiceDefinition:
     workers: int = 1
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
-    background: Sequence[Callable[[ServiceRunner], Awaitable[None]]] = field(default_factory=tuple)
+    background: Sequence[BackgroundJob] = field(default_factory=tuple)
 
 
 class ServiceRunner:
@@ -83,7 +84,9 @@ class ServiceRunner:
 
     async def _declare_queues(self) -> Any:
         t, name = self.broker.topology, self.definition.name
-        dead = await self.broker.declare_queue(t.dead_queue(name), arguments={"x-queue-type": "quorum"})
+        dead = await self.broker.declare_queue(
+            t.dead_queue(name), arguments={"x-queue-type": "quorum"}
+        )
         await dead.bind(t.dead_letters, name)
         queue = await self.broker.declare_queue(
             t.service_queue(name),
@@ -126,7 +129,9 @@ class ServiceRunner:
         except Exception:
             if self._last_attempt(message):
                 log.exception("%s failed for the last time; dead-lettering", command.event)
-                await self._reply(message, Reply(ok=False, code="internal", message="internal error"))
+                await self._reply(
+                    message, Reply(ok=False, code="internal", message="internal error")
+                )
                 await message.reject(requeue=False)
             else:
                 log.exception("%s failed; will retry", command.event)
@@ -177,10 +182,8 @@ class ServiceRunner:
         )
 
     async def _publish_effects(self, outbox: Outbox) -> None:
-        jobs = [self.publish_push(push) for push in outbox.pushes]
-        jobs += [
-            self.emit(fact.name, fact.data) for fact in outbox.facts
-        ]
+        jobs: list[Awaitable[object]] = [self.publish_push(push) for push in outbox.pushes]
+        jobs += [self.emit(fact.name, fact.data) for fact in outbox.facts]
         jobs += [self.schedule(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
         if jobs:
             await asyncio.gather(*jobs)
@@ -192,8 +195,13 @@ class ServiceRunner:
         if isinstance(push, UserPush):
             headers = {HEADER_EXCLUDE: push.exclude_connection} if push.exclude_connection else None
             return await self.broker.publish(
-                t.push, user_key(push.user_id), body,
-                persistent=False, mandatory=True, message_type=PUSH, headers=headers,
+                t.push,
+                user_key(push.user_id),
+                body,
+                persistent=False,
+                mandatory=True,
+                message_type=PUSH,
+                headers=headers,
             )
         if isinstance(push, BroadcastPush):
             return await self.broker.publish(
@@ -201,7 +209,12 @@ class ServiceRunner:
             )
         assert isinstance(push, ConnectionPush)
         return await self.broker.publish(
-            "", push.reply_to, body, persistent=False, mandatory=True, message_type=PUSH,
+            "",
+            push.reply_to,
+            body,
+            persistent=False,
+            mandatory=True,
+            message_type=PUSH,
             headers={HEADER_CONNECTION: push.connection_id},
         )
 

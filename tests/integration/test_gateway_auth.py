@@ -67,8 +67,12 @@ async def test_bearer_header_is_accepted(gateway: Gateway, stack: Stack) -> None
 async def test_http_api_requires_a_valid_token(gateway: Gateway, stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         assert (await http.get("/api/mentors")).status_code == 401
-        bad = await http.get("/api/mentors", headers={"Authorization": f"Bearer {REFUSED['expired']}"})
+        bad = await http.get(
+            "/api/mentors", headers={"Authorization": f"Bearer {REFUSED['expired']}"}
+        )
         assert bad.status_code == 401
-        good = await http.get("/api/mentors", headers={"Authorization": f"Bearer {stack.token('u3')}"})
+        good = await http.get(
+            "/api/mentors", headers={"Authorization": f"Bearer {stack.token('u3')}"}
+        )
         assert good.status_code == 200
         assert good.json() == {"mentors": []}

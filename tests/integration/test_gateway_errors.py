@@ -31,14 +31,23 @@ async def test_local_errors(gateway: Gateway, stack: Stack) -> None:
         ("[1,2]", None, "invalid_payload"),
         (json.dumps({"event": "warp_drive", "ref": "a1"}), "a1", "unknown_event"),
         (json.dumps({"event": "mentor_available", "ref": "a2"}), "a2", "forbidden"),
-        (json.dumps({"event": "get_history", "ref": "a3", "data": {"conversation_id": 5}}), "a3",
-         "invalid_payload"),
-        (json.dumps({"event": "send_message", "ref": "a4", "data": {"recipient_id": "x"}}), "a4",
-         "invalid_payload"),
+        (
+            json.dumps({"event": "get_history", "ref": "a3", "data": {"conversation_id": 5}}),
+            "a3",
+            "invalid_payload",
+        ),
+        (
+            json.dumps({"event": "send_message", "ref": "a4", "data": {"recipient_id": "x"}}),
+            "a4",
+            "invalid_payload",
+        ),
         (json.dumps({"event": "ping", "ref": "x" * 65}), None, "invalid_payload"),
         (json.dumps({"event": "ping", "ref": "a5", "data": "zz"}), "a5", "invalid_payload"),
-        (json.dumps({"event": "ping", "ref": "a6", "data": {"pad": "x" * 70_000}}), None,
-         "payload_too_large"),
+        (
+            json.dumps({"event": "ping", "ref": "a6", "data": {"pad": "x" * 70_000}}),
+            None,
+            "payload_too_large",
+        ),
     ]
     for raw, ref, code in cases:
         before = len(student.frames)
@@ -102,7 +111,9 @@ async def _still_works_after_refill(client: WsClient) -> None:
     raise AssertionError("the connection never recovered from rate limiting")
 
 
-async def test_oversized_frame_beyond_hard_limit_closes_1009(gateway: Gateway, stack: Stack) -> None:
+async def test_oversized_frame_beyond_hard_limit_closes_1009(
+    gateway: Gateway, stack: Stack
+) -> None:
     student = await WsClient.connect(gateway.ws, stack.token("s4", "student"))
     await student.event("connected")
     await student.send_raw(json.dumps({"event": "ping", "data": {"pad": "x" * 2_000_000}}))

@@ -41,10 +41,14 @@ async def test_two_gateways_two_replicas(stack: Stack) -> None:
     for status in ("busy", "break", "busy", "offline"):
         await mentor.ack("mentor_busy", {"status": status, "status_message": f"now {status}"})
         for student in students:
-            await student.event("mentor_status_update", mentor_id="m1", status_message=f"now {status}")
+            await student.event(
+                "mentor_status_update", mentor_id="m1", status_message=f"now {status}"
+            )
     await mentor.ack("mentor_available", {"status_message": "ask me"})
     for student in students:
-        update = await student.event("mentor_status_update", status="available", status_message="ask me")
+        update = await student.event(
+            "mentor_status_update", status="available", status_message="ask me"
+        )
         assert update["data"]["online"] is True
     # the same user on both gateways gets every push on both connections
     second = await _connect(gw2.ws, stack, "m1", "mentor")
@@ -109,7 +113,9 @@ async def test_killed_gateway_takes_its_mentors_offline(stack: Stack) -> None:
     offline = await student.event("mentor_status_update", mentor_id="m1", online=False, timeout=20)
     assert offline["data"]["status"] == "offline"
     async with httpx.AsyncClient(base_url=survivor.http) as http:
-        listed = (await http.get("/api/mentors", headers={"Authorization": f"Bearer {stack.token('s1')}"})).json()
+        listed = (
+            await http.get("/api/mentors", headers={"Authorization": f"Bearer {stack.token('s1')}"})
+        ).json()
     assert listed["mentors"][0]["online"] is False
     await student.close()
 
@@ -134,7 +140,9 @@ async def test_mentor_in_session_during_a_call(stack: Stack, broker: Broker) -> 
     await _publish_fact(broker, stack, CALL_ACCEPTED, call)
     in_session = await student.event("mentor_status_update", mentor_id="m1", status="in_session")
     await _publish_fact(broker, stack, CALL_ENDED, call)
-    restored = await student.event("mentor_status_update", after=in_session, mentor_id="m1", status="busy")
+    restored = await student.event(
+        "mentor_status_update", after=in_session, mentor_id="m1", status="busy"
+    )
     assert restored["data"]["status_message"] == "office hours"
     assert student.count("mentor_status_update", status="busy") == 2
     await mentor.close()

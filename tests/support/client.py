@@ -71,7 +71,9 @@ class WsClient:
                         if predicate(frame):
                             return frame
                     if self._reader.done():
-                        raise AssertionError(f"connection closed ({self.closed_code}) before {what}")
+                        raise AssertionError(
+                            f"connection closed ({self.closed_code}) before {what}"
+                        )
                     await self._new_frame.wait()
 
         try:
@@ -86,9 +88,11 @@ class WsClient:
         """The first ``name`` frame whose data has all of ``match`` (received after ``after``)."""
         start = 0 if after is None else next(i for i, f in enumerate(self.frames) if f is after) + 1
         return await self.wait_for(
-            lambda f: f.get("event") == name
-            and all(f.get("data", {}).get(k) == v for k, v in match.items())
-            and any(g is f for g in self.frames[start:]),
+            lambda f: (
+                f.get("event") == name
+                and all(f.get("data", {}).get(k) == v for k, v in match.items())
+                and any(g is f for g in self.frames[start:])
+            ),
             timeout,
             f"{name} {match or ''}",
         )

@@ -26,7 +26,9 @@ JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
 READY_LINE = "consuming"
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
+) -> None:
     """Poll ``condition`` until it holds; fail with ``what`` when the deadline passes."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -133,10 +135,14 @@ class Stack:
         assert process.alive(), f"{name} exited:\n{process.log()}"
         return process
 
-    def start_gateway(self, timeout_s: float = 30.0, port: int | None = None, **env: str) -> Gateway:
+    def start_gateway(
+        self, timeout_s: float = 30.0, port: int | None = None, **env: str
+    ) -> Gateway:
         """Start a gateway; return once ``/readyz`` answers 200."""
         port = port or free_port()
-        process = self._spawn("gateway", "services.gateway", self.env(IM_GATEWAY_PORT=str(port), **env))
+        process = self._spawn(
+            "gateway", "services.gateway", self.env(IM_GATEWAY_PORT=str(port), **env)
+        )
         gateway = Gateway(process, port)
 
         def ready() -> bool:

@@ -24,7 +24,11 @@ def _error(raw: str | bytes, role: Role = Role.STUDENT) -> FrameError:
 
 
 def test_valid_frame_is_parsed_with_defaults() -> None:
-    parsed = parse_frame(json.dumps({"event": "get_history", "data": {"conversation_id": "c"}, "ref": "1"}), Role.STUDENT, LIMIT)
+    parsed = parse_frame(
+        json.dumps({"event": "get_history", "data": {"conversation_id": "c"}, "ref": "1"}),
+        Role.STUDENT,
+        LIMIT,
+    )
     assert parsed.spec.service == "chat" and parsed.ref == "1"
     assert parsed.payload.model_dump()["limit"] == 50
 
@@ -42,11 +46,27 @@ def test_data_may_be_omitted() -> None:
         ('{"data":{}}', ErrorCode.INVALID_PAYLOAD, None),
         ('{"event":"nope","ref":"r"}', ErrorCode.UNKNOWN_EVENT, "r"),
         ('{"event":"mentor_busy","ref":"r"}', ErrorCode.FORBIDDEN, "r"),
-        ('{"event":"send_message","ref":"r","data":{"recipient_id":"b","text":"   "}}', ErrorCode.INVALID_PAYLOAD, "r"),
+        (
+            '{"event":"send_message","ref":"r","data":{"recipient_id":"b","text":"   "}}',
+            ErrorCode.INVALID_PAYLOAD,
+            "r",
+        ),
         ('{"event":"send_message","ref":"r","data":{"text":"hi"}}', ErrorCode.INVALID_PAYLOAD, "r"),
-        ('{"event":"get_history","ref":"r","data":{"conversation_id":"c","limit":"5"}}', ErrorCode.INVALID_PAYLOAD, "r"),
-        ('{"event":"get_history","ref":"r","data":{"conversation_id":"c","limit":101}}', ErrorCode.INVALID_PAYLOAD, "r"),
-        ('{"event":"initiate_call","ref":"r","data":{"receiver_id":"b","call_type":"fax"}}', ErrorCode.INVALID_PAYLOAD, "r"),
+        (
+            '{"event":"get_history","ref":"r","data":{"conversation_id":"c","limit":"5"}}',
+            ErrorCode.INVALID_PAYLOAD,
+            "r",
+        ),
+        (
+            '{"event":"get_history","ref":"r","data":{"conversation_id":"c","limit":101}}',
+            ErrorCode.INVALID_PAYLOAD,
+            "r",
+        ),
+        (
+            '{"event":"initiate_call","ref":"r","data":{"receiver_id":"b","call_type":"fax"}}',
+            ErrorCode.INVALID_PAYLOAD,
+            "r",
+        ),
         ('{"event":"ping","ref":5}', ErrorCode.INVALID_PAYLOAD, None),
     ],
 )
@@ -58,7 +78,10 @@ def test_refusals(raw: str, code: ErrorCode, ref: str | None) -> None:
 
 
 def test_oversized_frame() -> None:
-    assert _error(json.dumps({"event": "ping", "data": {"x": "é" * 40_000}})).code == ErrorCode.PAYLOAD_TOO_LARGE
+    assert (
+        _error(json.dumps({"event": "ping", "data": {"x": "é" * 40_000}})).code
+        == ErrorCode.PAYLOAD_TOO_LARGE
+    )
 
 
 def test_nested_object_limits() -> None:
@@ -67,7 +90,9 @@ def test_nested_object_limits() -> None:
 
 
 def test_client_supplied_sender_is_dropped() -> None:
-    raw = json.dumps({"event": "send_message", "data": {"recipient_id": "b", "text": "hi", "sender_id": "evil"}})
+    raw = json.dumps(
+        {"event": "send_message", "data": {"recipient_id": "b", "text": "hi", "sender_id": "evil"}}
+    )
     assert "sender_id" not in parse_frame(raw, Role.STUDENT, LIMIT).payload.model_dump()
 
 
@@ -89,7 +114,11 @@ def test_tokens() -> None:
         issue_token("alice", "admin", SECRET),
         issue_token("al ice", "student", SECRET),
         issue_token("alice", "student", SECRET, name="x" * 81),
-        jwt.encode({"sub": "a", "role": "student", "exp": int(time.time()) + 60}, "other-secret-0123456789abcdef-01234", "HS256"),
+        jwt.encode(
+            {"sub": "a", "role": "student", "exp": int(time.time()) + 60},
+            "other-secret-0123456789abcdef-01234",
+            "HS256",
+        ),
     ):
         with pytest.raises(AuthError):
             verify_token(bad, SECRET)

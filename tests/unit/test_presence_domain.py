@@ -40,7 +40,9 @@ def test_chosen_status_is_remembered_across_offline() -> None:
 
 
 def test_in_session_during_calls_then_previous_status() -> None:
-    mentor = domain.choose_status(domain.set_online(Mentor("m1", "M"), True, 1), Status.BUSY, None, None, 2)
+    mentor = domain.choose_status(
+        domain.set_online(Mentor("m1", "M"), True, 1), Status.BUSY, None, None, 2
+    )
     first = domain.session_started(mentor, "c1", 3)
     both = domain.session_started(first, "c2", 4)
     assert both.status is Status.IN_SESSION
@@ -66,6 +68,8 @@ def test_changed_ignores_the_timestamp_only() -> None:
 
 def test_listing_puts_online_available_first() -> None:
     a = domain.set_online(Mentor("a", "Zed"), True, 1)
-    b = domain.choose_status(domain.set_online(Mentor("b", "Amy"), True, 1), Status.BUSY, None, None, 1)
+    b = domain.choose_status(
+        domain.set_online(Mentor("b", "Amy"), True, 1), Status.BUSY, None, None, 1
+    )
     c = Mentor("c", "Ann")
     assert [m.mentor_id for m in domain.listing_order([c, b, a])] == ["a", "b", "c"]
