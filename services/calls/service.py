@@ -1,0 +1,24 @@
+"""The calls service as the runtime runs it."""
+
+from __future__ import annotations
+
+from services.calls.handlers import CallHandlers
+from services.calls.store import CallStore
+from shared.protocol.domain import CONNECTION_OPENED, USER_OFFLINE
+from shared.runtime.service import ServiceDefinition
+from shared.settings import Settings
+
+
+def build(settings: Settings) -> ServiceDefinition:
+    store = CallStore(settings.db_url("calls"))
+    handlers = CallHandlers(store, ring_timeout_s=settings.call_ring_timeout_s)
+    return ServiceDefinition(
+        name="calls",
+        handlers=handlers.table(),
+        facts=(CONNECTION_OPENED, USER_OFFLINE),
+        # One command at a time per replica keeps a user's own commands in order
+        # (accept then end); replicas scale it out, the store settles their races.
+        workers=1,
+        startup=store.start,
+        shutdown=store.close,
+    )

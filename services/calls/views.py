@@ -1,0 +1,94 @@
+"""How a call looks on the wire (PROTOCOL §3): push, ack and history payloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.calls.domain import Call, CallState, outcome
+from shared.clock import iso
+from shared.protocol import calls as wire
+
+
+def _iso(ts: float | None) -> str | None:
+    return iso(ts) if ts is not None else None
+
+
+def initiated(call: Call) -> dict[str, Any]:
+    return wire.CallInitiatedPush(
+        call_id=call.call_id,
+        caller_id=call.caller_id,
+        caller_name=call.caller_name,
+        caller_role=call.caller_role,
+        receiver_id=call.receiver_id,
+        call_type=call.call_type,
+        call_data=call.call_data,
+        created_at=iso(call.created_at),
+        expires_at=iso(call.expires_at),
+    ).model_dump()
+
+
+def state_push(call: Call) -> tuple[str, dict[str, Any]]:
+    """The push that announces the state ``call`` has just reached (not ringing)."""
+    if call.state is CallState.ACCEPTED:
+        assert call.accepted_by is not None and call.accepted_at is not None
+        return wire.CALL_ACCEPTED, wire.CallAcceptedPush(
+            call_id=call.call_id,
+            accepted_by=call.accepted_by,
+            call_data=call.accept_data,
+            accepted_at=iso(call.accepted_at),
+        ).model_dump()
+    if call.state is CallState.REJECTED:
+        return wire.CALL_REJECTED, wire.CallRejectedPush(
+            call_id=call.call_id, rejected_by=call.rejected_by, reason=call.reason
+        ).model_dump()
+    if call.state is CallState.MISSED:
+        return wire.CALL_TIMEOUT, wire.CallTimeoutPush(call_id=call.call_id).model_dump()
+    if call.state is CallState.ENDED:
+        return wire.CALL_ENDED, wire.CallEndedPush.model_validate(
+            {
+                "call_id": call.call_id,
+                "ended_by": call.ended_by,
+                "reason": call.reason,
+                "duration_s": call.duration_s,
+            }
+        ).model_dump()
+    raise ValueError(f"no push announces a {call.state} call")
+
+
+def signal(call: Call, from_user_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return wire.CallSignalPush(
+        call_id=call.call_id, from_user_id=from_user_id, signal=payload
+    ).model_dump()
+
+
+def initiate_ack(call: Call) -> dict[str, Any]:
+    return wire.InitiateCallAck(
+        call_id=call.call_id,
+        state=call.state.value,
+        expires_at=iso(call.expires_at),
+        reason=call.reason if call.state is CallState.REJECTED else None,
+    ).model_dump(exclude_none=True)
+
+
+def state_ack(call: Call) -> dict[str, Any]:
+    return wire.CallStateAck(call_id=call.call_id, state=call.state.value).model_dump()
+
+
+def record(call: Call, user_id: str) -> dict[str, Any]:
+    outgoing = user_id == call.caller_id
+    return wire.CallRecord(
+        call_id=call.call_id,
+        direction="outgoing" if outgoing else "incoming",
+        peer_id=call.receiver_id if outgoing else call.caller_id,
+        peer_name=call.receiver_name if outgoing else call.caller_name,
+        caller_id=call.caller_id,
+        receiver_id=call.receiver_id,
+        call_type=call.call_type,
+        state=call.state.value,
+        outcome=outcome(call),
+        reason=call.reason,
+        created_at=iso(call.created_at),
+        accepted_at=_iso(call.accepted_at),
+        ended_at=_iso(call.ended_at),
+        duration_s=call.duration_s,
+    ).model_dump()
