@@ -14,6 +14,7 @@ from services.gateway.router import Router
 from services.gateway.ws import bearer_token
 from shared.auth import Identity, verify_token
 from shared.errors import AuthError, ErrorCode, RealtimeError, Unavailable
+from shared.protocol.help import help_templates
 from shared.protocol.registry import spec_for, validate_payload
 
 HTTP_STATUS = {
@@ -124,3 +125,9 @@ async def conversation_messages(
 @routes.get("/api/calls")
 async def calls(request: Request, user: User) -> Response:
     return await ask(request, user, "calls", "list_calls", {})
+
+
+@routes.get("/api/help/templates")
+async def templates(_: User) -> dict[str, object]:
+    """Static: the subjects, urgencies and quick actions a client offers as one-tap requests."""
+    return help_templates()

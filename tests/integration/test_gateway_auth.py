@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -76,3 +77,18 @@ async def test_http_api_requires_a_valid_token(gateway: Gateway, stack: Stack) -
         )
         assert good.status_code == 200
         assert good.json() == {"mentors": []}
+
+
+async def test_help_templates_route(gateway: Gateway, stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=gateway.http) as http:
+        assert (await http.get("/api/help/templates")).status_code == 401
+        reply = await http.get(
+            "/api/help/templates", headers={"Authorization": f"Bearer {stack.token('u4')}"}
+        )
+    assert reply.status_code == 200
+    body = reply.json()
+    subjects = json.dumps(body)
+    for subject in ("Math", "Programming", "Science", "General"):
+        assert subject in subjects
+    for urgency in ("low", "medium", "high"):
+        assert urgency in subjects

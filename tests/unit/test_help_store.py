@@ -1,0 +1,116 @@
+"""The help store on a real SQLite file: the first accept wins, decided once, even when many
+accepts race through two stores (two replicas) sharing the file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.help.domain import Action, HelpRequest, MentorState, Status, Urgency
+from services.help.store import HelpStore
+from shared.auth import Identity, Role
+
+
+def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRequest:
+    return HelpRequest(
+        request_id=request_id,
+        student_id="s1",
+        student_name="Sam",
+        subject="Math",
+        message="help",
+        urgency=Urgency.MEDIUM,
+        mentor_id=mentor_id,
+        status=Status.OPEN,
+        created_at=100.0,
+        expires_at=1000.0,
+    )
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'help.db'}"
+    first = await HelpStore.open(url)
+    second = await HelpStore.open(url)
+    try:
+        yield first, second
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def make_available(store: HelpStore, *mentor_ids: str) -> None:
+    for m in mentor_ids:
+        state = MentorState(m, m.upper(), "available", True, "2026-01-01T00:00:00Z")
+        await store.apply_mentor(state)
+
+
+async def test_ten_simultaneous_accepts_across_two_replicas_have_one_winner(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    first, second = replicas
+    mentors = [f"m{i}" for i in range(10)]
+    await make_available(first, *mentors)
+    request = open_request()
+    assert sorted(await first.create(request, [])) == sorted(mentors)
+
+    async def accept(i: int) -> bool:
+        store = (first, second)[i % 2]
+        mentor = Identity(mentors[i], Role.MENTOR, mentors[i].upper())
+        won, shown = await store.finish(request.moved(Action.ACCEPT, 200.0 + i, mentor))
+        assert sorted(shown) == sorted(mentors)
+        return won
+
+    results = await asyncio.gather(*(accept(i) for i in range(10)))
+    assert results.count(True) == 1
+    winner = mentors[results.index(True)]
+    stored = await second.get("r1")
+    assert stored is not None and stored.status is Status.ACCEPTED
+    assert stored.closed_by == winner
+
+
+async def test_a_request_closes_once_whatever_races_it(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    first, second = replicas
+    await make_available(first, "m1")
+    request = open_request()
+    await first.create(request, [])
+    mentor = Identity("m1", Role.MENTOR, "M1")
+    student = Identity("s1", Role.STUDENT, "S1")
+    outcomes = await asyncio.gather(
+        first.finish(request.moved(Action.ACCEPT, 1.0, mentor)),
+        second.finish(request.moved(Action.CANCEL, 1.0, student)),
+        first.finish(request.moved(Action.EXPIRE, 1.0)),
+        second.finish(request.moved(Action.ACCEPT, 1.0, mentor)),
+    )
+    assert [won for won, _ in outcomes].count(True) == 1
+    stored = await first.get("r1")
+    assert stored is not None and not stored.is_open
+
+
+async def test_a_declined_broadcast_stays_open_and_is_hidden_from_the_decliner(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    store, _ = replicas
+    await make_available(store, "m1", "m2")
+    await store.create(open_request(), [])
+    assert await store.decline_broadcast("r1", "m1", 150.0)
+    assert [r.request_id for r in await store.visible_to("m2")] == ["r1"]
+    assert await store.visible_to("m1") == []
+    assert await store.catch_up("m1", broadcasts=True, targeted=True, now=160.0) == []
+    assert sorted(await store.shown_to("r1")) == ["m1", "m2"]
+
+
+async def test_catch_up_records_who_was_shown(replicas: tuple[HelpStore, HelpStore]) -> None:
+    store, _ = replicas
+    await store.create(open_request("b"), [])
+    await store.create(open_request("t", mentor_id="m7"), ["m7"])
+    assert await store.shown_to("b") == []
+    caught = await store.catch_up("m7", broadcasts=True, targeted=True, now=200.0)
+    assert sorted(r.request_id for r in caught) == ["b", "t"]
+    assert await store.shown_to("b") == ["m7"]
+    again = await store.catch_up("m7", broadcasts=False, targeted=True, now=201.0)
+    assert [r.request_id for r in again] == ["t"]
