@@ -90,7 +90,9 @@ class Stack:
             time.sleep(0.2)
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "IM_AMQP_URL": self.amqp_url, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "IM_AMQP_URL": self.amqp_url, "PYTHONUNBUFFERED": "1"}
+        env.setdefault("IM_DEV_MODE", "true")  # local stack: the demo page may mint dev tokens
+        return env
 
     def start(self, name: str, module: str) -> None:
         process = subprocess.Popen([sys.executable, "-m", module], cwd=REPO, env=self.env())
@@ -119,6 +121,7 @@ class Stack:
         print(
             "\nInstantMentor Realtime is up.\n"
             f"  WebSocket:  ws://localhost:{port}/ws?token=<JWT>\n"
+            f"  Demo page:  http://localhost:{port}/demo/\n"
             f"  HTTP:       http://localhost:{port}/healthz  /readyz  /metrics  /api/mentors\n"
             "  A token:    make token USER=alice ROLE=student NAME=Alice\n"
             "  Stop:       Ctrl-C\n",

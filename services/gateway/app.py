@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, WebSocket
 
 from services.gateway.connections import Registry
+from services.gateway.dev import dev_routes
 from services.gateway.http import routes
 from services.gateway.router import Router
 from services.gateway.ws import SocketHandler
@@ -46,6 +47,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.router = router
     app.state.sockets = sockets
     app.include_router(routes)
+    app.include_router(dev_routes)
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
