@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.nodes import Item
+from _pytest.reports import TestReport
+from _pytest.runner import CallInfo
 
 from tests.support.broker import Broker, running_broker
 from tests.support.stack import Stack
@@ -18,14 +21,30 @@ def broker() -> Iterator[Broker]:
         yield running
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: Item, call: CallInfo[None]) -> Iterator[TestReport]:
+    report: TestReport = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-async def stack(broker: Broker, tmp_path: Path) -> AsyncIterator[Stack]:
-    """An empty stack on the shared broker; a test starts the processes it needs."""
+async def stack(
+    broker: Broker, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Stack]:
+    """An empty stack on the shared broker; a test starts the processes it needs.
+    When the test fails, the tail of every process's log is printed with the failure."""
     running = Stack(amqp_url=broker.url, base_dir=tmp_path)
     try:
         yield running
     finally:
         running.stop()
+        if request.node.stash.get(FAILED, False):
+            running.print_logs()
 
 
 @pytest.fixture

@@ -83,14 +83,18 @@ class Router:
         )
         await self._queue.bind(t.push, BROADCAST_ALL)
         await self._queue.consume(self._on_message, no_ack=True)
-        self.broker.on_reconnect(self._restore)
+        self.broker.on_reconnect(self._rebind)
+        self.broker.after_reconnect(self._announce_all)
         log.info("gateway %s consuming %s", self.gateway_id, self.queue_name)
 
-    async def _restore(self) -> None:
-        """After a broker reconnect: bind every user again and re-announce every connection."""
+    async def _rebind(self) -> None:
+        """After a broker reconnect, before traffic resumes: bind every user again."""
         self._bound.clear()
         for user_id in self.registry.users():
             await self.sync_binding(user_id)
+
+    async def _announce_all(self) -> None:
+        """After a broker reconnect: tell presence again about every connection held here."""
         for connection in self.registry:
             await self._publish_fact(CONNECTION_OPENED, self._fact(connection, resumed=True))
 
@@ -103,7 +107,7 @@ class Router:
         async with lock:
             wanted = self.registry.has_user(user_id)
             if wanted and user_id not in self._bound:
-                # robust=False: we restore user bindings ourselves (see _restore); aio-pika's
+                # robust=False: we restore user bindings ourselves (see _rebind); aio-pika's
                 # own bookkeeping of them would make every unbind O(bindings).
                 await self._queue.bind(  # type: ignore[call-arg]
                     self.broker.topology.push, user_key(user_id), robust=False
@@ -190,6 +194,7 @@ class Router:
                 self._command(connection.identity, event, data, connection.id),
                 reply_to=self.queue_name,
                 correlation_id=correlation_id,
+                message_id=correlation_id,
             )
         except Unavailable:
             self._pending.pop(correlation_id, None)
@@ -212,6 +217,7 @@ class Router:
                 self._command(identity, event, data, f"http-{correlation_id}"),
                 reply_to=self.queue_name,
                 correlation_id=correlation_id,
+                message_id=correlation_id,
             )
             return await future
         finally:

@@ -60,6 +60,7 @@ class Mentor:
     status_data: dict[str, Any] | None = None
     online: bool = False
     session_calls: frozenset[str] = frozenset()
+    ended_calls: tuple[str, ...] = ()  # recent ends, so a late "accepted" cannot revive them
     updated_at: float = 0.0
 
     @property
@@ -100,16 +101,26 @@ def set_online(mentor: Mentor, online: bool, now: float, name: str | None = None
     return replace(mentor, online=online, name=name or mentor.name, updated_at=now)
 
 
+REMEMBERED_ENDS = 32
+
+
 def session_started(mentor: Mentor, call_id: str, now: float) -> Mentor:
-    if call_id in mentor.session_calls:
+    """A call of the mentor was accepted (facts may arrive late or twice)."""
+    if call_id in mentor.session_calls or call_id in mentor.ended_calls:
         return mentor
     return replace(mentor, session_calls=mentor.session_calls | {call_id}, updated_at=now)
 
 
 def session_ended(mentor: Mentor, call_id: str, now: float) -> Mentor:
-    if call_id not in mentor.session_calls:
+    """A call of the mentor ended — possibly before its "accepted" fact arrived."""
+    if call_id in mentor.ended_calls:
         return mentor
-    return replace(mentor, session_calls=mentor.session_calls - {call_id}, updated_at=now)
+    ended = (*mentor.ended_calls, call_id)[-REMEMBERED_ENDS:]
+    if call_id not in mentor.session_calls:
+        return replace(mentor, ended_calls=ended)
+    return replace(
+        mentor, session_calls=mentor.session_calls - {call_id}, ended_calls=ended, updated_at=now
+    )
 
 
 def changed(before: Mentor | None, after: Mentor) -> bool:

@@ -44,6 +44,7 @@ class MentorRow(Base):
     status_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False)
     session_calls: Mapped[str] = mapped_column(String, default="[]")
+    ended_calls: Mapped[str] = mapped_column(String, default="[]")
     updated_at: Mapped[float] = mapped_column(Float)
 
 
@@ -62,6 +63,7 @@ def _mentor(row: MentorRow) -> Mentor:
         status_data=row.status_data,
         online=row.online,
         session_calls=frozenset(json.loads(row.session_calls)),
+        ended_calls=tuple(json.loads(row.ended_calls)),
         updated_at=row.updated_at,
     )
 
@@ -175,6 +177,7 @@ class PresenceTx:
             status_data=mentor.status_data,
             online=mentor.online,
             session_calls=json.dumps(sorted(mentor.session_calls)),
+            ended_calls=json.dumps(list(mentor.ended_calls)),
             updated_at=mentor.updated_at,
         )
         result = await self.session.execute(

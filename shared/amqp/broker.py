@@ -40,6 +40,7 @@ class Broker:
         self._exchanges: dict[str, AbstractRobustExchange] = {}
         self._connected = asyncio.Event()
         self._reconnect_hooks: list[ReconnectHook] = []
+        self._reconnected_hooks: list[ReconnectHook] = []
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -102,16 +103,26 @@ class Broker:
 
     async def _on_reconnected(self, *_: Any) -> None:
         log.info("broker connection restored")
-        for hook in self._reconnect_hooks:
+        await self._run_hooks(self._reconnect_hooks)
+        self._connected.set()
+        await self._run_hooks(self._reconnected_hooks)
+
+    @staticmethod
+    async def _run_hooks(hooks: list[ReconnectHook]) -> None:
+        for hook in hooks:
             try:
                 await hook()
             except Exception:
                 log.exception("reconnect hook failed")
-        self._connected.set()
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
-        """Run ``hook`` after every reconnection, before the broker counts as connected."""
+        """Run ``hook`` after every reconnection, before the broker counts as connected
+        (restore state the broker lost; publishing is not possible yet)."""
         self._reconnect_hooks.append(hook)
+
+    def after_reconnect(self, hook: ReconnectHook) -> None:
+        """Run ``hook`` after every reconnection, once publishing works again."""
+        self._reconnected_hooks.append(hook)
 
     @property
     def connected(self) -> bool:
@@ -158,6 +169,7 @@ class Broker:
         correlation_id: str | None = None,
         message_type: str | None = None,
         headers: dict[str, Any] | None = None,
+        message_id: str | None = None,
     ) -> bool:
         """Publish and wait for the broker's confirm. Returns False when a ``mandatory``
         message could not be routed to any queue. Raises :class:`Unavailable` at once
@@ -176,6 +188,7 @@ class Broker:
             correlation_id=correlation_id,
             type=message_type,
             headers=headers,
+            message_id=message_id,
         )
         try:
             result = await asyncio.wait_for(

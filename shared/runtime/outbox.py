@@ -94,6 +94,7 @@ class Request:
     origin: CommandOrigin | None
     redelivered: bool
     deliver_now: Callable[[Push], Awaitable[bool]]
+    command_id: str | None = None  # the same on every redelivery of one client command
     out: Outbox = field(default_factory=Outbox)
 
     @property

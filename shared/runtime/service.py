@@ -162,6 +162,7 @@ class ServiceRunner:
             user=user,
             origin=command.origin,
             redelivered=bool(message.redelivered),
+            command_id=message.message_id,
             deliver_now=self.publish_push,
         )
 
@@ -182,11 +183,19 @@ class ServiceRunner:
         )
 
     async def _publish_effects(self, outbox: Outbox) -> None:
-        jobs: list[Awaitable[object]] = [self.publish_push(push) for push in outbox.pushes]
+        """Publish everything at once, except that pushes to the same destination go one
+        after the other, so each recipient gets them in the order the handler made them."""
+        jobs: list[Awaitable[object]] = [
+            self._publish_in_order(pushes) for pushes in _by_destination(outbox.pushes)
+        ]
         jobs += [self.emit(fact.name, fact.data) for fact in outbox.facts]
         jobs += [self.schedule(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
         if jobs:
             await asyncio.gather(*jobs)
+
+    async def _publish_in_order(self, pushes: list[Push]) -> None:
+        for push in pushes:
+            await self.publish_push(push)
 
     async def publish_push(self, push: Push) -> bool:
         """Publish one push; False when no gateway holds the addressed user/connection."""
@@ -238,6 +247,19 @@ class ServiceRunner:
             queue = await self.broker.declare_delay_queue(self.definition.name, delay_ms)
             self._delay_queues[delay_ms] = queue
         await self.broker.publish("", queue, _command_body(event, data))
+
+
+def _by_destination(pushes: list[Push]) -> list[list[Push]]:
+    groups: dict[tuple[str, str], list[Push]] = {}
+    for push in pushes:
+        if isinstance(push, UserPush):
+            key = ("user", push.user_id)
+        elif isinstance(push, ConnectionPush):
+            key = ("connection", push.connection_id)
+        else:
+            key = ("all", "")
+        groups.setdefault(key, []).append(push)
+    return list(groups.values())
 
 
 def _command_body(event: str, data: dict[str, Any]) -> bytes:

@@ -183,5 +183,9 @@ async def test_broker_restart_recovers_without_restarting_processes(
         await newcomer.close()
         await student.close()
         await mentor.close()
+    except BaseException:
+        stack.stop()
+        stack.print_logs()
+        raise
     finally:
         stack.stop()

@@ -164,3 +164,9 @@ class Stack:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.terminate()
+
+    def print_logs(self, lines: int = 60) -> None:
+        for process in self.processes:
+            tail = process.log().splitlines()[-lines:]
+            print(f"----- {process.log_path.name} (last {len(tail)} lines) -----")
+            print("\n".join(tail))

@@ -55,7 +55,16 @@ def test_session_events_are_idempotent() -> None:
     mentor = domain.set_online(Mentor("m1", "M"), True, 1)
     started = domain.session_started(mentor, "c1", 2)
     assert domain.session_started(started, "c1", 3) is started
-    assert domain.session_ended(mentor, "c9", 3) is mentor
+    ended = domain.session_ended(started, "c1", 4)
+    assert domain.session_ended(ended, "c1", 5) is ended
+
+
+def test_an_end_that_overtakes_its_accept_wins() -> None:
+    mentor = domain.set_online(Mentor("m1", "M"), True, 1)
+    ended_first = domain.session_ended(mentor, "c1", 2)
+    assert ended_first.status is Status.AVAILABLE
+    assert not domain.changed(mentor, ended_first), "nothing visible changes"
+    assert domain.session_started(ended_first, "c1", 3).status is Status.AVAILABLE
 
 
 def test_changed_ignores_the_timestamp_only() -> None:
