@@ -1,0 +1,300 @@
+"""The rules of chat, without I/O: conversation ids, who may see a conversation, how a batch of
+messages gets its seqs (and which ones are repeats), how receipt markers move."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from shared.errors import InvalidPayload, NotFound, RealtimeError
+
+CONVERSATION_PREFIX = "dm_"
+
+
+class Receipt(StrEnum):
+    """What a reader says about the messages they received, up to a seq."""
+
+    DELIVERED = "delivered"
+    READ = "read"
+
+
+class Status(StrEnum):
+    """Where a message is, seen by its sender. Only moves forward: sent → delivered → read."""
+
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+
+
+# -- conversations ---------------------------------------------------------------------------
+
+
+def conversation_id_for(a: str, b: str) -> str:
+    """The one id of the direct conversation between ``a`` and ``b``: stable, opaque, the same
+    whichever of them asks. (``:`` cannot occur in a user id, so the joined pair is unique.)"""
+    if a == b:
+        raise InvalidPayload("a conversation needs two different users")
+    low, high = sorted((a, b))
+    return CONVERSATION_PREFIX + hashlib.sha256(f"{low}:{high}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: str
+    user_a: str
+    user_b: str
+    last_seq: int = 0
+    updated_at: float = 0.0
+
+    @classmethod
+    def between(cls, a: str, b: str, at: float) -> Conversation:
+        low, high = sorted((a, b))
+        return cls(conversation_id_for(a, b), low, high, 0, at)
+
+    def has(self, user_id: str) -> bool:
+        return user_id in (self.user_a, self.user_b)
+
+    def peer_of(self, user_id: str) -> str:
+        if user_id == self.user_a:
+            return self.user_b
+        if user_id == self.user_b:
+            return self.user_a
+        raise ValueError(f"{user_id} is not in conversation {self.id}")
+
+
+def visible_to(
+    conversation: Conversation | None, user_id: str, conversation_id: str
+) -> Conversation:
+    """The conversation if ``user_id`` takes part in it. Otherwise ``not_found`` — the same
+    answer as for an id that does not exist, so ids reveal nothing to outsiders."""
+    if conversation is None or not conversation.has(user_id):
+        raise NotFound(f"conversation {conversation_id} not found")
+    return conversation
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A conversation as a client names it: by the other participant, or by its id."""
+
+    conversation_id: str
+    recipient_id: str | None = None
+
+
+def target(sender_id: str, recipient_id: str | None, conversation_id: str | None) -> Target:
+    """Check what the client named (no storage needed): not yourself, and both names agree."""
+    if recipient_id is not None:
+        if recipient_id == sender_id:
+            raise InvalidPayload("recipient_id: you cannot address yourself")
+        derived = conversation_id_for(sender_id, recipient_id)
+        if conversation_id is not None and conversation_id != derived:
+            raise InvalidPayload("conversation_id is not the conversation with recipient_id")
+        return Target(derived, recipient_id)
+    if conversation_id is None:
+        raise InvalidPayload("recipient_id or conversation_id is required")
+    return Target(conversation_id)
+
+
+def resolve(named: Target, stored: Conversation | None, sender_id: str, at: float) -> Conversation:
+    """The conversation ``named`` means for ``sender_id``: addressed by recipient it may be new;
+    addressed by id it must exist and include the sender."""
+    if named.recipient_id is not None:
+        return stored or Conversation.between(sender_id, named.recipient_id, at)
+    return visible_to(stored, sender_id, named.conversation_id)
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    conversation_id: str
+    seq: int
+    sender_id: str
+    sender_name: str
+    recipient_id: str
+    text: str
+    sent_at: float
+    client_msg_id: str | None = None
+    call_id: str | None = None
+    command_id: str | None = None  # the command that created it (never shown to clients)
+
+    @property
+    def keys(self) -> list[Key]:
+        return _keys(self.sender_id, self.client_msg_id, self.command_id)
+
+
+# An idempotency key: ("client", sender, client_msg_id) — the client's own, kept across its
+# resends — or ("command", sender, command_id) — the broker's, kept across redeliveries of one
+# command (which covers messages sent without a client_msg_id).
+Key = tuple[str, str, str]
+
+
+def _keys(sender_id: str, client_msg_id: str | None, command_id: str | None) -> list[Key]:
+    keys = [("client", sender_id, client_msg_id)] if client_msg_id is not None else []
+    return keys + ([("command", sender_id, command_id)] if command_id is not None else [])
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message as sent, before it has an id and a seq."""
+
+    sender_id: str
+    sender_name: str
+    target: Target
+    text: str
+    client_msg_id: str | None = None
+    call_id: str | None = None
+    command_id: str | None = None
+
+    @property
+    def keys(self) -> list[Key]:
+        return _keys(self.sender_id, self.client_msg_id, self.command_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: Message
+    created: bool  # False: a repeat; ``message`` is the first one with the same key
+
+
+SendOutcome = Sent | RealtimeError
+
+
+@dataclass
+class SendPlan:
+    """What a batch of drafts does: one outcome per draft (in order) and the rows to write."""
+
+    outcomes: list[SendOutcome] = field(default_factory=list)
+    new_conversations: list[Conversation] = field(default_factory=list)
+    advanced: list[tuple[Conversation, Conversation]] = field(default_factory=list)  # before, after
+    messages: list[Message] = field(default_factory=list)
+
+
+def plan_sends(
+    drafts: Sequence[Draft],
+    conversations: Mapping[str, Conversation],
+    earlier: Mapping[Key, Message],
+    at: float,
+    new_id: Callable[[], str],
+) -> SendPlan:
+    """Number a batch of drafts, in order. ``conversations`` and ``earlier`` (the stored messages
+    with any idempotency key of the batch) are the state the batch starts from; each
+    conversation's messages get ``last_seq + 1, + 2, …`` in the order of ``drafts``. A draft
+    with a key seen before (stored, or earlier in the batch) gets that first message back."""
+    plan = SendPlan()
+    current = dict(conversations)
+    known = dict(earlier)
+    for draft in drafts:
+        first = next((known[k] for k in draft.keys if k in known), None)
+        if first is not None:
+            plan.outcomes.append(Sent(first, created=False))
+            continue
+        try:
+            conversation = resolve(
+                draft.target, current.get(draft.target.conversation_id), draft.sender_id, at
+            )
+        except RealtimeError as refused:
+            plan.outcomes.append(refused)
+            continue
+        current[conversation.id] = replace(
+            conversation, last_seq=conversation.last_seq + 1, updated_at=at
+        )
+        message = Message(
+            id=new_id(),
+            conversation_id=conversation.id,
+            seq=conversation.last_seq + 1,
+            sender_id=draft.sender_id,
+            sender_name=draft.sender_name,
+            recipient_id=conversation.peer_of(draft.sender_id),
+            text=draft.text,
+            sent_at=at,
+            client_msg_id=draft.client_msg_id,
+            call_id=draft.call_id,
+            command_id=draft.command_id,
+        )
+        plan.messages.append(message)
+        known.update(dict.fromkeys(message.keys, message))
+        plan.outcomes.append(Sent(message, created=True))
+    for conversation_id, after in current.items():
+        before = conversations.get(conversation_id)
+        if before is None:
+            plan.new_conversations.append(after)
+        elif before != after:
+            plan.advanced.append((before, after))
+    return plan
+
+
+def page(newest_first: Sequence[Message], limit: int) -> tuple[list[Message], bool]:
+    """A history page from up to ``limit + 1`` rows, newest first: ascending, and whether
+    older messages remain."""
+    return list(reversed(newest_first[:limit])), len(newest_first) > limit
+
+
+# -- receipts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Markers:
+    """One reader's up-to markers in one conversation (messages they received)."""
+
+    delivered_seq: int = 0
+    read_seq: int = 0
+
+    def status_of(self, seq: int) -> Status:
+        if seq <= self.read_seq:
+            return Status.READ
+        if seq <= self.delivered_seq:
+            return Status.DELIVERED
+        return Status.SENT
+
+    def advance(self, kind: Receipt, up_to_seq: int) -> Markers:
+        """Markers only move forward; read implies delivered."""
+        if kind is Receipt.READ:
+            read = max(self.read_seq, up_to_seq)
+            return Markers(max(self.delivered_seq, read), read)
+        return Markers(max(self.delivered_seq, up_to_seq), self.read_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """``message_status`` for ``to_user_id``, the sender of the messages concerned."""
+
+    conversation_id: str
+    up_to_seq: int
+    status: Receipt
+    by_user_id: str
+    to_user_id: str
+    at: float
+
+
+def mark(
+    conversation: Conversation,
+    reader: str,
+    before: Markers,
+    kind: Receipt,
+    up_to_seq: int,
+    at: float,
+) -> tuple[Markers, StatusChange | None]:
+    """A reader's receipt: the new markers, and the status change to tell the other
+    participant (None when nothing moved: receipts are idempotent and never go back)."""
+    if up_to_seq > conversation.last_seq:
+        raise InvalidPayload(
+            f"up_to_seq {up_to_seq} is beyond the last message ({conversation.last_seq})"
+        )
+    after = before.advance(kind, up_to_seq)
+    if after == before:
+        return before, None
+    if after.read_seq > before.read_seq:
+        status, up_to = Receipt.READ, after.read_seq
+    else:
+        status, up_to = Receipt.DELIVERED, after.delivered_seq
+    change = StatusChange(conversation.id, up_to, status, reader, conversation.peer_of(reader), at)
+    return after, change
+
+
+def status_of(message: Message, markers: Mapping[str, Markers]) -> Status:
+    """A message's status from its recipient's markers."""
+    return markers.get(message.recipient_id, Markers()).status_of(message.seq)

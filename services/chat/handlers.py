@@ -1,0 +1,204 @@
+"""Chat's handlers: each turns one command, fact or timer into store steps and effects.
+
+Ordering: a handler that writes submits its operation to the group writer *before its first
+``await``*. The runtime starts handlers in delivery order, so the writer sees one
+connection's commands in the order they were sent, and numbers a sender's messages in that
+order even with many workers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import cast
+
+from pydantic import BaseModel
+
+from services.chat import domain, views
+from services.chat.domain import Draft, Receipt
+from services.chat.store import ChatStore
+from services.chat.writer import GroupWriter
+from services.chat.writes import ExpireTypingOp, ReceiptOp, SendOp, TypingOp
+from shared.errors import NotFound
+from shared.protocol.chat import (
+    MESSAGE_RECEIVED,
+    MESSAGE_STATUS,
+    USER_STOPPED_TYPING,
+    USER_TYPING,
+    GetHistory,
+    MessageReceipt,
+    SendMessage,
+    Sync,
+    Typing,
+)
+from shared.protocol.domain import ConnectionFact
+from shared.protocol.envelope import CommandOrigin
+from shared.runtime.outbox import Request
+from shared.settings import Settings
+
+TYPING_EXPIRED = "typing_expired"
+SYNC_PUSH = "sync_push"
+# ``sync`` answers ``{}`` and then pushes. The runtime publishes a handler's effects before its
+# reply, so the pushes go through a (durable) timer, late enough to follow the reply.
+SYNC_PUSH_DELAY_S = 0.1
+
+
+class TypingTimer(BaseModel):
+    """The data of the ``typing_expired`` timer."""
+
+    conversation_id: str
+    user_id: str
+    user_name: str
+    peer_id: str
+    token: str
+
+
+class SyncPush(BaseModel):
+    """The data of the ``sync_push`` timer: what one connection asked to catch up on."""
+
+    origin: CommandOrigin
+    since: dict[str, int]
+
+
+class ChatHandlers:
+    def __init__(self, settings: Settings, store: ChatStore, writer: GroupWriter) -> None:
+        self.settings = settings
+        self.store = store
+        self.writer = writer
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def send_message(self, req: Request) -> None:
+        payload = cast(SendMessage, req.payload)
+        sender = req.sender
+        draft = Draft(
+            sender_id=sender.user_id,
+            sender_name=sender.name,
+            target=domain.target(sender.user_id, payload.recipient_id, payload.conversation_id),
+            text=payload.text,
+            client_msg_id=payload.client_msg_id,
+            call_id=payload.call_id,
+            command_id=req.command_id,
+        )
+        sent = await self.writer.submit(SendOp(draft))
+        message = sent.message
+        req.out.reply = views.sent_ack(message)
+        if not sent.created:
+            return  # a repeat (or a redelivery): its pushes belong to the first attempt
+        view = views.received(message)
+        req.out.push_user(message.recipient_id, MESSAGE_RECEIVED, view)
+        req.out.push_user(
+            message.sender_id,
+            MESSAGE_RECEIVED,
+            view,
+            exclude_connection=req.origin.connection_id if req.origin else None,
+        )
+
+    async def message_delivered(self, req: Request) -> None:
+        await self._receipt(req, Receipt.DELIVERED)
+
+    async def message_read(self, req: Request) -> None:
+        await self._receipt(req, Receipt.READ)
+
+    async def _receipt(self, req: Request, kind: Receipt) -> None:
+        payload = cast(MessageReceipt, req.payload)
+        op = ReceiptOp(payload.conversation_id, req.sender.user_id, kind, payload.up_to_seq)
+        change = await self.writer.submit(op)
+        req.out.reply = {}
+        if change is not None:
+            req.out.push_user(change.to_user_id, MESSAGE_STATUS, views.status(change))
+
+    # -- typing ----------------------------------------------------------------------------
+
+    async def user_typing(self, req: Request) -> None:
+        payload = cast(Typing, req.payload)
+        sender = req.sender
+        named = domain.target(sender.user_id, payload.recipient_id, payload.conversation_id)
+        token = uuid.uuid4().hex
+        typing = await self.writer.submit(TypingOp(named, sender.user_id, token))
+        req.out.reply = {}
+        notice = views.typing_notice(typing.conversation_id, sender.user_id, sender.name)
+        req.out.push_user(typing.peer_id, USER_TYPING, notice)
+        timer = TypingTimer(
+            conversation_id=typing.conversation_id,
+            user_id=sender.user_id,
+            user_name=sender.name,
+            peer_id=typing.peer_id,
+            token=token,
+        )
+        req.out.schedule(TYPING_EXPIRED, timer.model_dump(), self.settings.typing_timeout_s)
+
+    async def user_stopped_typing(self, req: Request) -> None:
+        payload = cast(Typing, req.payload)
+        sender = req.sender
+        named = domain.target(sender.user_id, payload.recipient_id, payload.conversation_id)
+        typing = await self.writer.submit(TypingOp(named, sender.user_id, None))
+        req.out.reply = {}
+        notice = views.typing_notice(typing.conversation_id, sender.user_id, sender.name)
+        req.out.push_user(typing.peer_id, USER_STOPPED_TYPING, notice)
+
+    async def typing_expired(self, req: Request) -> None:
+        """Timer: the user did not refresh ``user_typing`` in time (only the latest one's
+        timer finds its token still stored)."""
+        timer = TypingTimer.model_validate(req.data)
+        op = ExpireTypingOp(timer.conversation_id, timer.user_id, timer.token)
+        if await self.writer.submit(op):
+            notice = views.typing_notice(timer.conversation_id, timer.user_id, timer.user_name)
+            req.out.push_user(timer.peer_id, USER_STOPPED_TYPING, notice)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def get_history(self, req: Request) -> None:
+        payload = cast(GetHistory, req.payload)
+        user_id = req.sender.user_id
+        found = await self.store.conversations([payload.conversation_id])
+        conversation = domain.visible_to(
+            found.get(payload.conversation_id), user_id, payload.conversation_id
+        )
+        rows, markers = await self.store.history(conversation.id, payload.before_seq, payload.limit)
+        page, has_more = domain.page(rows, payload.limit)
+        req.out.reply = views.history(conversation.id, page, markers, has_more)
+
+    async def list_conversations(self, req: Request) -> None:
+        user_id = req.sender.user_id
+        listing = await self.store.overview(user_id)
+        req.out.reply = views.conversation_list(
+            [
+                views.summary(conversation, user_id, last, markers, unread)
+                for conversation, last, markers, unread in listing
+            ]
+        )
+
+    async def sync(self, req: Request) -> None:
+        """Check every conversation named, answer ``{}``, then (timer) push what is newer."""
+        payload = cast(Sync, req.payload)
+        user_id = req.sender.user_id
+        if req.origin is None:
+            raise NotFound("sync needs a connection to push to")
+        found = await self.store.conversations(payload.since)
+        for conversation_id in payload.since:
+            domain.visible_to(found.get(conversation_id), user_id, conversation_id)
+        req.out.reply = {}
+        if payload.since:
+            push = SyncPush(origin=req.origin, since=dict(payload.since))
+            req.out.schedule(SYNC_PUSH, push.model_dump(), SYNC_PUSH_DELAY_S)
+
+    async def sync_push(self, req: Request) -> None:
+        push = SyncPush.model_validate(req.data)
+        for message in await self.store.after(push.since):
+            req.out.push_connection(push.origin, MESSAGE_RECEIVED, views.received(message))
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def connection_opened(self, req: Request) -> None:
+        """Catch-up: each message the user has not marked delivered, to the new connection.
+
+        Only messages sent before the gateway announced the connection (``fact.at``, after it
+        bound the user): later ones reach the connection live, and must not come twice."""
+        fact = ConnectionFact.model_validate(req.data)
+        if fact.resumed:
+            return  # the gateway re-announced a connection that was never gone
+        origin = CommandOrigin(
+            gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+        )
+        for message in await self.store.undelivered(fact.user_id, sent_before=fact.at):
+            req.out.push_connection(origin, MESSAGE_RECEIVED, views.received(message))

@@ -1,0 +1,164 @@
+"""Chat's storage: its database, the reads, and the entry point of the batched writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.chat import writes
+from services.chat.domain import Conversation, Markers, Message
+from services.chat.tables import (
+    Base,
+    conversations,
+    load_conversations,
+    markers,
+    messages,
+    to_conversation,
+    to_markers,
+    to_message,
+)
+from services.chat.writer import Outcome, WriteOp
+from shared.clock import now
+from shared.db import create_engine, create_tables
+
+
+class ChatStore:
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url)
+
+    async def create(self) -> None:
+        await create_tables(self.engine, Base)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def conversations(self, ids: Iterable[str]) -> dict[str, Conversation]:
+        async with self.engine.connect() as conn:
+            return await load_conversations(conn, set(ids))
+
+    async def history(
+        self, conversation_id: str, before_seq: int | None, limit: int
+    ) -> tuple[list[Message], dict[str, Markers]]:
+        """Up to ``limit + 1`` messages before ``before_seq``, newest first, and the markers."""
+        query = select(messages).where(messages.c.conversation_id == conversation_id)
+        if before_seq is not None:
+            query = query.where(messages.c.seq < before_seq)
+        query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+            found = await _markers(conn, markers.c.conversation_id == conversation_id)
+        return [to_message(r) for r in rows], found.get(conversation_id, {})
+
+    async def overview(
+        self, user_id: str
+    ) -> list[tuple[Conversation, Message | None, dict[str, Markers], int]]:
+        """The user's conversations, most recently active first: each with its last message,
+        its markers and the user's unread count."""
+        mine = or_(conversations.c.user_a == user_id, conversations.c.user_b == user_id)
+        my_read = (
+            select(markers.c.read_seq)
+            .where(markers.c.conversation_id == conversations.c.id, markers.c.user_id == user_id)
+            .correlate(conversations)
+            .scalar_subquery()
+        )
+        unread = (
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.conversation_id == conversations.c.id,
+                messages.c.recipient_id == user_id,
+                messages.c.seq > func.coalesce(my_read, 0),
+            )
+            .correlate(conversations)
+            .scalar_subquery()
+        )
+        listing = (
+            select(conversations, unread.label("unread"))
+            .where(mine)
+            .order_by(conversations.c.updated_at.desc(), conversations.c.id)
+        )
+        lasts = (
+            select(messages)
+            .join(
+                conversations,
+                and_(
+                    messages.c.conversation_id == conversations.c.id,
+                    messages.c.seq == conversations.c.last_seq,
+                ),
+            )
+            .where(mine)
+        )
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(listing)).mappings().all()
+            last = {
+                r["conversation_id"]: to_message(r)
+                for r in (await conn.execute(lasts)).mappings().all()
+            }
+            found = await _markers(
+                conn,
+                markers.c.conversation_id.in_(select(conversations.c.id).where(mine)),
+            )
+        return [
+            (to_conversation(r), last.get(r["id"]), found.get(r["id"], {}), int(r["unread"]))
+            for r in rows
+        ]
+
+    async def undelivered(self, user_id: str, sent_before: float) -> list[Message]:
+        """Every message to ``user_id`` above their delivered marker and sent before
+        ``sent_before``, by conversation and seq."""
+        query = (
+            select(messages)
+            .select_from(conversations)
+            .outerjoin(
+                markers,
+                and_(markers.c.conversation_id == conversations.c.id, markers.c.user_id == user_id),
+            )
+            .join(
+                messages,
+                and_(
+                    messages.c.conversation_id == conversations.c.id,
+                    messages.c.seq > func.coalesce(markers.c.delivered_seq, 0),
+                ),
+            )
+            .where(
+                or_(conversations.c.user_a == user_id, conversations.c.user_b == user_id),
+                messages.c.recipient_id == user_id,
+                messages.c.sent_at < sent_before,
+            )
+            .order_by(conversations.c.id, messages.c.seq)
+        )
+        async with self.engine.connect() as conn:
+            return [to_message(r) for r in (await conn.execute(query)).mappings().all()]
+
+    async def after(self, since: dict[str, int]) -> list[Message]:
+        """The messages of each conversation in ``since`` above its seq, by conversation, seq."""
+        found: list[Message] = []
+        async with self.engine.connect() as conn:
+            for conversation_id, seq in sorted(since.items()):
+                query = (
+                    select(messages)
+                    .where(messages.c.conversation_id == conversation_id, messages.c.seq > seq)
+                    .order_by(messages.c.seq)
+                )
+                found += [to_message(r) for r in (await conn.execute(query)).mappings().all()]
+        return found
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def apply(self, ops: Sequence[WriteOp[Any]]) -> list[Outcome]:
+        """Apply ``ops`` in one transaction (the group writer's batch); one outcome each."""
+        async with self.engine.begin() as conn:
+            # the clock is read inside the transaction: monotonic across replicas on one file
+            return await writes.apply(conn, ops, now())
+
+
+async def _markers(conn: AsyncConnection, where: Any) -> dict[str, dict[str, Markers]]:
+    found: dict[str, dict[str, Markers]] = {}
+    for r in (await conn.execute(select(markers).where(where))).mappings().all():
+        found.setdefault(r["conversation_id"], {})[r["user_id"]] = to_markers(r)
+    return found

@@ -1,0 +1,148 @@
+"""Chat's own database schema (``settings.db_url("chat")``).
+
+The constraints are the last line of defence for the guarantees, whatever the code above
+them does: a seq is used once per conversation, a ``client_msg_id`` once per sender, and a
+command (redelivered after a crash) creates at most one message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import DeclarativeBase
+
+from services.chat.domain import Conversation, Markers, Message
+
+ID = 64
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+conversations = Table(
+    "conversations",
+    Base.metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("user_a", String(ID), nullable=False),  # user_a < user_b
+    Column("user_b", String(ID), nullable=False),
+    Column("last_seq", Integer, nullable=False),  # the counter seqs are taken from
+    Column("updated_at", Float, nullable=False),
+    Index("conversations_user_a", "user_a"),
+    Index("conversations_user_b", "user_b"),
+)
+
+messages = Table(
+    "messages",
+    Base.metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("conversation_id", String(ID), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("sender_id", String(ID), nullable=False),
+    Column("sender_name", String(80), nullable=False),
+    Column("recipient_id", String(ID), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("sent_at", Float, nullable=False),
+    Column("client_msg_id", String(ID), nullable=True),
+    Column("call_id", String(ID), nullable=True),
+    Column("command_id", String(ID), nullable=True),
+    UniqueConstraint("conversation_id", "seq", name="messages_seq"),
+    UniqueConstraint("sender_id", "client_msg_id", name="messages_client_msg_id"),
+    UniqueConstraint("sender_id", "command_id", name="messages_command_id"),
+)
+
+markers = Table(
+    "markers",
+    Base.metadata,
+    Column("conversation_id", String(ID), primary_key=True),
+    Column("user_id", String(ID), primary_key=True),  # the reader
+    Column("delivered_seq", Integer, nullable=False),
+    Column("read_seq", Integer, nullable=False),
+)
+
+# The latest ``user_typing`` of a user in a conversation, so that only its timer (whichever
+# replica it fires on) ends it. Not a record of anything: rows go when typing stops.
+typing = Table(
+    "typing",
+    Base.metadata,
+    Column("conversation_id", String(ID), primary_key=True),
+    Column("user_id", String(ID), primary_key=True),
+    Column("token", String(ID), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+
+def to_conversation(row: RowMapping) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        user_a=row["user_a"],
+        user_b=row["user_b"],
+        last_seq=row["last_seq"],
+        updated_at=row["updated_at"],
+    )
+
+
+def to_message(row: RowMapping) -> Message:
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        sender_id=row["sender_id"],
+        sender_name=row["sender_name"],
+        recipient_id=row["recipient_id"],
+        text=row["text"],
+        sent_at=row["sent_at"],
+        client_msg_id=row["client_msg_id"],
+        call_id=row["call_id"],
+        command_id=row["command_id"],
+    )
+
+
+def to_markers(row: RowMapping) -> Markers:
+    return Markers(delivered_seq=row["delivered_seq"], read_seq=row["read_seq"])
+
+
+def message_row(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "sender_name": message.sender_name,
+        "recipient_id": message.recipient_id,
+        "text": message.text,
+        "sent_at": message.sent_at,
+        "client_msg_id": message.client_msg_id,
+        "call_id": message.call_id,
+        "command_id": message.command_id,
+    }
+
+
+def conversation_row(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "user_a": conversation.user_a,
+        "user_b": conversation.user_b,
+        "last_seq": conversation.last_seq,
+        "updated_at": conversation.updated_at,
+    }
+
+
+async def load_conversations(conn: AsyncConnection, ids: set[str]) -> dict[str, Conversation]:
+    if not ids:
+        return {}
+    rows = (await conn.execute(select(conversations).where(conversations.c.id.in_(ids)))).mappings()
+    return {r["id"]: to_conversation(r) for r in rows.all()}

@@ -1,0 +1,98 @@
+"""How chat looks on the wire (PROTOCOL §4): push, ack and listing payloads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from services.chat.domain import Conversation, Markers, Message, Status, StatusChange, status_of
+from shared.clock import iso
+from shared.protocol import chat as wire
+
+
+def _message(message: Message) -> wire.ChatMessage:
+    return wire.ChatMessage(
+        message_id=message.id,
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        sender_id=message.sender_id,
+        sender_name=message.sender_name,
+        recipient_id=message.recipient_id,
+        text=message.text,
+        sent_at=iso(message.sent_at),
+        client_msg_id=message.client_msg_id,
+        call_id=message.call_id,
+    )
+
+
+def received(message: Message) -> dict[str, Any]:
+    """``message_received``."""
+    return _message(message).model_dump()
+
+
+def _history_message(message: Message, status: Status) -> wire.HistoryMessage:
+    return wire.HistoryMessage(**_message(message).model_dump(), status=status.value)
+
+
+def history_message(message: Message, status: Status) -> dict[str, Any]:
+    return _history_message(message, status).model_dump()
+
+
+def sent_ack(message: Message) -> dict[str, Any]:
+    """The ``ack`` of ``send_message``."""
+    return wire.MessageSent(
+        message_id=message.id,
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        sent_at=iso(message.sent_at),
+        client_msg_id=message.client_msg_id,
+    ).model_dump()
+
+
+def status(change: StatusChange) -> dict[str, Any]:
+    """``message_status``."""
+    return wire.MessageStatus(
+        conversation_id=change.conversation_id,
+        up_to_seq=change.up_to_seq,
+        status=change.status.value,
+        by_user_id=change.by_user_id,
+        at=iso(change.at),
+    ).model_dump()
+
+
+def history(
+    conversation_id: str, page: list[Message], markers: Mapping[str, Markers], has_more: bool
+) -> dict[str, Any]:
+    """The ``ack`` of ``get_history``."""
+    return wire.History(
+        conversation_id=conversation_id,
+        messages=[_history_message(m, status_of(m, markers)) for m in page],
+        has_more=has_more,
+    ).model_dump()
+
+
+def summary(
+    conversation: Conversation,
+    me: str,
+    last: Message | None,
+    markers: Mapping[str, Markers],
+    unread_count: int,
+) -> wire.ConversationSummary:
+    return wire.ConversationSummary(
+        conversation_id=conversation.id,
+        peer_id=conversation.peer_of(me),
+        last_message=_history_message(last, status_of(last, markers)) if last else None,
+        unread_count=unread_count,
+    )
+
+
+def conversation_list(summaries: list[wire.ConversationSummary]) -> dict[str, Any]:
+    """The ``ack`` of ``list_conversations``."""
+    return wire.ConversationList(conversations=summaries).model_dump()
+
+
+def typing_notice(conversation_id: str, user_id: str, user_name: str) -> dict[str, Any]:
+    """``user_typing`` / ``user_stopped_typing``."""
+    return wire.TypingNotice(
+        conversation_id=conversation_id, user_id=user_id, user_name=user_name
+    ).model_dump()

@@ -1,0 +1,136 @@
+"""Chat's store on a real SQLite file (no broker): batched writes, the reads behind history,
+the conversation list and the catch-up, and two writers sharing one file."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.chat import domain
+from services.chat.domain import Draft, Markers, Receipt, Sent, StatusChange, Target
+from services.chat.store import ChatStore
+from services.chat.writer import GroupWriter
+from services.chat.writes import ExpireTypingOp, ReceiptOp, SendOp, Typing, TypingOp
+from shared.errors import InvalidPayload, NotFound
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[ChatStore]:
+    opened = ChatStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    await opened.create()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def send(sender: str, recipient: str, text: str = "hi", key: str | None = None) -> SendOp:
+    return SendOp(Draft(sender, sender.title(), domain.target(sender, recipient, None), text, key))
+
+
+async def test_a_batch_numbers_stores_and_dedupes(store: ChatStore) -> None:
+    ab = domain.conversation_id_for("alice", "bob")
+    first = await store.apply([send("alice", "bob", "1", "k1"), send("bob", "alice", "2")])
+    again = await store.apply(
+        [send("alice", "bob", "1", "k1"), send("alice", "bob", "3"), send("alice", "carol", "x")]
+    )
+    sent = [o for o in first + again if isinstance(o, Sent)]
+    assert [(o.message.text, o.message.seq, o.created) for o in sent] == [
+        ("1", 1, True),
+        ("2", 2, True),
+        ("1", 1, False),
+        ("3", 3, True),
+        ("x", 1, True),
+    ]
+    assert sent[2].message == sent[0].message  # the stored row is the truth
+    rows, _ = await store.history(ab, None, 10)
+    assert [m.seq for m in rows] == [3, 2, 1]
+
+
+async def test_a_redelivered_command_is_stored_once(store: ChatStore) -> None:
+    target = domain.target("alice", "bob", None)
+    op = SendOp(Draft("alice", "Alice", target, "no client_msg_id", command_id="cmd-1"))
+    first, again = await store.apply([op]), await store.apply([op])
+    assert isinstance(first[0], Sent) and first[0].created
+    assert again == [Sent(first[0].message, created=False)]
+    rows, _ = await store.history(target.conversation_id, None, 10)
+    assert len(rows) == 1
+
+
+async def test_refusals_leave_nothing_behind(store: ChatStore) -> None:
+    await store.apply([send("alice", "bob")])
+    ab = domain.conversation_id_for("alice", "bob")
+    outcomes = await store.apply(
+        [
+            SendOp(Draft("eve", "Eve", Target(ab), "sneaky")),
+            ReceiptOp(ab, "eve", Receipt.READ, 1),
+            ReceiptOp(ab, "bob", Receipt.READ, 2),
+            TypingOp(Target("dm_nope"), "alice", "t1"),
+            ReceiptOp(ab, "bob", Receipt.DELIVERED, 1),
+        ]
+    )
+    expected = [NotFound, NotFound, InvalidPayload, NotFound, StatusChange]
+    assert [type(o) for o in outcomes] == expected
+    rows, markers = await store.history(ab, None, 10)
+    assert [m.text for m in rows] == ["hi"] and markers == {"bob": Markers(1, 0)}
+
+
+async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
+    ab = domain.conversation_id_for("alice", "bob")
+    ac = domain.conversation_id_for("alice", "carol")
+    await store.apply([send("bob", "alice", f"b{i}") for i in range(3)])
+    await store.apply([send("carol", "alice", "c0"), send("alice", "carol", "a0")])
+    await store.apply(
+        [ReceiptOp(ab, "alice", Receipt.READ, 1), ReceiptOp(ab, "alice", Receipt.DELIVERED, 2)]
+    )
+    overview = await store.overview("alice")
+    assert [(c.id, last.text if last else None, unread) for c, last, _, unread in overview] == [
+        (ac, "a0", 1),  # most recent first; alice's own message is not unread
+        (ab, "b2", 2),
+    ]
+    assert overview[1][2] == {"alice": Markers(2, 1)}
+    assert await store.overview("eve") == []
+    late = 1e12
+    assert [(m.conversation_id, m.seq) for m in await store.undelivered("alice", late)] == sorted(
+        [(ab, 3), (ac, 1)]
+    )
+    assert await store.undelivered("alice", sent_before=0) == []  # only what came before
+    assert [(m.conversation_id, m.seq) for m in await store.after({ab: 1, ac: 0})] == sorted(
+        [(ab, 2), (ab, 3), (ac, 1), (ac, 2)]
+    )
+
+
+async def test_only_the_latest_typing_expires(store: ChatStore) -> None:
+    target = domain.target("alice", "bob", None)
+    started = await store.apply([TypingOp(target, "alice", "t1"), TypingOp(target, "alice", "t2")])
+    assert started == [Typing(target.conversation_id, "bob")] * 2
+    cid = target.conversation_id
+    assert await store.apply([ExpireTypingOp(cid, "alice", "t1")]) == [False]
+    assert await store.apply([ExpireTypingOp(cid, "alice", "t2")]) == [True]
+    await store.apply([TypingOp(target, "alice", "t3"), TypingOp(target, "alice", None)])
+    assert await store.apply([ExpireTypingOp(cid, "alice", "t3")]) == [False]
+
+
+async def test_two_writers_on_one_file_keep_seqs_gap_free(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    replicas = [ChatStore(url), ChatStore(url)]
+    await replicas[0].create()
+    writers = [GroupWriter(r.apply, max_batch=16) for r in replicas]
+    tasks = [asyncio.create_task(w.run()) for w in writers]
+    try:
+        futures = [
+            writers[i % 2].submit(send(*(("alice", "bob") if i % 3 else ("bob", "alice"))))
+            for i in range(400)
+        ]
+        outcomes = await asyncio.gather(*futures)
+    finally:
+        for task in tasks:
+            task.cancel()
+    seqs = sorted(o.message.seq for o in outcomes)
+    assert seqs == list(range(1, 401))
+    assert all(w.batches < 200 for w in writers), "writes were not grouped"
+    for replica in replicas:
+        await replica.close()
