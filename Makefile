@@ -10,10 +10,10 @@ NAME ?=
 
 .PHONY: install up test unit lint token bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev]' -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,7 +29,7 @@ unit: $(STAMP)  ## the fast tests without a broker
 
 lint: $(STAMP)  ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict shared services tools
+	$(VENV)/bin/mypy --strict shared services tools clients/python/instantmentor_client
 
 token: $(STAMP)  ## make token USER=alice ROLE=student NAME=Alice
 	@$(PY) -m tools.token --user '$(USER)' --role '$(ROLE)' --name '$(NAME)'

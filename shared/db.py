@@ -10,6 +10,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
+READ_ONLY = "im_read_only"
+
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for ``url``. For SQLite: the folder is created, WAL is on, and every
@@ -32,10 +34,17 @@ def create_engine(url: str) -> AsyncEngine:
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
 
         @event.listens_for(engine.sync_engine, "begin")
-        def _begin_immediate(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        def _begin(connection: Any) -> None:
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for reads: plain ``BEGIN``, so reads never queue behind writers (WAL
+    readers see the last committed state)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 async def create_tables(engine: AsyncEngine, base: type[DeclarativeBase]) -> None:

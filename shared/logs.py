@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -47,9 +48,25 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+_TOKEN = re.compile(r"(token=)[^ &\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """Keeps bearer tokens of ``/ws?token=…`` out of the logs (uvicorn logs the path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = _TOKEN.sub(r"\1***", record.msg)
+        return True
+
+
 def configure_logging(process_name: str, level: str, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(process_name) if as_json else TextFormatter(process_name))
+    handler.addFilter(RedactTokens())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.calls.domain import Call, CallState
-from shared.db import create_engine, create_tables
+from shared.db import create_engine, create_tables, reader
 
 
 class Base(DeclarativeBase):
@@ -141,6 +141,7 @@ class CallStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: AsyncEngine = create_engine(url)
+        self.reads: AsyncEngine = reader(self.engine)
 
     async def start(self) -> None:
         await create_tables(self.engine, Base)
@@ -151,7 +152,7 @@ class CallStore:
     # -- reads -----------------------------------------------------------------------------
 
     async def get(self, call_id: str) -> Call | None:
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             row = (await conn.execute(select(_CALLS).where(_CALLS.c.id == call_id))).first()
         return _to_call(row) if row is not None else None
 
@@ -162,7 +163,7 @@ class CallStore:
             .join(LineRow.__table__, LineRow.call_id == _CALLS.c.id)
             .where(LineRow.user_id == user_id)
         )
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_to_call(row) for row in rows if CallState(row.state).active]
 
@@ -182,7 +183,7 @@ class CallStore:
             .order_by(_CALLS.c.created_at.desc())
             .limit(1)
         )
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             row = (await conn.execute(query)).first()
         return _to_call(row) if row is not None else None
 
@@ -194,7 +195,7 @@ class CallStore:
         if before is not None:
             query = query.where(_CALLS.c.created_at < before)
         query = query.order_by(_CALLS.c.created_at.desc()).limit(limit)
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_to_call(row) for row in rows]
 

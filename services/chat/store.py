@@ -22,12 +22,13 @@ from services.chat.tables import (
 )
 from services.chat.writer import Outcome, WriteOp
 from shared.clock import now
-from shared.db import create_engine, create_tables
+from shared.db import create_engine, create_tables, reader
 
 
 class ChatStore:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
+        self.reads = reader(self.engine)
 
     async def create(self) -> None:
         await create_tables(self.engine, Base)
@@ -38,7 +39,7 @@ class ChatStore:
     # -- reads -----------------------------------------------------------------------------
 
     async def conversations(self, ids: Iterable[str]) -> dict[str, Conversation]:
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             return await load_conversations(conn, set(ids))
 
     async def history(
@@ -49,7 +50,7 @@ class ChatStore:
         if before_seq is not None:
             query = query.where(messages.c.seq < before_seq)
         query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
             found = await _markers(conn, markers.c.conversation_id == conversation_id)
         return [to_message(r) for r in rows], found.get(conversation_id, {})
@@ -93,7 +94,7 @@ class ChatStore:
             )
             .where(mine)
         )
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             rows = (await conn.execute(listing)).mappings().all()
             last = {
                 r["conversation_id"]: to_message(r)
@@ -132,13 +133,13 @@ class ChatStore:
             )
             .order_by(conversations.c.id, messages.c.seq)
         )
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             return [to_message(r) for r in (await conn.execute(query)).mappings().all()]
 
     async def after(self, since: dict[str, int]) -> list[Message]:
         """The messages of each conversation in ``since`` above its seq, by conversation, seq."""
         found: list[Message] = []
-        async with self.engine.connect() as conn:
+        async with self.reads.connect() as conn:
             for conversation_id, seq in sorted(since.items()):
                 query = (
                     select(messages)

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.help.domain import HelpRequest, MentorState, Status, supersedes
 from services.help.tables import PRIORITY, Base, M, R, S, to_mentor, to_request
-from shared.db import create_engine, create_tables
+from shared.db import create_engine, create_tables, reader
 
 
 def _upsert_for(engine: AsyncEngine) -> Any:
@@ -30,6 +30,7 @@ def _upsert_for(engine: AsyncEngine) -> Any:
 class HelpStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.reads = reader(engine)
         self._upsert = _upsert_for(engine)
 
     @classmethod
@@ -46,7 +47,10 @@ class HelpStore:
         async with self.engine.begin() as conn:
             yield conn
 
-    _read = _write  # on SQLite every transaction is BEGIN IMMEDIATE (shared.db) anyway
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reads.begin() as conn:
+            yield conn
 
     # -- mentor view ------------------------------------------------------------------------
 

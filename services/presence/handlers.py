@@ -55,7 +55,7 @@ class PresenceHandlers:
         req.out.reply = after.view()
 
     async def get_mentors(self, req: Request) -> None:
-        async with self.store.transaction() as tx:
+        async with self.store.snapshot() as tx:
             mentors = await tx.mentors()
         req.out.reply = {"mentors": [m.view() for m in domain.listing_order(mentors)]}
 
@@ -164,7 +164,7 @@ class PresenceHandlers:
 
     async def snapshot_requested(self, req: Request) -> None:
         """Another service rebuilds its view of mentors: tell it every mentor's state."""
-        async with self.store.transaction() as tx:
+        async with self.store.snapshot() as tx:
             mentors = await tx.mentors()
         for mentor in mentors:
             req.out.emit(MENTOR_STATUS_CHANGED, mentor.view())

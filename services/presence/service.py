@@ -32,7 +32,7 @@ def build(settings: Settings) -> ServiceDefinition:
         while True:
             await asyncio.sleep(settings.gateway_heartbeat_s)
             try:
-                async with store.transaction() as tx:
+                async with store.snapshot() as tx:
                     silent = await tx.silent_gateways(now() - settings.gateway_timeout_s)
                 for gateway_id in silent:
                     await runner.command(GATEWAY_EXPIRED, {"gateway_id": gateway_id})

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.presence.domain import Mentor, Status, UserPresence
-from shared.db import create_engine, create_tables, sessions
+from shared.db import create_engine, create_tables, reader, sessions
 
 
 class Base(DeclarativeBase):
@@ -192,6 +192,7 @@ class PresenceStore:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
         self._sessions = sessions(self.engine)
+        self._read_sessions = sessions(reader(self.engine))
 
     async def create(self) -> None:
         await create_tables(self.engine, Base)
@@ -202,4 +203,10 @@ class PresenceStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PresenceTx]:
         async with self._sessions() as session, session.begin():
+            yield PresenceTx(session)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PresenceTx]:
+        """A read-only transaction: does not wait for writers."""
+        async with self._read_sessions() as session, session.begin():
             yield PresenceTx(session)

@@ -122,3 +122,21 @@ def test_tokens() -> None:
     ):
         with pytest.raises(AuthError):
             verify_token(bad, SECRET)
+
+
+def test_tokens_never_reach_the_logs() -> None:
+    import logging
+
+    from shared.logs import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5", "/ws?token=eyJhbGc.abc.def&x=1"),
+        None,
+    )
+    assert RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "WebSocket /ws?token=***&x=1" [accepted]'
