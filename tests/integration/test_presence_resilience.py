@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import aio_pika
 import httpx
@@ -150,18 +151,15 @@ async def test_mentor_in_session_during_a_call(stack: Stack, broker: Broker) -> 
 
 
 async def test_broker_restart_recovers_without_restarting_processes(
-    own_broker: Broker, tmp_path: object
+    own_broker: Broker, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
-    stack = Stack(amqp_url=own_broker.url, base_dir=Path(str(tmp_path)) / "stack")
+    stack = Stack(amqp_url=own_broker.url, base_dir=tmp_path / "stack")
     stack.base_dir.mkdir()
     try:
         stack.start_service("presence")
         gateway = stack.start_gateway()
         student = await _connect(gateway.ws, stack, "s1", "student")
         mentor = await _connect(gateway.ws, stack, "m1", "mentor")
-        await asyncio.to_thread(own_broker.restart)
 
         def ready() -> bool:
             try:
@@ -169,6 +167,17 @@ async def test_broker_restart_recovers_without_restarting_processes(
             except httpx.HTTPError:
                 return False
 
+        await asyncio.to_thread(own_broker.stop)
+        await asyncio.to_thread(wait_until, lambda: not ready(), 10, "readyz to say 503")
+        # while the broker is away a request is answered at once, it does not hang
+        started = asyncio.get_running_loop().time()
+        assert await mentor.error("mentor_busy", {"status_message": "no broker"}) == "unavailable"
+        assert asyncio.get_running_loop().time() - started < 2
+        assert (await mentor.request("ping"))["event"] == "pong", "the socket itself is fine"
+        refused = await WsClient.connect(gateway.ws, stack.token("s3", "student"))
+        await asyncio.wait_for(refused.connection.wait_closed(), 5)
+        assert refused.connection.close_code == 1013, "new sockets: try again later"
+        await asyncio.to_thread(own_broker.start)
         await asyncio.to_thread(wait_until, ready, 60, "gateway ready again")
         # the existing sockets survived; bindings and consumers were restored
         deadline = asyncio.get_running_loop().time() + 30

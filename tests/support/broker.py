@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tools.rabbit import LocalRabbit, free_port, port_open
 
@@ -19,6 +19,10 @@ RABBIT_IMAGE = "rabbitmq:3.13-management"
 
 class Broker(Protocol):
     url: str
+
+    def stop(self) -> None: ...
+
+    def start(self) -> None: ...
 
     def restart(self) -> None: ...
 
@@ -39,11 +43,19 @@ class ContainerBroker:
     container: object
     url: str
 
+    def _wrapped(self) -> Any:
+        return self.container.get_wrapped_container()  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        self._wrapped().stop(timeout=30)
+
+    def start(self) -> None:
+        self._wrapped().start()
+        _wait_for_port(int(self.url.rsplit(":", 1)[1].rstrip("/")))
+
     def restart(self) -> None:
-        wrapped = self.container.get_wrapped_container()  # type: ignore[attr-defined]
-        wrapped.restart(timeout=30)
-        port = int(self.url.rsplit(":", 1)[1].rstrip("/"))
-        _wait_for_port(port)
+        self.stop()
+        self.start()
 
 
 def _wait_for_port(port: int, timeout_s: float = 60.0) -> None:
