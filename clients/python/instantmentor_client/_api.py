@@ -1,0 +1,292 @@
+"""The typed request methods: one per client event of PROTOCOL v1 (calls, chat, presence,
+help requests, ping), each a thin wrapper around ``request()`` that builds the ``data`` and
+turns the ``ack`` into a model of :mod:`instantmentor_client.models`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from instantmentor_client._delivery import ChatDelivery
+from instantmentor_client.errors import ProtocolViolation
+from instantmentor_client.models import (
+    CallInvitation,
+    CallState,
+    ConversationSummary,
+    HelpRequest,
+    HelpRequestCreated,
+    HelpRequestUpdate,
+    History,
+    MentorStatus,
+    MessageSent,
+    Pong,
+    mentors_from,
+)
+
+MENTOR_STATUSES = ("available", "busy", "in_session", "break", "offline")
+
+
+class ApiMethods(ChatDelivery):
+    """Mixin of :class:`~instantmentor_client.client.InstantMentorClient`: the typed requests.
+    Chat methods also feed the delivery bookkeeping (dedupe, seqs, receipts)."""
+
+    # -- calls (PROTOCOL §3) -------------------------------------------------------------
+
+    async def initiate_call(
+        self,
+        receiver_id: str,
+        call_type: str = "video",
+        *,
+        call_data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> CallInvitation:
+        """Ring ``receiver_id`` (``call_type`` ``video``/``audio``). The ack's ``state`` is
+        ``ringing``, or ``rejected`` with ``reason`` ``offline``/``busy``. Calling yourself:
+        :class:`InvalidPayload`."""
+        data = _compact(receiver_id=receiver_id, call_type=call_type, call_data=call_data)
+        return CallInvitation.from_dict(await self.request("initiate_call", data, timeout=timeout))
+
+    async def accept_call(
+        self,
+        call_id: str,
+        *,
+        call_data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> CallState:
+        """Accept a ringing call (receiver only: else :class:`Forbidden`; not ringing:
+        :class:`Conflict`; unknown: :class:`NotFound`)."""
+        data = _compact(call_id=call_id, call_data=call_data)
+        return CallState.from_dict(await self.request("accept_call", data, timeout=timeout))
+
+    async def reject_call(
+        self, call_id: str, *, reason: str | None = None, timeout: float | None = None
+    ) -> CallState:
+        """Reject a ringing call (receiver only)."""
+        data = _compact(call_id=call_id, reason=reason)
+        return CallState.from_dict(await self.request("reject_call", data, timeout=timeout))
+
+    async def end_call(self, call_id: str, *, timeout: float | None = None) -> CallState:
+        """Hang up (accepted call) or cancel (ringing call); either party."""
+        return CallState.from_dict(
+            await self.request("end_call", {"call_id": call_id}, timeout=timeout)
+        )
+
+    async def send_call_signal(
+        self, call_id: str, signal: Mapping[str, Any], *, timeout: float | None = None
+    ) -> None:
+        """Relay a WebRTC offer/answer/ICE candidate (≤ 32 KiB) to the other party (event
+        ``call_signal``), while the call rings or is accepted."""
+        await self.request(
+            "call_signal", {"call_id": call_id, "signal": dict(signal)}, timeout=timeout
+        )
+
+    # -- chat (PROTOCOL §4) --------------------------------------------------------------
+
+    async def send_message(
+        self,
+        text: str,
+        *,
+        recipient_id: str | None = None,
+        conversation_id: str | None = None,
+        client_msg_id: str | None = None,
+        call_id: str | None = None,
+        timeout: float | None = None,
+    ) -> MessageSent:
+        """Send ``text`` to ``recipient_id`` or into ``conversation_id``; return once stored.
+
+        A ``client_msg_id`` is generated when not given, which makes the send idempotent: it
+        is resent across a reconnection within the timeout, and after a
+        :class:`RequestTimeout` the app may call again with the same ``client_msg_id`` (the
+        server then returns the first ack and delivers nothing new).
+        """
+        if recipient_id is None and conversation_id is None:
+            raise ValueError("give recipient_id or conversation_id")
+        data = _compact(
+            recipient_id=recipient_id,
+            conversation_id=conversation_id,
+            text=text,
+            client_msg_id=client_msg_id or uuid.uuid4().hex,
+            call_id=call_id,
+        )
+        sent = MessageSent.from_dict(
+            await self.request("send_message", data, timeout=timeout, retry=True)
+        )
+        self._dedupe.add(sent.message_id)
+        if self._tracker.observe(sent.conversation_id, sent.seq):
+            self._schedule_gap_fill()
+        return sent
+
+    async def mark_delivered(
+        self, conversation_id: str, up_to_seq: int, *, timeout: float | None = None
+    ) -> None:
+        """Mark the peer's messages up to ``up_to_seq`` delivered (done automatically with
+        ``auto_ack_delivery``). ``up_to_seq`` beyond the last message: :class:`InvalidPayload`."""
+        await self.request(
+            "message_delivered",
+            {"conversation_id": conversation_id, "up_to_seq": up_to_seq},
+            timeout=timeout,
+        )
+        self._tracker.mark_acked(conversation_id, up_to_seq)
+
+    async def mark_read(
+        self, conversation_id: str, up_to_seq: int, *, timeout: float | None = None
+    ) -> None:
+        """Mark the peer's messages up to ``up_to_seq`` read (implies delivered)."""
+        await self.request(
+            "message_read",
+            {"conversation_id": conversation_id, "up_to_seq": up_to_seq},
+            timeout=timeout,
+        )
+        self._tracker.mark_acked(conversation_id, up_to_seq)
+
+    async def typing(
+        self,
+        *,
+        recipient_id: str | None = None,
+        conversation_id: str | None = None,
+        active: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """``user_typing`` (``active=True``; refresh within 6 s or the server stops it) or
+        ``user_stopped_typing`` (``active=False``)."""
+        if recipient_id is None and conversation_id is None:
+            raise ValueError("give recipient_id or conversation_id")
+        event = "user_typing" if active else "user_stopped_typing"
+        data = _compact(recipient_id=recipient_id, conversation_id=conversation_id)
+        await self.request(event, data, timeout=timeout)
+
+    async def get_history(
+        self,
+        conversation_id: str,
+        *,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> History:
+        """Up to ``limit`` (1–100, default 50) messages before ``before_seq`` (newest when
+        absent), ascending. The messages count as received: they are not pushed to the app
+        again as ``message_received`` and fill gaps."""
+        data = _compact(conversation_id=conversation_id, before_seq=before_seq, limit=limit)
+        history = History.from_dict(
+            await self.request("get_history", data, timeout=timeout, retry=True)
+        )
+        me = self._session.user_id if self._session else None
+        for message in history.messages:
+            self._dedupe.add(message.message_id)
+            self._tracker.observe(
+                message.conversation_id, message.seq, from_peer=message.sender_id != me
+            )
+        if self.auto_ack_delivery and history.messages:
+            self._ack_wakeup.set()
+        return history
+
+    async def list_conversations(
+        self, *, timeout: float | None = None
+    ) -> list[ConversationSummary]:
+        """This user's conversations, most recently active first."""
+        ack = await self.request("list_conversations", timeout=timeout, retry=True)
+        return [ConversationSummary.from_dict(c) for c in _items(ack, "conversations")]
+
+    async def sync(
+        self, since: Mapping[str, int] | None = None, *, timeout: float | None = None
+    ) -> None:
+        """Ask for every message after ``since[conversation_id]`` (default: the client's
+        :attr:`watermarks`); they arrive as ``message_received`` pushes, deduplicated. One
+        unknown conversation fails the whole request with :class:`NotFound`."""
+        await self._sync_all(self._tracker.watermarks() if since is None else since, timeout)
+
+    # -- presence (PROTOCOL §5) ----------------------------------------------------------
+
+    async def update_mentor_status(
+        self,
+        status: str = "available",
+        status_message: str | None = None,
+        *,
+        status_data: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> MentorStatus:
+        """Set this mentor's status: ``available`` (event ``mentor_available``) or ``busy``,
+        ``in_session``, ``break``, ``offline`` (event ``mentor_busy``). Students:
+        :class:`Forbidden`."""
+        if status not in MENTOR_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(MENTOR_STATUSES)}")
+        data = _compact(status_message=status_message, status_data=status_data)
+        if status == "available":
+            ack = await self.request("mentor_available", data, timeout=timeout)
+        else:
+            ack = await self.request("mentor_busy", {**data, "status": status}, timeout=timeout)
+        return MentorStatus.from_dict(ack)
+
+    async def get_mentors(self, *, timeout: float | None = None) -> list[MentorStatus]:
+        """Every mentor's status."""
+        return mentors_from(await self.request("get_mentors", timeout=timeout, retry=True))
+
+    # -- help requests (PROTOCOL §6) -----------------------------------------------------
+
+    async def request_help(
+        self,
+        subject: str,
+        message: str,
+        *,
+        urgency: str = "medium",
+        mentor_id: str | None = None,
+        timeout: float | None = None,
+    ) -> HelpRequestCreated:
+        """Ask one mentor (``mentor_id``) or every available mentor (default) for help
+        (event ``student_request_help``; students only, else :class:`Forbidden`)."""
+        data = _compact(subject=subject, message=message, urgency=urgency, mentor_id=mentor_id)
+        ack = await self.request("student_request_help", data, timeout=timeout)
+        return HelpRequestCreated.from_dict(ack)
+
+    async def accept_help_request(
+        self, request_id: str, *, timeout: float | None = None
+    ) -> HelpRequestUpdate:
+        """Take a help request (mentors). First accept wins; later ones: :class:`Conflict`."""
+        ack = await self.request("accept_help_request", {"request_id": request_id}, timeout=timeout)
+        return HelpRequestUpdate.from_dict(ack)
+
+    async def decline_help_request(
+        self, request_id: str, *, reason: str | None = None, timeout: float | None = None
+    ) -> HelpRequestUpdate:
+        """Decline a help request shown to this mentor."""
+        data = _compact(request_id=request_id, reason=reason)
+        ack = await self.request("decline_help_request", data, timeout=timeout)
+        return HelpRequestUpdate.from_dict(ack)
+
+    async def cancel_help_request(
+        self, request_id: str, *, timeout: float | None = None
+    ) -> HelpRequestUpdate:
+        """Withdraw one's own open help request (students)."""
+        ack = await self.request("cancel_help_request", {"request_id": request_id}, timeout=timeout)
+        return HelpRequestUpdate.from_dict(ack)
+
+    async def list_help_requests(self, *, timeout: float | None = None) -> list[HelpRequest]:
+        """Mentor: the open requests visible to them, most urgent then oldest first;
+        student: their own."""
+        ack = await self.request("list_help_requests", timeout=timeout, retry=True)
+        return [HelpRequest.from_dict(r) for r in _items(ack, "requests")]
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    async def ping(self, *, timeout: float | None = None) -> Pong:
+        """Round trip to the gateway; ``rtt_s`` measured here."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        data = await self.request("ping", timeout=timeout, retry=True)
+        return Pong(server_time=str(data.get("server_time", "")), rtt_s=loop.time() - started)
+
+
+def _compact(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that are not ``None`` (absent optional fields stay absent)."""
+    return {
+        k: (dict(v) if isinstance(v, Mapping) else v) for k, v in values.items() if v is not None
+    }
+
+
+def _items(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise ProtocolViolation(f"expected a list in {key!r}, got {value!r}")
+    return value
