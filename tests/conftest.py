@@ -12,6 +12,7 @@ from _pytest.reports import TestReport
 from _pytest.runner import CallInfo
 
 from tests.support.broker import Broker, running_broker
+from tests.support.client import protocol_violations
 from tests.support.stack import Stack
 
 
@@ -53,3 +54,11 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
     with running_broker() as running:
         yield running
     shutil.rmtree(tmp_path / "rabbit", ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def frames_follow_the_protocol() -> Iterator[None]:
+    """Every frame a test client received matched its schema in shared/protocol/pushes.py."""
+    protocol_violations.clear()
+    yield
+    assert not protocol_violations, "\n".join(protocol_violations[:10])

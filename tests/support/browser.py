@@ -44,7 +44,7 @@ def ensure_chromium() -> str:
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     print("installing chromium with apt-get …", flush=True)
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", APT_PACKAGE]
+    install = ["apt-get", "install", "-y", "-q", APT_PACKAGE]  # recommends bring the fonts
     if subprocess.run(install, env=env, check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
         subprocess.run(install, env=env, check=True)

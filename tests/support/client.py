@@ -9,10 +9,37 @@ from collections.abc import Callable
 from typing import Any
 
 import websockets
+from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
+
+from shared.protocol.pushes import SERVER_PUSHES
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
+
+# Every server frame that does not match its documented schema (shared/protocol/pushes.py);
+# the conftest fails the test that saw one.
+protocol_violations: list[str] = []
+
+
+def check_frame(frame: Frame) -> None:
+    """Record how ``frame`` departs from PROTOCOL (missing/extra fields, wrong types)."""
+    event = frame.get("event")
+    if event == "ack":
+        return
+    model = SERVER_PUSHES.get(str(event))
+    data = frame.get("data")
+    if model is None or not isinstance(data, dict):
+        protocol_violations.append(f"unknown server frame: {frame}")
+        return
+    missing = set(model.model_fields) - set(data)
+    extra = set(data) - set(model.model_fields)
+    if missing or extra:
+        protocol_violations.append(f"{event}: missing {sorted(missing)} extra {sorted(extra)}")
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        protocol_violations.append(f"{event}: {exc}")
 
 
 class WsClient:
@@ -33,6 +60,7 @@ class WsClient:
         try:
             async for raw in self.connection:
                 frame = json.loads(raw)
+                check_frame(frame)
                 async with self._new_frame:
                     self.frames.append(frame)
                     self._new_frame.notify_all()
