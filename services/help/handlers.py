@@ -41,7 +41,7 @@ from shared.protocol.help import (
 from shared.runtime.outbox import Push, Request, UserPush
 
 EXPIRY_TIMER = "help_expired"
-DUPLICATE_WINDOW_S = 60.0  # an identical request within this window is the same request
+DUPLICATE_WINDOW_S = 60.0  # an identical request within this window is a double tap: the same
 STUDENT_LIST_LIMIT = 50
 
 P = TypeVar("P", bound=Payload)
@@ -124,10 +124,11 @@ class HelpHandlers:
     async def student_request_help(self, req: Request) -> None:
         p = payload(req, StudentRequestHelp)
         at = self.clock()
-        request = new_request(p, req.sender, self.new_id(), at, self.expiry_s)
+        # The gateway's command id names the request: a redelivered command finds it again.
+        request = new_request(p, req.sender, req.command_id or self.new_id(), at, self.expiry_s)
         if request.mentor_id is not None and await self.store.mentor(request.mentor_id) is None:
             raise NotFound(f"no mentor {request.mentor_id!r}")
-        same = await self.store.find_duplicate(
+        same = await self.store.get(request.request_id) or await self.store.find_duplicate(
             request, since=at - DUPLICATE_WINDOW_S, any_status=req.redelivered
         )
         if same is None:

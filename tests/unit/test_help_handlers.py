@@ -58,7 +58,7 @@ class Harness:
 
     async def run(
         self, event: str, data: dict[str, Any] | None = None, user: str | None = None,
-        redelivered: bool = False,
+        redelivered: bool = False, command_id: str | None = None,
     ) -> Outcome:
         data = data or {}
         identity = self.user(user) if user else None
@@ -79,7 +79,8 @@ class Harness:
                 payload = validate_payload(spec, data)
             origin = CommandOrigin(gateway_id="g", connection_id=f"c-{user}", reply_to="q")
             req = Request(
-                event, data, payload, identity, origin if user else None, redelivered, deliver_now
+                event, data, payload, identity, origin if user else None, redelivered, deliver_now,
+                command_id=command_id,
             )
             await self.definition.handlers[event](req)
         except RealtimeError as exc:
@@ -247,6 +248,18 @@ async def test_the_same_request_sent_twice_is_one_request(h: Harness) -> None:
     assert again.pushes == [] and again.timers == []
     other = await h.ask(message="something else")
     assert other.reply is not None and other.reply["request_id"] != first.reply["request_id"]
+
+
+async def test_a_redelivered_command_is_the_same_request_whatever_the_time(h: Harness) -> None:
+    await h.online("m1")
+    data = {"subject": "Math", "message": "help me"}
+    first = await h.run("student_request_help", data, "s1", command_id="cmd-1")
+    h.clock[0] += 10 * 60  # far beyond the double-tap window
+    again = await h.run("student_request_help", data, "s1", redelivered=True, command_id="cmd-1")
+    fresh = await h.run("student_request_help", data, "s1", command_id="cmd-2")
+    assert first.reply is not None and again.reply is not None and fresh.reply is not None
+    assert again.reply["request_id"] == first.reply["request_id"]
+    assert fresh.reply["request_id"] != first.reply["request_id"]
 
 
 async def test_a_redelivered_request_pushes_and_arms_the_timer_again(h: Harness) -> None:
