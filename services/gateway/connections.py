@@ -20,6 +20,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHORIZED = 4401
+SEND_TIMEOUT_S = 10.0  # a frame the client's TCP window does not take by then: dead client
 
 
 class SlowConsumer(Exception):
@@ -35,14 +36,19 @@ class Connection:
     limiter: TokenBucket
     queue_limit: int
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    send_timeout_s: float = SEND_TIMEOUT_S
     _outbox: asyncio.Queue[str | int | None] = field(default_factory=asyncio.Queue)
+    _closing: bool = False
 
     @property
     def user_id(self) -> str:
         return self.identity.user_id
 
     def send(self, text: str) -> None:
-        """Queue one frame (JSON text). Never blocks; a client that stops reading is dropped."""
+        """Queue one frame (JSON text). Never blocks. Raises :class:`SlowConsumer` when the
+        client has ``queue_limit`` frames unread; frames for a closing connection are dropped."""
+        if self._closing:
+            return
         if self._outbox.qsize() >= self.queue_limit:
             raise SlowConsumer(self.id)
         self._outbox.put_nowait(text)
@@ -53,6 +59,15 @@ class Connection:
 
     def close_after_queued(self, code: int) -> None:
         """Close the socket with ``code`` once the frames already queued are written."""
+        if not self._closing:
+            self._closing = True
+            self._outbox.put_nowait(code)
+
+    def abort(self, code: int) -> None:
+        """Close the socket with ``code`` now, dropping the frames not yet written."""
+        self._closing = True
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
         self._outbox.put_nowait(code)
 
     async def write_loop(self) -> None:
@@ -63,11 +78,11 @@ class Connection:
                 if item is None:
                     return
                 if isinstance(item, int):
-                    await self.websocket.close(item)
+                    await asyncio.wait_for(self.websocket.close(item), self.send_timeout_s)
                     return
-                await self.websocket.send_text(item)
+                await asyncio.wait_for(self.websocket.send_text(item), self.send_timeout_s)
                 metrics.FRAMES_OUT.inc()
-        except (OSError, RuntimeError) as exc:  # the socket went away under us
+        except (OSError, RuntimeError, TimeoutError) as exc:  # the socket went away under us
             log.debug("writer of %s stopped: %r", self.id, exc)
 
 

@@ -33,6 +33,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+CLOSE_TIMEOUT_S = 5.0  # for the frames still queued when a connection ends
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -99,20 +100,34 @@ class SocketHandler:
             )
         )
         self.registry.add(connection)
-        writer = asyncio.create_task(connection.write_loop())
+        writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
+        reader = asyncio.create_task(self._session(connection), name=f"read-{connection.id}")
         try:
-            await self.router.sync_binding(identity.user_id)
-            await self.router.announce_opened(connection)
-            log.info("connected")
-            await self._read_loop(connection)
-        except Unavailable:
-            connection.close_after_queued(CLOSE_TRY_AGAIN)
+            # Whichever ends first ends the connection: the client leaving (reader), or the
+            # writer closing it (slow consumer, shutdown, broker gone, dead socket).
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            reader.cancel()
             self.registry.remove(connection)
             connection.finish()
+            (outcome,) = await asyncio.gather(reader, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                log.error("connection handler failed", exc_info=outcome)
+            await asyncio.wait({writer}, timeout=CLOSE_TIMEOUT_S)
+            writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             await self._forget(connection)
             log.info("disconnected")
+
+    async def _session(self, connection: Connection) -> None:
+        try:
+            await self.router.sync_binding(connection.user_id)
+            await self.router.announce_opened(connection)
+        except Unavailable:
+            connection.close_after_queued(CLOSE_TRY_AGAIN)
+            return
+        log.info("connected")
+        await self._read_loop(connection)
 
     async def _forget(self, connection: Connection) -> None:
         try:
@@ -177,7 +192,7 @@ class SocketHandler:
     def drop_slow(self, connection: Connection) -> None:
         metrics.SLOW_CLOSES.inc()
         log.warning("closing connection %s: client does not read its frames", connection.id)
-        connection.close_after_queued(CLOSE_POLICY)
+        connection.abort(CLOSE_POLICY)
 
     async def close_all(self, timeout_s: float = 5.0) -> None:
         """Shutdown: close every socket with 1001 and wait for their handlers to clean up."""

@@ -1,0 +1,77 @@
+"""How a connection's frames are queued and written, with a fake socket (no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import pytest
+from starlette.websockets import WebSocket
+
+from services.gateway.connections import Connection, SlowConsumer
+from services.gateway.ratelimit import TokenBucket
+from shared.auth import Identity, Role
+
+
+class FakeSocket:
+    def __init__(self, stuck: bool = False) -> None:
+        self.sent: list[str] = []
+        self.closed_with: int | None = None
+        self.stuck = stuck
+        self.sending = asyncio.Event()
+
+    async def send_text(self, text: str) -> None:
+        self.sending.set()
+        if self.stuck:  # the client's TCP window is full
+            await asyncio.Event().wait()
+        self.sent.append(text)
+
+    async def close(self, code: int) -> None:
+        self.closed_with = code
+
+
+def _connection(socket: FakeSocket, limit: int = 3, send_timeout_s: float = 5.0) -> Connection:
+    return Connection(
+        cast(WebSocket, cast(Any, socket)),
+        Identity("u1", Role.STUDENT, "U"),
+        TokenBucket(10, 10),
+        queue_limit=limit,
+        send_timeout_s=send_timeout_s,
+    )
+
+
+async def test_frames_are_written_in_order_then_closed() -> None:
+    socket = FakeSocket()
+    connection = _connection(socket)
+    for text in ("a", "b", "c"):
+        connection.send(text)
+    connection.close_after_queued(1001)
+    connection.send("dropped: the connection is closing")
+    await asyncio.wait_for(connection.write_loop(), 1)
+    assert socket.sent == ["a", "b", "c"]
+    assert socket.closed_with == 1001
+
+
+async def test_a_client_that_does_not_read_is_dropped() -> None:
+    socket = FakeSocket(stuck=True)
+    connection = _connection(socket, limit=3, send_timeout_s=0.05)
+    writer = asyncio.create_task(connection.write_loop())
+    connection.send("a")
+    await asyncio.wait_for(socket.sending.wait(), 1)  # the writer is stuck sending "a"
+    for text in ("b", "c", "d"):
+        connection.send(text)
+    with pytest.raises(SlowConsumer):
+        connection.send("e")
+    connection.abort(1008)
+    connection.send("ignored after abort")
+    await asyncio.wait_for(writer, 1)  # the send timeout ends the writer: no hang
+    assert socket.sent == []
+
+
+async def test_abort_skips_queued_frames() -> None:
+    socket = FakeSocket()
+    connection = _connection(socket)
+    connection.send("a")
+    connection.abort(1008)
+    await asyncio.wait_for(connection.write_loop(), 1)
+    assert socket.sent == [] and socket.closed_with == 1008
