@@ -22,10 +22,12 @@ class FakeDb:
         self.committed: list[str] = []
         self.gate = asyncio.Event()
         self.gate.set()
+        self.in_transaction = asyncio.Event()
 
     async def apply(self, ops: Sequence[WriteOp[Any]]) -> list[Outcome]:
         names = [op.name for op in ops if isinstance(op, Op)]
         self.batches.append(names)
+        self.in_transaction.set()
         await self.gate.wait()
         if "poison" in names and len(names) > 1:
             raise RuntimeError("the whole transaction fails")
@@ -41,7 +43,7 @@ async def test_operations_queued_during_a_commit_share_the_next_one_in_order() -
     task = asyncio.create_task(writer.run())
     db.gate.clear()
     first = writer.submit(Op("a"))
-    await asyncio.sleep(0)  # the writer takes "a" and waits in its transaction
+    await asyncio.wait_for(db.in_transaction.wait(), 1)  # the writer took "a" and waits
     rest = [writer.submit(Op(n)) for n in "bcde"]
     db.gate.set()
     results = await asyncio.gather(first, *rest)
