@@ -37,7 +37,7 @@ async def _until(ws: websockets.ClientConnection, event: str) -> None:
         pass
 
 
-async def pair(stack: Stack, url: str, n: int, messages: int, window: int, out: Samples) -> None:
+async def pair(stack: Stack, url: str, n: str, messages: int, window: int, out: Samples) -> None:
     sender = await websockets.connect(f"{url}?token={stack.token(f'snd{n}')}", max_size=None)
     receiver = await websockets.connect(f"{url}?token={stack.token(f'rcv{n}')}", max_size=None)
     await _until(sender, "connected")
@@ -83,10 +83,14 @@ async def pair(stack: Stack, url: str, n: int, messages: int, window: int, out: 
     await receiver.close()
 
 
-async def measure(stack: Stack, url: str, pairs: int, messages: int, window: int) -> float:
+async def measure(
+    stack: Stack, url: str, label: str, pairs: int, messages: int, window: int
+) -> float:
     out = Samples()
     start = time.perf_counter()
-    await asyncio.gather(*(pair(stack, url, n, messages, window, out) for n in range(pairs)))
+    await asyncio.gather(
+        *(pair(stack, url, f"{label}{n}", messages, window, out) for n in range(pairs))
+    )
     rate = pairs * messages / (time.perf_counter() - start)
     print(
         f"{pairs} pair(s) × {messages} messages, {window} in flight: {rate:.0f} msg/s, "
@@ -110,8 +114,8 @@ async def main() -> None:
             for _ in range(args.replicas):
                 stack.start_service("chat")
             gateway = stack.start_gateway(**UNLIMITED)
-            base = await measure(stack, gateway.ws, 1, 200, 1)
-            load = await measure(stack, gateway.ws, args.pairs, args.messages, args.window)
+            base = await measure(stack, gateway.ws, "base", 1, 200, 1)
+            load = await measure(stack, gateway.ws, "load", args.pairs, args.messages, args.window)
             print(f"throughput under load / baseline: {load / base:.1f}x")
         finally:
             stack.stop()
