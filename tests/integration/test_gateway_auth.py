@@ -92,3 +92,20 @@ async def test_help_templates_route(gateway: Gateway, stack: Stack) -> None:
         assert subject in subjects
     for urgency in ("low", "medium", "high"):
         assert urgency in subjects
+
+
+async def test_health_readiness_and_metrics(gateway: Gateway, stack: Stack) -> None:
+    client = await WsClient.connect(gateway.ws, stack.token("u5"))
+    await client.event("mentor_status_snapshot")
+    await client.request("ping", {})
+    assert await client.error("warp", {}) == "unknown_event"
+    await client.ack("get_mentors")
+    async with httpx.AsyncClient(base_url=gateway.http) as http:
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+        assert (await http.get("/readyz")).status_code == 200
+        metrics = (await http.get("/metrics")).text
+    assert "im_gateway_connections 1.0" in metrics
+    assert 'im_gateway_frames_in_total{event="ping"} 1.0' in metrics
+    assert 'im_gateway_errors_total{code="unknown_event"} 1.0' in metrics
+    assert "im_gateway_request_seconds_bucket" in metrics
+    await client.close()
