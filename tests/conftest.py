@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -54,6 +57,32 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
     with running_broker() as running:
         yield running
     shutil.rmtree(tmp_path / "rabbit", ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+async def report_hung_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Shortly before pytest-timeout fails a test, print where each asyncio task waits."""
+    limit = float(request.config.getini("timeout") or 0)
+    if limit <= 0:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def dump() -> None:
+        if loop.is_running():
+            loop.call_soon_threadsafe(_print_tasks, loop)
+
+    timer = threading.Timer(max(1.0, limit - 20), dump)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+
+
+def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    print("----- asyncio tasks of a test about to time out -----", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(file=sys.stderr)
 
 
 @pytest.fixture(autouse=True)
