@@ -135,6 +135,9 @@ class ConnectionSupervisor(ChatDelivery):
                 if opened is None:
                     return
                 ws, data = opened
+                if self._closing:  # closed while that attempt succeeded
+                    _transport.abort(ws)
+                    return
                 self._activate(ws, data)
         except asyncio.CancelledError:
             raise
@@ -147,6 +150,10 @@ class ConnectionSupervisor(ChatDelivery):
     ) -> tuple[Socket, dict[str, Any]] | None:
         error = reason
         for attempt in itertools.count(1):
+            # Checked on every turn, not left to cancellation alone: on Python 3.11
+            # asyncio.wait_for can swallow a cancel that arrives as its operation finishes.
+            if self._closing:
+                return None
             if self._max_attempts is not None and attempt > self._max_attempts:
                 self._shut(ClientClosed(f"gave up reconnecting after {attempt - 1} attempts"))
                 return None

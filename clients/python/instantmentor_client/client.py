@@ -45,6 +45,8 @@ from instantmentor_client.errors import ClientClosed
 from instantmentor_client.models import Session
 from instantmentor_client.reliability import Backoff, MessageDedupe, SeqTracker
 
+CLOSE_TASKS_TIMEOUT_S = 5.0
+
 __all__ = [
     "ClientStats",
     "EventStream",
@@ -256,7 +258,10 @@ class InstantMentorClient(ApiMethods, ConnectionSupervisor):
         tasks = [t for t in tasks if t is not me and not t.done()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: a task that swallowed its cancel (see _reconnect_with_backoff) must not
+            # hang close(); it sees ``_closing`` and ends by itself.
+            await asyncio.wait(tasks, timeout=CLOSE_TASKS_TIMEOUT_S)
         self._fail_pending(lambda p: True)
         self._signal()
         self._dispatch.put_nowait(None)
