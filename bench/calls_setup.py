@@ -15,41 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
-from tests.support.broker import running_broker
+from bench.common import broker_url, summary
 from tests.support.client import WsClient
 from tests.support.stack import Stack
-from tools.rabbit import port_open
-
-
-@contextmanager
-def broker_url() -> Iterator[str]:
-    url = os.environ.get("IM_AMQP_URL")
-    if url:
-        parsed = urlparse(url)
-        if port_open(parsed.port or 5672, parsed.hostname or "localhost"):
-            yield url
-            return
-    with running_broker() as broker:
-        yield broker.url
-
-
-def summary(name: str, samples_s: list[float]) -> str:
-    ms = sorted(s * 1000 for s in samples_s)
-    p99 = ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
-    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    return (
-        f"{name:<34} n={len(ms):<4} p50={statistics.median(ms):6.2f} ms  p95={p95:6.2f} ms  "
-        f"p99={p99:6.2f} ms  max={ms[-1]:6.2f} ms"
-    )
 
 
 async def one_pair(stack: Stack, ws: str, pair: int, calls: int) -> dict[str, list[float]]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import websockets
 
-from bench.calls_setup import broker_url, summary
+from bench.common import broker_url, summary
 from tests.support.stack import Stack
 
 UNLIMITED = {"IM_RATE_LIMIT_PER_S": "1000000", "IM_RATE_LIMIT_BURST": "1000000"}

@@ -18,42 +18,15 @@ import argparse
 import asyncio
 import itertools
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
+from bench.common import broker_url, summary
 from tests.support.client import WsClient
 from tests.support.stack import Stack
-from tools.rabbit import port_open
 
 _refs = itertools.count(1)
-
-
-@contextmanager
-def broker_url() -> Iterator[str]:
-    url = os.environ.get("IM_AMQP_URL")
-    if url:
-        parsed = urlparse(url)
-        if port_open(parsed.port or 5672, parsed.hostname or "localhost"):
-            yield url
-            return
-    from tests.support.broker import running_broker
-
-    with running_broker() as broker:
-        yield broker.url
-
-
-def summary(name: str, samples_s: list[float]) -> str:
-    ms = sorted(s * 1000 for s in samples_s)
-    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    return (
-        f"{name:<40} n={len(ms):<4} p50={statistics.median(ms):7.2f} ms  "
-        f"p95={p95:7.2f} ms  max={ms[-1]:7.2f} ms"
-    )
 
 
 async def connect(stack: Stack, ws: str, user_id: str, role: str) -> WsClient:

@@ -1,0 +1,38 @@
+"""What every benchmark shares: a broker to run against, and one way to print latencies."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlparse
+
+from tests.support.broker import running_broker
+from tools.rabbit import port_open
+
+
+@contextmanager
+def broker_url() -> Iterator[str]:
+    """The broker at IM_AMQP_URL when one answers there, else a private one for the run."""
+    url = os.environ.get("IM_AMQP_URL")
+    if url:
+        parsed = urlparse(url)
+        if port_open(parsed.port or 5672, parsed.hostname or "localhost"):
+            yield url
+            return
+    with running_broker() as broker:
+        yield broker.url
+
+
+def summary(name: str, samples_s: list[float]) -> str:
+    """``name n=… p50=… p95=… p99=… max=…`` in milliseconds."""
+    ms = sorted(s * 1000 for s in samples_s)
+
+    def pct(q: float) -> float:
+        return ms[min(len(ms) - 1, round(q * (len(ms) - 1)))]
+
+    return (
+        f"{name:<34} n={len(ms):<4} p50={statistics.median(ms):7.2f} ms  p95={pct(0.95):7.2f} ms"
+        f"  p99={pct(0.99):7.2f} ms  max={ms[-1]:7.2f} ms"
+    )
