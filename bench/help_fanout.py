@@ -79,9 +79,13 @@ async def bench(amqp_url: str, base: Path, sizes: list[int], runs: int) -> None:
         mentors: list[WsClient] = []
         for size in sizes:
             await add_mentors(stack, gateway.ws, watcher, mentors, size)
-            for _ in range(3):  # warm-up; also proves help's view holds all N
+            # Warm-up until help's own view (fed by presence's facts, a moment after the
+            # watcher saw them) counts all N mentors as available.
+            for attempt in range(20):
                 _, _, delivered = await one_request(student, mentors)
-                assert delivered == size, f"delivered_to {delivered}, expected {size}"
+                if delivered == size and attempt >= 2:
+                    break
+            assert delivered == size, f"delivered_to {delivered}, expected {size}"
             acks, lasts = [], []
             for _ in range(runs):
                 acked, last, delivered = await one_request(student, mentors)
