@@ -138,8 +138,7 @@ class CallHandlers:
     # -- client events ---------------------------------------------------------------------
 
     async def initiate_call(self, req: Request) -> None:
-        p = req.payload
-        assert isinstance(p, wire.InitiateCall)
+        p = req.payload_as(wire.InitiateCall)
         me = req.sender
         now = self.now()
         connection = req.origin.connection_id if req.origin else None
@@ -190,8 +189,7 @@ class CallHandlers:
         return await self._load(call.call_id)
 
     async def accept_call(self, req: Request) -> None:
-        p = req.payload
-        assert isinstance(p, wire.AcceptCall)
+        p = req.payload_as(wire.AcceptCall)
         me = req.sender
         await self._party_action(
             req,
@@ -200,8 +198,7 @@ class CallHandlers:
         )
 
     async def reject_call(self, req: Request) -> None:
-        p = req.payload
-        assert isinstance(p, wire.RejectCall)
+        p = req.payload_as(wire.RejectCall)
         me = req.sender
         await self._party_action(
             req,
@@ -210,16 +207,14 @@ class CallHandlers:
         )
 
     async def end_call(self, req: Request) -> None:
-        p = req.payload
-        assert isinstance(p, wire.EndCall)
+        p = req.payload_as(wire.EndCall)
         me = req.sender
         await self._party_action(
             req, p.call_id, lambda call: domain.hang_up(call, me.user_id, self.now())
         )
 
     async def call_signal(self, req: Request) -> None:
-        p = req.payload
-        assert isinstance(p, wire.CallSignal)
+        p = req.payload_as(wire.CallSignal)
         me = req.sender
         call = await self._load(p.call_id)
         peer = domain.signal_target(call, me.user_id)

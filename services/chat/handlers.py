@@ -9,7 +9,6 @@ order even with many workers.
 from __future__ import annotations
 
 import uuid
-from typing import cast
 
 from pydantic import BaseModel
 
@@ -68,7 +67,7 @@ class ChatHandlers:
     # -- messages --------------------------------------------------------------------------
 
     async def send_message(self, req: Request) -> None:
-        payload = cast(SendMessage, req.payload)
+        payload = req.payload_as(SendMessage)
         sender = req.sender
         draft = Draft(
             sender_id=sender.user_id,
@@ -100,7 +99,7 @@ class ChatHandlers:
         await self._receipt(req, Receipt.READ)
 
     async def _receipt(self, req: Request, kind: Receipt) -> None:
-        payload = cast(MessageReceipt, req.payload)
+        payload = req.payload_as(MessageReceipt)
         op = ReceiptOp(payload.conversation_id, req.sender.user_id, kind, payload.up_to_seq)
         change = await self.writer.submit(op)
         req.out.reply = {}
@@ -110,7 +109,7 @@ class ChatHandlers:
     # -- typing ----------------------------------------------------------------------------
 
     async def user_typing(self, req: Request) -> None:
-        payload = cast(Typing, req.payload)
+        payload = req.payload_as(Typing)
         sender = req.sender
         named = domain.target(sender.user_id, payload.recipient_id, payload.conversation_id)
         token = uuid.uuid4().hex
@@ -128,7 +127,7 @@ class ChatHandlers:
         req.out.schedule(TYPING_EXPIRED, timer.model_dump(), self.settings.typing_timeout_s)
 
     async def user_stopped_typing(self, req: Request) -> None:
-        payload = cast(Typing, req.payload)
+        payload = req.payload_as(Typing)
         sender = req.sender
         named = domain.target(sender.user_id, payload.recipient_id, payload.conversation_id)
         typing = await self.writer.submit(TypingOp(named, sender.user_id, None))
@@ -148,7 +147,7 @@ class ChatHandlers:
     # -- reading ---------------------------------------------------------------------------
 
     async def get_history(self, req: Request) -> None:
-        payload = cast(GetHistory, req.payload)
+        payload = req.payload_as(GetHistory)
         user_id = req.sender.user_id
         found = await self.store.conversations([payload.conversation_id])
         conversation = domain.visible_to(
@@ -170,7 +169,7 @@ class ChatHandlers:
 
     async def sync(self, req: Request) -> None:
         """Check every conversation named, answer ``{}``, then (timer) push what is newer."""
-        payload = cast(Sync, req.payload)
+        payload = req.payload_as(Sync)
         user_id = req.sender.user_id
         if req.origin is None:
             raise NotFound("sync needs a connection to push to")

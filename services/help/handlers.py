@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TypeVar
 
 from services.help.domain import (
     Action,
@@ -27,7 +26,6 @@ from services.help.store import HelpStore
 from shared.auth import Role
 from shared.clock import iso, now
 from shared.errors import Conflict, NotFound, RealtimeError
-from shared.protocol.base import Payload
 from shared.protocol.envelope import push_frame
 from shared.protocol.help import (
     HELP_REQUEST_ACCEPTED,
@@ -44,18 +42,10 @@ EXPIRY_TIMER = "help_expired"
 DUPLICATE_WINDOW_S = 60.0  # an identical request within this window is a double tap: the same
 STUDENT_LIST_LIMIT = 50
 
-P = TypeVar("P", bound=Payload)
-
 
 class RetryLater(Exception):
     """A push could not be published after the commit; the runtime redelivers the command and
     the handler, finding its decision stored, publishes again (not a user-facing error)."""
-
-
-def payload(req: Request, kind: type[P]) -> P:
-    if not isinstance(req.payload, kind):
-        raise TypeError(f"{req.event}: expected {kind.__name__}, got {type(req.payload)}")
-    return req.payload
 
 
 async def deliver(req: Request, pushes: Sequence[Push]) -> int:
@@ -122,7 +112,7 @@ class HelpHandlers:
     # -- student_request_help ---------------------------------------------------------------
 
     async def student_request_help(self, req: Request) -> None:
-        p = payload(req, StudentRequestHelp)
+        p = req.payload_as(StudentRequestHelp)
         at = self.clock()
         # The gateway's command id names the request: a redelivered command finds it again.
         request = new_request(p, req.sender, req.command_id or self.new_id(), at, self.expiry_s)
@@ -155,7 +145,7 @@ class HelpHandlers:
     # -- accept_help_request ----------------------------------------------------------------
 
     async def accept_help_request(self, req: Request) -> None:
-        p = payload(req, HelpRequestRef)
+        p = req.payload_as(HelpRequestRef)
         mentor = req.sender
         request = check_mentor_party(await self.store.get(p.request_id), mentor, p.request_id)
         won, shown = False, list[str]()
@@ -178,7 +168,7 @@ class HelpHandlers:
     # -- decline_help_request ---------------------------------------------------------------
 
     async def decline_help_request(self, req: Request) -> None:
-        p = payload(req, DeclineHelpRequest)
+        p = req.payload_as(DeclineHelpRequest)
         mentor = req.sender
         request = check_mentor_party(await self.store.get(p.request_id), mentor, p.request_id)
         if request.is_broadcast:
@@ -209,7 +199,7 @@ class HelpHandlers:
     # -- cancel_help_request ----------------------------------------------------------------
 
     async def cancel_help_request(self, req: Request) -> None:
-        p = payload(req, HelpRequestRef)
+        p = req.payload_as(HelpRequestRef)
         student = req.sender
         request = check_student_owner(await self.store.get(p.request_id), student, p.request_id)
         won, shown = False, list[str]()

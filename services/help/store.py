@@ -110,8 +110,12 @@ class HelpStore:
                 await conn.execute(
                     S.insert(),
                     [
-                        {"request_id": request.request_id, "mentor_id": m,
-                         "shown_at": request.created_at, "declined": False}
+                        {
+                            "request_id": request.request_id,
+                            "mentor_id": m,
+                            "shown_at": request.created_at,
+                            "declined": False,
+                        }
                         for m in shown
                     ],
                 )
@@ -132,7 +136,8 @@ class HelpStore:
             R.c.subject == request.subject,
             R.c.message == request.message,
             R.c.urgency == request.urgency.value,
-            R.c.mentor_id.is_(None) if request.mentor_id is None
+            R.c.mentor_id.is_(None)
+            if request.mentor_id is None
             else R.c.mentor_id == request.mentor_id,
             R.c.created_at >= since,
         )
@@ -204,8 +209,12 @@ class HelpStore:
                 await conn.execute(
                     stmt,
                     [
-                        {"request_id": r.request_id, "mentor_id": mentor_id,
-                         "shown_at": now, "declined": False}
+                        {
+                            "request_id": r.request_id,
+                            "mentor_id": mentor_id,
+                            "shown_at": now,
+                            "declined": False,
+                        }
                         for r in requests
                     ],
                 )
@@ -219,9 +228,7 @@ class HelpStore:
     async def _visible(
         self, conn: AsyncConnection, mentor_id: str, broadcasts: bool, targeted: bool
     ) -> list[HelpRequest]:
-        declined = select(S.c.request_id).where(
-            S.c.mentor_id == mentor_id, S.c.declined.is_(True)
-        )
+        declined = select(S.c.request_id).where(S.c.mentor_id == mentor_id, S.c.declined.is_(True))
         audience = []
         if targeted:
             audience.append(R.c.mentor_id == mentor_id)

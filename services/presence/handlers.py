@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from services.presence import domain
 from services.presence.domain import Mentor, Status
 from services.presence.store import PresenceStore, PresenceTx
@@ -34,11 +32,11 @@ class PresenceHandlers:
     # -- client commands -------------------------------------------------------------------
 
     async def mentor_available(self, req: Request) -> None:
-        payload = cast(MentorAvailable, req.payload)
+        payload = req.payload_as(MentorAvailable)
         await self._choose(req, Status.AVAILABLE, payload.status_message, payload.status_data)
 
     async def mentor_busy(self, req: Request) -> None:
-        payload = cast(MentorBusy, req.payload)
+        payload = req.payload_as(MentorBusy)
         await self._choose(req, Status(payload.status), payload.status_message, payload.status_data)
 
     async def _choose(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.auth import Identity
 from shared.protocol.base import Payload
 from shared.protocol.envelope import CommandOrigin
+
+P = TypeVar("P", bound=Payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,12 @@ class Request:
     deliver_now: Callable[[Push], Awaitable[bool]]
     command_id: str | None = None  # the same on every redelivery of one client command
     out: Outbox = field(default_factory=Outbox)
+
+    def payload_as(self, kind: type[P]) -> P:
+        """The validated payload of this client event, typed (the registry names its schema)."""
+        if not isinstance(self.payload, kind):
+            raise TypeError(f"{self.event}: expected {kind.__name__}, got {type(self.payload)}")
+        return self.payload
 
     @property
     def sender(self) -> Identity:
