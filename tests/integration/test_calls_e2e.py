@@ -23,14 +23,10 @@ RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call fi
 
 @pytest.fixture(scope="module")
 def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(amqp_url=broker.url, base_dir=Path(tmp_path_factory.mktemp("calls-e2e")))
-    try:
-        running.start_service("presence")
-        running.start_service("calls", IM_CALL_RING_TIMEOUT_S=str(RING_TIMEOUT_S))
-        running.start_gateway()
+    base = Path(tmp_path_factory.mktemp("calls-e2e"))
+    services = {"presence": {}, "calls": {"IM_CALL_RING_TIMEOUT_S": str(RING_TIMEOUT_S)}}
+    with Stack.running(broker.url, base, services) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -26,14 +26,10 @@ WAIT_S = 10.0
 
 @pytest.fixture(scope="module")
 def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(amqp_url=broker.url, base_dir=Path(tmp_path_factory.mktemp("sdk-e2e")))
-    try:
-        for service in ("presence", "chat", "calls", "help"):
-            running.start_service(service)
-        running.start_gateway()
+    base = Path(tmp_path_factory.mktemp("sdk-e2e"))
+    services: dict[str, dict[str, str]] = {s: {} for s in ("presence", "chat", "calls", "help")}
+    with Stack.running(broker.url, base, services) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,6 +165,21 @@ class Stack:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.terminate()
+
+    @classmethod
+    @contextmanager
+    def running(
+        cls, amqp_url: str, base_dir: Path, services: dict[str, dict[str, str]]
+    ) -> Iterator[Stack]:
+        """A stack with ``services`` (name → extra env) and one gateway, for a whole module."""
+        stack = cls(amqp_url=amqp_url, base_dir=base_dir)
+        try:
+            for name, env in services.items():
+                stack.start_service(name, **env)
+            stack.start_gateway()
+            yield stack
+        finally:
+            stack.stop()
 
     def print_logs(self, lines: int = 60) -> None:
         for process in self.processes:
