@@ -10,16 +10,19 @@ NAME ?=
 
 .PHONY: install up test unit lint token bench clean
 
+# pip's own output goes to a log (it is long, and full of warnings nobody can act on here)
 $(STAMP): pyproject.toml clients/python/pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]' -e clients/python
-	touch $(STAMP)
+	@echo "==> installing Python dependencies into $(VENV) (about a minute; log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@( $(PY) -m pip install --upgrade pip \
+	  && $(PY) -m pip install -e '.[test,dev]' -e clients/python ) > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "pip install failed; see $(VENV)/install.log"; exit 1; }
+	@touch $(STAMP)
 
 install: $(STAMP)
 
 up: $(STAMP)  ## run broker (if needed), gateway and every service in the foreground
-	$(PY) -m tools.up
+	@$(PY) -m tools.up
 
 test: $(STAMP)  ## every test; provides a RabbitMQ itself (container, or a local node)
 	$(PY) -m pytest -q

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123"
@@ -31,7 +31,10 @@ class Settings(BaseSettings):
     dev_mode: bool = False
 
     # Gateway
-    gateway_host: str = "0.0.0.0"
+    gateway_host: str = Field(
+        default="0.0.0.0",
+        description="Where the gateway listens; 127.0.0.1 in dev mode unless set.",
+    )
     gateway_port: int = 8000
     heartbeat_interval_s: float = Field(default=20.0, gt=0)
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
@@ -62,6 +65,13 @@ class Settings(BaseSettings):
     # Logging
     log_level: str = "INFO"
     log_json: bool = True
+
+    @model_validator(mode="after")
+    def _dev_mode_stays_local(self) -> Settings:
+        # Dev mode mints tokens for anyone who asks: only this machine may ask.
+        if self.dev_mode and "gateway_host" not in self.model_fields_set:
+            self.gateway_host = "127.0.0.1"
+        return self
 
     def db_url(self, service: str) -> str:
         """The database of ``service``: its ``IM_<SERVICE>_DB_URL`` or a SQLite file in data_dir."""

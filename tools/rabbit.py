@@ -13,12 +13,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 APT_PACKAGE = "rabbitmq-server"
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 
 
 class RabbitUnavailable(RuntimeError):
@@ -38,20 +41,47 @@ def ensure_installed() -> None:
             "RabbitMQ is not installed. Install it with `sudo apt-get install -y rabbitmq-server`"
             ", or point IM_AMQP_URL at a running broker, or start a Docker engine."
         )
+    print("installing rabbitmq-server with apt-get (about 15 s) …", flush=True)
+    install = ("install", "-y", "-q", "--no-install-recommends", APT_PACKAGE)
+    # We only run private nodes, so the package must not start its default node: the
+    # Debian way is a policy-rc.d that denies service starts for the length of the install.
+    with _services_not_started():
+        if _apt_get(*install).returncode != 0:
+            _apt_get("update", "-q")
+            if (result := _apt_get(*install)).returncode != 0:
+                raise RabbitUnavailable(f"apt-get install {APT_PACKAGE} failed:\n{result.stderr}")
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    print("installing rabbitmq-server with apt-get …", flush=True)
-    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", APT_PACKAGE]
-    if subprocess.run(install, env=env, check=False).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
-        subprocess.run(install, env=env, check=True)
-    # Debian starts a default node where an init system runs; we only use private nodes.
-    subprocess.run(["pkill", "-f", "rabbit@"], check=False, capture_output=True)
+    return subprocess.run(
+        ["apt-get", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@contextmanager
+def _services_not_started() -> Iterator[None]:
+    """While installing: invoke-rc.d refuses to start services (exit 101, see
+    /usr/share/doc/init-system-helpers/README.policy-rc.d). An existing policy is left as is."""
+    if POLICY_RC_D.exists():
+        yield
+        return
+    POLICY_RC_D.write_text("#!/bin/sh\n# written by instantmentor's tools/rabbit.py\nexit 101\n")
+    POLICY_RC_D.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC_D.unlink(missing_ok=True)
+
+
+def free_port(*, avoid: tuple[int | None, ...] = ()) -> int:
+    """A port nobody listens on now, other than the ones in ``avoid`` (already promised)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -70,11 +100,15 @@ class LocalRabbit:
     port: int = field(default_factory=free_port)
     management_port: int | None = None
     name: str = ""
+    dist_port: int = 0  # Erlang distribution (rabbitmqctl talks to the node through it)
     _process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.base = self.base.resolve()
         self.name = self.name or f"im{self.port}@localhost"
+        # Chosen free, never derived from the AMQP port: port + 10000 is 15672 for the
+        # default 5672, the management port, and the node then exits with eaddrinuse.
+        self.dist_port = self.dist_port or free_port(avoid=(self.port, self.management_port))
 
     @property
     def url(self) -> str:
@@ -88,9 +122,7 @@ class LocalRabbit:
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(
-                self.port + 10_000 if self.port < 55_000 else self.port - 10_000
-            ),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(self.base / "log"),
             "RABBITMQ_PID_FILE": str(self.base / "node.pid"),

@@ -2,7 +2,8 @@
 
 Broker: the one at IM_AMQP_URL if it answers; else a container where a Docker engine runs;
 else a private ``rabbitmq-server`` node under IM_DATA_DIR (installed with apt-get when missing
-and running as root). Then the gateway and every service that exists. Ctrl-C or SIGTERM
+and running as root). Then the gateway and every service that exists, each logging to
+``IM_DATA_DIR/logs/<name>.log`` so the screen shows one line per step. Ctrl-C or SIGTERM
 stops everything. Every IM_ variable of this environment reaches every process.
 """
 
@@ -45,7 +46,7 @@ class Stack:
         url = urlparse(self.amqp_url)
         host, port = url.hostname or "localhost", url.port or 5672
         if port_open(port, host):
-            print(f"using the broker at {self.amqp_url}")
+            step(f"broker: using the one at {host}:{port}")
             return
         if _docker_engine():
             name = f"instantmentor-rabbit-{os.getpid()}"
@@ -67,19 +68,22 @@ class Stack:
             )
             self.container = name
             self._wait_port(port, host)
-            print(f"started RabbitMQ container {name} (management UI http://localhost:15672)")
+            step(f"broker: started container {name} (management UI http://localhost:15672)")
             return
         data = self.settings.data_dir.resolve() / "rabbitmq"
-        management = 15672 if not port_open(15672) else free_port()
         node_port = port if host in ("localhost", "127.0.0.1") else free_port()
+        # RabbitMQ's habit: management on AMQP port + 10000 (15672 for 5672) when free
+        management = node_port + 10_000
+        if management > 65_535 or port_open(management):
+            management = free_port(avoid=(node_port,))
         self.rabbit = LocalRabbit(
             data, port=node_port, management_port=management, name="instantmentor@localhost"
         )
-        print(f"starting a local RabbitMQ node in {data} …", flush=True)
+        step(f"broker: starting a local RabbitMQ node in {data} (about 10 s)")
         self.rabbit.start()
         self.amqp_url = self.rabbit.url
         ui = f"http://127.0.0.1:{management}"
-        print(f"local RabbitMQ at {self.amqp_url} (management UI {ui}, guest/guest)")
+        step(f"broker: RabbitMQ on 127.0.0.1:{self.rabbit.port}, management UI {ui}")
 
     @staticmethod
     def _wait_port(port: int, host: str, timeout_s: float = 90) -> None:
@@ -90,18 +94,30 @@ class Stack:
             time.sleep(0.2)
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "IM_AMQP_URL": self.amqp_url, "PYTHONUNBUFFERED": "1"}
-        env.setdefault("IM_DEV_MODE", "true")  # local stack: the demo page may mint dev tokens
-        return env
+        return {**os.environ, "IM_AMQP_URL": self.amqp_url, "PYTHONUNBUFFERED": "1"}
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.data_dir.resolve() / "logs"
 
     def start(self, name: str, module: str) -> None:
-        process = subprocess.Popen([sys.executable, "-m", module], cwd=REPO, env=self.env())
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=REPO,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         self.processes.append((name, process))
 
     def start_all(self) -> None:
-        for service in SERVICES:
-            if (REPO / "services" / service / "service.py").exists():
-                self.start(service, f"services.{service}")
+        names = [s for s in SERVICES if (REPO / "services" / s / "service.py").exists()]
+        step(f"starting {', '.join(names)} and the gateway (logs in {self.logs}/)")
+        for service in names:
+            self.start(service, f"services.{service}")
         self.start("gateway", "services.gateway")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
@@ -118,6 +134,11 @@ class Stack:
         else:
             raise SystemExit("the gateway did not become ready")
         port = self.settings.gateway_port
+        if self.settings.dev_mode:
+            step(
+                f"dev mode: /dev/token mints tokens for anyone who can reach "
+                f"{self.settings.gateway_host}:{port} (IM_DEV_MODE=false turns it off)"
+            )
         print(
             "\nInstantMentor Realtime is up.\n"
             f"  WebSocket:  ws://localhost:{port}/ws?token=<JWT>\n"
@@ -131,7 +152,9 @@ class Stack:
     def check_alive(self) -> None:
         for name, process in self.processes:
             if process.poll() is not None:
-                raise SystemExit(f"{name} exited with {process.returncode}")
+                tail = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+                print("\n".join(tail), file=sys.stderr)
+                raise SystemExit(f"{name} exited with {process.returncode} (its log: above)")
 
     def stop(self) -> None:
         for _, process in reversed(self.processes):
@@ -149,7 +172,13 @@ class Stack:
         print("stopped", flush=True)
 
 
+def step(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
 def main() -> None:
+    os.environ.setdefault("IM_DEV_MODE", "true")  # local stack: the demo page mints dev tokens
+    os.environ.setdefault("IM_LOG_JSON", "false")  # read by people here, not by a log pipeline
     stack = Stack()
     stopping = False
 
