@@ -23,9 +23,10 @@ class RealtimeError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after_ms = retry_after_ms  # a hint for rate_limited / unavailable
 
 
 class InvalidJson(RealtimeError):
@@ -62,6 +63,11 @@ class PayloadTooLarge(RealtimeError):
 
 class Unavailable(RealtimeError):
     code = ErrorCode.UNAVAILABLE
+
+
+class Overloaded(Unavailable):
+    """Refused before it was taken (a full queue, a service falling behind): the command
+    was *not* executed, so resending it later is always safe."""
 
 
 class InternalError(RealtimeError):

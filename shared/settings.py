@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     )
     gateway_port: int = 8000
     heartbeat_interval_s: float = Field(default=20.0, gt=0)
+    ws_compression: bool = Field(
+        default=False,
+        description="permessage-deflate: fewer bytes, but zlib state (~50 KB) per connection.",
+    )
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_s: float = Field(default=30.0, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)

@@ -36,6 +36,7 @@ def main() -> None:
         port=settings.gateway_port,
         loop="uvloop",
         ws="websockets-sansio",
+        ws_per_message_deflate=settings.ws_compression,
         ws_max_size=max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 4),
         ws_ping_interval=settings.heartbeat_interval_s,
         ws_ping_timeout=settings.heartbeat_interval_s * 2,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +10,7 @@ from pydantic import ValidationError
 from shared.auth import Role
 from shared.errors import InvalidJson, InvalidPayload, PayloadTooLarge, RealtimeError
 from shared.protocol.base import Payload
-from shared.protocol.envelope import ClientFrame
+from shared.protocol.envelope import ClientFrame, loads
 from shared.protocol.registry import EventSpec, authorize, describe_validation_error, spec_for
 from shared.protocol.registry import validate_payload as validate_data
 
@@ -40,7 +39,7 @@ def parse_frame(raw: str | bytes, role: Role, max_bytes: int) -> ParsedFrame:
     if len(raw) > max_bytes or len(raw.encode()) > max_bytes:
         raise FrameError(PayloadTooLarge(f"frame larger than {max_bytes} bytes"), None, None)
     try:
-        document = json.loads(raw)
+        document = loads(raw)
     except ValueError as exc:
         raise FrameError(InvalidJson(f"malformed JSON: {exc}"), None, None) from None
     ref, event = salvage_ref_and_event(document)

@@ -30,15 +30,7 @@ from shared.protocol.domain import (
     ConnectionFact,
     GatewayHeartbeat,
 )
-from shared.protocol.envelope import (
-    Command,
-    CommandOrigin,
-    CommandUser,
-    Reply,
-    ack_frame,
-    dumps,
-    error_frame,
-)
+from shared.protocol.envelope import Reply, ack_frame, dumps, dumps_bytes, error_frame
 from shared.runtime.service import HEADER_CONNECTION, HEADER_EXCLUDE, REPLY
 
 log = logging.getLogger(__name__)
@@ -141,7 +133,7 @@ class Router:
         await self._publish_fact(CONNECTION_CLOSED, self._fact(connection))
 
     async def _publish_fact(self, name: str, data: dict[str, Any], persistent: bool = True) -> None:
-        body = dumps({"event": name, "data": data}).encode()
+        body = dumps_bytes({"event": name, "data": data})
         await self.broker.publish(self.broker.topology.domain, name, body, persistent=persistent)
 
     async def heartbeat_loop(self) -> None:
@@ -163,15 +155,18 @@ class Router:
     def _command(
         self, identity: Identity, event: str, data: dict[str, Any], connection_id: str
     ) -> bytes:
-        command = Command(
-            event=event,
-            data=data,
-            user=CommandUser(**identity.as_dict()),
-            origin=CommandOrigin(
-                gateway_id=self.gateway_id, connection_id=connection_id, reply_to=self.queue_name
-            ),
-        )
-        return command.model_dump_json().encode()
+        # The shape of :class:`Command`, built as a dict: this runs for every client frame.
+        command = {
+            "event": event,
+            "data": data,
+            "user": identity.as_dict(),
+            "origin": {
+                "gateway_id": self.gateway_id,
+                "connection_id": connection_id,
+                "reply_to": self.queue_name,
+            },
+        }
+        return dumps_bytes(command)
 
     async def send_command(
         self,

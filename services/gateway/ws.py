@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 
@@ -26,7 +25,7 @@ from shared.auth import verify_token
 from shared.clock import iso
 from shared.errors import AuthError, RateLimited, Unavailable
 from shared.logs import connection_id_var, user_id_var
-from shared.protocol.envelope import dumps, error_frame, push_frame
+from shared.protocol.envelope import dumps, error_frame, loads, push_frame
 from shared.protocol.registry import GATEWAY
 from shared.settings import Settings
 
@@ -208,6 +207,6 @@ def salvage_ref_and_event_quietly(
     if isinstance(raw, bytes) or len(raw) > max_bytes:
         return None, None
     try:
-        return salvage_ref_and_event(json.loads(raw))
+        return salvage_ref_and_event(loads(raw))
     except ValueError:
         return None, None

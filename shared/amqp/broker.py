@@ -14,11 +14,11 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
-    AbstractRobustExchange,
 )
+from aiormq import spec
 
 from shared.amqp.topology import Topology
-from shared.errors import Unavailable
+from shared.errors import Overloaded, Unavailable
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ class Broker:
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._consume_channel: AbstractRobustChannel | None = None
-        self._exchanges: dict[str, AbstractRobustExchange] = {}
         self._connected = asyncio.Event()
         self._reconnect_hooks: list[ReconnectHook] = []
         self._reconnected_hooks: list[ReconnectHook] = []
@@ -86,10 +85,7 @@ class Broker:
             (t.push, aio_pika.ExchangeType.TOPIC),
             (t.dead_letters, aio_pika.ExchangeType.DIRECT),
         ):
-            exchange = await self._publish_channel.declare_exchange(name, kind, durable=True)
-            assert isinstance(exchange, aio_pika.RobustExchange)
-            self._exchanges[name] = exchange
-        self._exchanges[""] = self._publish_channel.default_exchange  # type: ignore[assignment]
+            await self._publish_channel.declare_exchange(name, kind, durable=True)
 
     async def close(self) -> None:
         self._connected.clear()
@@ -152,9 +148,6 @@ class Broker:
         )
         return name
 
-    def exchange(self, name: str) -> AbstractRobustExchange:
-        return self._exchanges[name]
-
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(
@@ -164,37 +157,53 @@ class Broker:
         body: bytes,
         *,
         persistent: bool = True,
+        confirm: bool = True,
         mandatory: bool = False,
         reply_to: str | None = None,
         correlation_id: str | None = None,
         message_type: str | None = None,
         headers: dict[str, Any] | None = None,
         message_id: str | None = None,
+        expiration_ms: int | None = None,
     ) -> bool:
-        """Publish and wait for the broker's confirm. Returns False when a ``mandatory``
-        message could not be routed to any queue. Raises :class:`Unavailable` at once
-        while the broker is away, and when no confirm comes in time."""
+        """Publish; with ``confirm`` (the default) wait for the broker's confirm. Returns False
+        when a ``mandatory`` message could not be routed to any queue. Raises
+        :class:`Overloaded` when a bounded queue refused it, and :class:`Unavailable` at once
+        while the broker is away, and when no confirm comes in time.
+
+        ``confirm=False`` is for transient traffic (typing, call signals): written to the
+        socket and forgotten, so a broker failure at that moment may lose it.
+
+        This talks to aiormq directly: aio-pika's ``Message`` and ``Exchange.publish`` cost
+        about as much CPU again as the publish itself, on the hottest path of every process."""
         if not self.connected:
             raise Unavailable("message broker unavailable")
-        message = aio_pika.Message(
-            body,
+        properties = spec.Basic.Properties(
             content_type="application/json",
-            delivery_mode=(
-                aio_pika.DeliveryMode.PERSISTENT
-                if persistent
-                else aio_pika.DeliveryMode.NOT_PERSISTENT
-            ),
+            delivery_mode=2 if persistent else 1,
             reply_to=reply_to,
             correlation_id=correlation_id,
-            type=message_type,
+            message_type=message_type,
             headers=headers,
             message_id=message_id,
+            expiration=str(expiration_ms) if expiration_ms is not None else None,
         )
+        channel = self._publish_channel if confirm else self._consume_channel
+        assert channel is not None
         try:
-            result = await asyncio.wait_for(
-                self._exchanges[exchange].publish(message, routing_key, mandatory=mandatory),
-                PUBLISH_TIMEOUT_S,
-            )
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                underlay = await channel.get_underlay_channel()
+                # wait=False: not awaiting the socket write as well (the confirm covers it)
+                result = await underlay.basic_publish(  # type: ignore[call-arg]
+                    body,
+                    exchange=exchange,
+                    routing_key=routing_key,
+                    properties=properties,
+                    mandatory=mandatory,
+                    wait=False,
+                )
+        except aiormq.exceptions.DeliveryError as exc:
+            raise Overloaded(f"the broker refused the message: {exc!r}") from exc
         except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable(f"message broker unavailable: {exc!r}") from exc
         return not isinstance(result, aiormq.abc.DeliveredMessage)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import ErrorCode
@@ -22,7 +22,15 @@ class ClientFrame(BaseModel):
 
 def dumps(value: Any) -> str:
     """Compact JSON, the one encoding used on the wire and on the broker."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return dumps_bytes(value).decode()
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """:func:`dumps` as UTF-8 bytes (what AMQP bodies are), without the round trip."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+loads = orjson.loads
 
 
 def push_frame(event: str, data: dict[str, Any]) -> dict[str, Any]:

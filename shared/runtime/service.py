@@ -11,7 +11,6 @@ Undecodable messages go straight to the dead-letter queue.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from shared.amqp.topology import BROADCAST_ALL, user_key
 from shared.auth import Identity, Role
 from shared.errors import InternalError, RealtimeError
 from shared.logs import connection_id_var, user_id_var
-from shared.protocol.envelope import Command, Reply, dumps
+from shared.protocol.envelope import Command, Reply, dumps_bytes
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, Request, UserPush
 from shared.settings import Settings
@@ -199,7 +198,7 @@ class ServiceRunner:
 
     async def publish_push(self, push: Push) -> bool:
         """Publish one push; False when no gateway holds the addressed user/connection."""
-        body = dumps(push.frame).encode()
+        body = dumps_bytes(push.frame)
         t = self.broker.topology
         if isinstance(push, UserPush):
             headers = {HEADER_EXCLUDE: push.exclude_connection} if push.exclude_connection else None
@@ -263,4 +262,4 @@ def _by_destination(pushes: list[Push]) -> list[list[Push]]:
 
 
 def _command_body(event: str, data: dict[str, Any]) -> bytes:
-    return json.dumps({"event": event, "data": data}, separators=(",", ":")).encode()
+    return dumps_bytes({"event": event, "data": data})
