@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import sys
+import time
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -46,6 +47,28 @@ class TextFormatter(logging.Formatter):
         if user_id or connection_id:
             line += f" [user={user_id} conn={connection_id}]"
         return line
+
+
+class Tally:
+    """Counts something that may happen thousands of times a second (commands dropped past
+    their deadline, shed, timed out) and logs one warning with the count at most every
+    ``interval_s``, so overload shows in the logs without flooding them."""
+
+    def __init__(self, logger: logging.Logger, message: str, interval_s: float = 5.0) -> None:
+        self.logger = logger
+        self.message = message  # with one %d: how many since the last warning
+        self.interval_s = interval_s
+        self.total = 0
+        self._unreported = 0
+        self._last = 0.0
+
+    def add(self, count: int = 1) -> None:
+        self.total += count
+        self._unreported += count
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self.logger.warning(self.message, self._unreported)
+            self._unreported, self._last = 0, now
 
 
 _TOKEN = re.compile(r"(token=)[^ &\"']+")

@@ -25,6 +25,21 @@ class Settings(BaseSettings):
     )
     prefetch: int = Field(default=64, ge=2, le=10_000)
     delivery_limit: int = Field(default=5, ge=1)
+    queue_max_length: int = Field(
+        default=20_000, ge=100, description="Commands a service's durable queue holds at most."
+    )
+    transient_max_length: int = Field(
+        default=2_000, ge=10, description="Transient commands (typing, signals) queued at most."
+    )
+    shed_after_ms: int = Field(
+        default=2_000,
+        ge=10,
+        description="A service whose oldest unanswered command is this old gets no new ones "
+        "from this gateway: they are refused at once with unavailable and retry_after_ms.",
+    )
+    transient_shed_after_ms: int = Field(
+        default=500, ge=10, description="The same for transient events: they are shed first."
+    )
 
     # Auth
     jwt_secret: str = DEV_JWT_SECRET

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from services.calls import domain, views
 from services.calls.domain import Call, Caller, CallState, RejectReason
+from services.calls.live import LiveCalls
 from services.calls.store import CallStore
 from shared import clock
 from shared.errors import Conflict, InvalidPayload, NotFound
@@ -80,6 +81,7 @@ class CallHandlers:
         self.ring_timeout_s = ring_timeout_s
         self.now = now
         self.new_id = new_id
+        self.live = LiveCalls(store.get)
 
     def table(self) -> Mapping[str, Handler]:
         return {
@@ -109,6 +111,7 @@ class CallHandlers:
             current = await self._load(call_id)
             changed = decide(current)
             if await self.store.transition(current, changed):
+                self.live.remember(changed)
                 return changed
         raise Conflict(f"call {call_id} is changing too fast; try again")
 
@@ -216,7 +219,9 @@ class CallHandlers:
     async def call_signal(self, req: Request) -> None:
         p = req.payload_as(wire.CallSignal)
         me = req.sender
-        call = await self._load(p.call_id)
+        call = await self.live.get(p.call_id)
+        if call is None:
+            raise NotFound(f"no call {p.call_id}")
         peer = domain.signal_target(call, me.user_id)
         req.out.push_user(peer, wire.CALL_SIGNAL, views.signal(call, me.user_id, p.signal))
         req.out.reply = {}

@@ -8,15 +8,13 @@ order even with many workers.
 
 from __future__ import annotations
 
-import uuid
-
 from pydantic import BaseModel
 
 from services.chat import domain, views
 from services.chat.domain import Draft, Receipt
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from services.chat.writes import ExpireTypingOp, ReceiptOp, SendOp, TypingOp
+from services.chat.writes import ReceiptOp, SendOp
 from shared.errors import NotFound
 from shared.protocol.chat import (
     MESSAGE_RECEIVED,
@@ -30,25 +28,14 @@ from shared.protocol.chat import (
     Typing,
 )
 from shared.protocol.domain import ConnectionFact
-from shared.protocol.envelope import CommandOrigin
-from shared.runtime.outbox import Request
+from shared.protocol.envelope import CommandOrigin, push_frame
+from shared.runtime.outbox import Followup, Request
 from shared.settings import Settings
 
-TYPING_EXPIRED = "typing_expired"
 SYNC_PUSH = "sync_push"
 # ``sync`` answers ``{}`` and then pushes. The runtime publishes a handler's effects before its
 # reply, so the pushes go through a (durable) timer, late enough to follow the reply.
 SYNC_PUSH_DELAY_S = 0.1
-
-
-class TypingTimer(BaseModel):
-    """The data of the ``typing_expired`` timer."""
-
-    conversation_id: str
-    user_id: str
-    user_name: str
-    peer_id: str
-    token: str
 
 
 class SyncPush(BaseModel):
@@ -109,40 +96,33 @@ class ChatHandlers:
     # -- typing ----------------------------------------------------------------------------
 
     async def user_typing(self, req: Request) -> None:
-        payload = req.payload_as(Typing)
-        sender = req.sender
-        named = domain.target(sender.user_id, payload.recipient_id, payload.conversation_id)
-        token = uuid.uuid4().hex
-        typing = await self.writer.submit(TypingOp(named, sender.user_id, token))
-        req.out.reply = {}
-        notice = views.typing_notice(typing.conversation_id, sender.user_id, sender.name)
-        req.out.push_user(typing.peer_id, USER_TYPING, notice)
-        timer = TypingTimer(
-            conversation_id=typing.conversation_id,
-            user_id=sender.user_id,
-            user_name=sender.name,
-            peer_id=typing.peer_id,
-            token=token,
-        )
-        req.out.schedule(TYPING_EXPIRED, timer.model_dump(), self.settings.typing_timeout_s)
+        await self._typing(req, started=True)
 
     async def user_stopped_typing(self, req: Request) -> None:
+        await self._typing(req, started=False)
+
+    async def _typing(self, req: Request, started: bool) -> None:
+        """Transient: nothing is stored. ``user_typing`` arms, on each of the peer's
+        connections, a ``user_stopped_typing`` that follows unless refreshed or stopped first
+        (a push follow-up, so no durable timer and no replica has to remember it)."""
         payload = req.payload_as(Typing)
         sender = req.sender
         named = domain.target(sender.user_id, payload.recipient_id, payload.conversation_id)
-        typing = await self.writer.submit(TypingOp(named, sender.user_id, None))
+        peer_id = named.recipient_id
+        if peer_id is None:
+            found = await self.store.participants(named.conversation_id)
+            peer_id = domain.visible_to(found, sender.user_id, named.conversation_id).peer_of(
+                sender.user_id
+            )
+        notice = views.typing_notice(named.conversation_id, sender.user_id, sender.name)
+        key = f"typing:{named.conversation_id}:{sender.user_id}"
+        if started:
+            stop = push_frame(USER_STOPPED_TYPING, notice)
+            followup = Followup(key, self.settings.typing_timeout_s, stop)
+            req.out.push_user(peer_id, USER_TYPING, notice, followup=followup)
+        else:
+            req.out.push_user(peer_id, USER_STOPPED_TYPING, notice, followup=Followup(key))
         req.out.reply = {}
-        notice = views.typing_notice(typing.conversation_id, sender.user_id, sender.name)
-        req.out.push_user(typing.peer_id, USER_STOPPED_TYPING, notice)
-
-    async def typing_expired(self, req: Request) -> None:
-        """Timer: the user did not refresh ``user_typing`` in time (only the latest one's
-        timer finds its token still stored)."""
-        timer = TypingTimer.model_validate(req.data)
-        op = ExpireTypingOp(timer.conversation_id, timer.user_id, timer.token)
-        if await self.writer.submit(op):
-            notice = views.typing_notice(timer.conversation_id, timer.user_id, timer.user_name)
-            req.out.push_user(timer.peer_id, USER_STOPPED_TYPING, notice)
 
     # -- reading ---------------------------------------------------------------------------
 

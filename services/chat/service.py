@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from services.chat.handlers import SYNC_PUSH, TYPING_EXPIRED, ChatHandlers
+from services.chat.handlers import SYNC_PUSH, ChatHandlers
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
 from shared.protocol.domain import CONNECTION_OPENED
@@ -38,7 +38,6 @@ def build(settings: Settings) -> ServiceDefinition:
             "get_history": h.get_history,
             "list_conversations": h.list_conversations,
             "sync": h.sync,
-            TYPING_EXPIRED: h.typing_expired,
             SYNC_PUSH: h.sync_push,
             CONNECTION_OPENED: h.connection_opened,
         },

@@ -24,11 +24,16 @@ from services.chat.writer import Outcome, WriteOp
 from shared.clock import now
 from shared.db import create_engine, create_tables, reader
 
+# Conversations whose two participants are remembered (they never change), so that typing
+# addressed by conversation id costs no read after the first.
+PARTICIPANTS_CACHED = 100_000
+
 
 class ChatStore:
     def __init__(self, url: str) -> None:
         self.engine = create_engine(url)
         self.reads = reader(self.engine)
+        self._participants: dict[str, Conversation] = {}
 
     async def create(self) -> None:
         await create_tables(self.engine, Base)
@@ -37,6 +42,17 @@ class ChatStore:
         await self.engine.dispose()
 
     # -- reads -----------------------------------------------------------------------------
+
+    async def participants(self, conversation_id: str) -> Conversation | None:
+        """The conversation, for who takes part in it only (its other fields may be stale)."""
+        known = self._participants.get(conversation_id)
+        if known is None:
+            known = (await self.conversations([conversation_id])).get(conversation_id)
+            if known is not None:
+                if len(self._participants) >= PARTICIPANTS_CACHED:
+                    self._participants.clear()
+                self._participants[conversation_id] = known
+        return known
 
     async def conversations(self, ids: Iterable[str]) -> dict[str, Conversation]:
         async with self.reads.connect() as conn:

@@ -73,17 +73,6 @@ markers = Table(
     Column("read_seq", Integer, nullable=False),
 )
 
-# The latest ``user_typing`` of a user in a conversation, so that only its timer (whichever
-# replica it fires on) ends it. Not a record of anything: rows go when typing stops.
-typing = Table(
-    "typing",
-    Base.metadata,
-    Column("conversation_id", String(ID), primary_key=True),
-    Column("user_id", String(ID), primary_key=True),
-    Column("token", String(ID), nullable=False),
-    Column("at", Float, nullable=False),
-)
-
 
 def to_conversation(row: RowMapping) -> Conversation:
     return Conversation(

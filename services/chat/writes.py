@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.chat import domain
@@ -25,7 +25,6 @@ from services.chat.domain import (
     Receipt,
     Sent,
     StatusChange,
-    Target,
 )
 from services.chat.tables import (
     conversation_row,
@@ -36,7 +35,6 @@ from services.chat.tables import (
     messages,
     to_markers,
     to_message,
-    typing,
 )
 from services.chat.writer import Outcome, WriteOp
 from shared.errors import RealtimeError
@@ -60,30 +58,6 @@ class ReceiptOp(WriteOp[StatusChange | None]):
     reader: str
     kind: Receipt
     up_to_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class Typing:
-    conversation_id: str
-    peer_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TypingOp(WriteOp[Typing]):
-    """``user_typing`` (``token`` set: remember it as the latest) or ``user_stopped_typing``."""
-
-    target: Target
-    user_id: str
-    token: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ExpireTypingOp(WriteOp[bool]):
-    """The typing timer fired: True when ``token`` was still the latest (typing ends now)."""
-
-    conversation_id: str
-    user_id: str
-    token: str
 
 
 def new_message_id() -> str:
@@ -175,31 +149,4 @@ async def _apply_one(conn: AsyncConnection, op: WriteOp[Any], at: float) -> Outc
             else:
                 await conn.execute(update(markers).where(key).values(**values))
         return change
-    if isinstance(op, TypingOp):
-        if op.target.recipient_id is not None:
-            conversation_id, peer_id = op.target.conversation_id, op.target.recipient_id
-        else:
-            conversation = await _conversation_of(conn, op.user_id, op.target.conversation_id)
-            conversation_id, peer_id = conversation.id, conversation.peer_of(op.user_id)
-        key = and_(typing.c.conversation_id == conversation_id, typing.c.user_id == op.user_id)
-        if op.token is None:
-            await conn.execute(delete(typing).where(key))
-        elif (
-            await conn.execute(update(typing).where(key).values(token=op.token, at=at))
-        ).rowcount == 0:
-            await conn.execute(
-                insert(typing).values(
-                    conversation_id=conversation_id, user_id=op.user_id, token=op.token, at=at
-                )
-            )
-        return Typing(conversation_id, peer_id)
-    if isinstance(op, ExpireTypingOp):
-        gone = await conn.execute(
-            delete(typing).where(
-                typing.c.conversation_id == op.conversation_id,
-                typing.c.user_id == op.user_id,
-                typing.c.token == op.token,
-            )
-        )
-        return gone.rowcount > 0
     raise TypeError(f"unknown write operation {op!r}")

@@ -39,6 +39,7 @@ class Connection:
     send_timeout_s: float = SEND_TIMEOUT_S
     _outbox: asyncio.Queue[str | int | None] = field(default_factory=asyncio.Queue)
     _closing: bool = False
+    _followups: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
     @property
     def user_id(self) -> str:
@@ -53,8 +54,31 @@ class Connection:
             raise SlowConsumer(self.id)
         self._outbox.put_nowait(text)
 
+    def replace_followup(self, key: str, after_s: float, frame: str | None) -> None:
+        """Cancel what is pending under ``key``; with a ``frame``, send it after ``after_s``
+        unless replaced again first (see :class:`shared.runtime.outbox.Followup`)."""
+        pending = self._followups.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+        if frame is not None and not self._closing:
+            loop = asyncio.get_running_loop()
+            self._followups[key] = loop.call_later(after_s, self._fire_followup, key, frame)
+
+    def _fire_followup(self, key: str, frame: str) -> None:
+        self._followups.pop(key, None)
+        try:
+            self.send(frame)
+        except SlowConsumer:
+            pass  # the writer is already cutting this client off
+
+    def _cancel_followups(self) -> None:
+        for pending in self._followups.values():
+            pending.cancel()
+        self._followups.clear()
+
     def finish(self) -> None:
         """Let the writer end after the frames already queued."""
+        self._cancel_followups()
         self._outbox.put_nowait(None)
 
     def close_after_queued(self, code: int) -> None:
@@ -66,6 +90,7 @@ class Connection:
     def abort(self, code: int) -> None:
         """Close the socket with ``code`` now, dropping the frames not yet written."""
         self._closing = True
+        self._cancel_followups()
         while not self._outbox.empty():
             self._outbox.get_nowait()
         self._outbox.put_nowait(code)

@@ -26,7 +26,7 @@ class FrameError(RealtimeError):
     """A frame the gateway refuses itself; carries what the ``error`` frame echoes."""
 
     def __init__(self, cause: RealtimeError, ref: str | None, event: str | None) -> None:
-        super().__init__(cause.message)
+        super().__init__(cause.message, retry_after_ms=cause.retry_after_ms)
         self.code = cause.code
         self.ref = ref
         self.event = event

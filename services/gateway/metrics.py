@@ -16,4 +16,15 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BROKER_UP = Gauge("im_gateway_broker_connected", "1 while the broker connection is up")
+SHED = Counter(
+    "im_gateway_shed_total",
+    "Commands refused at once because their service is behind",
+    ["service", "kind"],
+)
+TIMEOUTS = Counter(
+    "im_gateway_timeouts_total", "Commands answered unavailable: no reply in time", ["service"]
+)
+OVERLOADED = Counter(
+    "im_gateway_queue_full_total", "Commands refused by a full service queue", ["service"]
+)
 SLOW_CLOSES = Counter("im_gateway_slow_consumer_closes_total", "Connections closed for not reading")

@@ -18,11 +18,14 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from services.gateway import metrics
+from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.connections import Connection, Registry, SlowConsumer
+from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, user_key
 from shared.auth import Identity
-from shared.errors import ErrorCode, Unavailable
+from shared.errors import ErrorCode, Overloaded, Unavailable
+from shared.logs import Tally
 from shared.protocol.domain import (
     CONNECTION_CLOSED,
     CONNECTION_OPENED,
@@ -31,24 +34,33 @@ from shared.protocol.domain import (
     GatewayHeartbeat,
 )
 from shared.protocol.envelope import Reply, ack_frame, dumps, dumps_bytes, error_frame
-from shared.runtime.service import HEADER_CONNECTION, HEADER_EXCLUDE, REPLY
+from shared.protocol.registry import EventSpec
 
 log = logging.getLogger(__name__)
 
 SlowConsumerHandler = Callable[[Connection], None]
 
 
+# A service must *start* a command this long before the gateway gives up on it, so that a
+# command is never executed after its sender was told ``unavailable`` (PROTOCOL §2).
+DEADLINE_MARGIN_S = 1.0
+
+
 @dataclass
 class Pending:
     """A command waiting for its service's reply."""
 
-    service: str
+    lane: Lane
     event: str
     started: float
     connection_id: str | None = None
     ref: str | None = None
     future: asyncio.Future[Reply] | None = None
     deadline: float = field(default=0.0)
+
+    @property
+    def service(self) -> str:
+        return self.lane[0]
 
 
 class Router:
@@ -65,6 +77,11 @@ class Router:
         self._pending: dict[str, Pending] = {}
         self._bound: set[str] = set()
         self._binding_locks: dict[str, asyncio.Lock] = {}
+        limits = Limits(
+            self.settings.shed_after_ms / 1000, self.settings.transient_shed_after_ms / 1000
+        )
+        self.admission = Admission(limits, Tally(log, "refused %d commands: a service is behind"))
+        self._timeouts = Tally(log, "%d commands timed out (answered unavailable)")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -171,52 +188,77 @@ class Router:
     async def send_command(
         self,
         connection: Connection,
-        service: str,
-        event: str,
+        spec: EventSpec,
         data: dict[str, Any],
         ref: str | None,
     ) -> None:
-        """Publish a client command; its reply reaches the connection later. Raises Unavailable."""
-        correlation_id = uuid.uuid4().hex
-        now = time.monotonic()
-        self._pending[correlation_id] = Pending(
-            service, event, now, connection.id, ref, deadline=now + self.settings.request_timeout_s
+        """Publish a client command; its reply reaches the connection later. Raises
+        :class:`Unavailable` (:class:`Overloaded` when it was refused, never sent)."""
+        body = self._command(connection.identity, spec.name, data, connection.id)
+        await self._send(
+            (spec.service, spec.transient),
+            spec.name,
+            body,
+            Pending((spec.service, spec.transient), spec.name, 0.0, connection.id, ref),
         )
-        try:
-            await self.broker.publish(
-                self.broker.topology.commands,
-                f"{service}.{event}",
-                self._command(connection.identity, event, data, connection.id),
-                reply_to=self.queue_name,
-                correlation_id=correlation_id,
-                message_id=correlation_id,
-            )
-        except Unavailable:
-            self._pending.pop(correlation_id, None)
-            raise
 
     async def call(
         self, identity: Identity, service: str, event: str, data: dict[str, Any]
     ) -> Reply:
         """Request/reply for HTTP routes: the service's reply, or Unavailable on timeout."""
-        correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        correlation_id = uuid.uuid4().hex
+        body = self._command(identity, event, data, f"http-{correlation_id}")
+        pending = Pending((service, False), event, 0.0, future=future)
+        try:
+            await self._send((service, False), event, body, pending, correlation_id)
+            return await future
+        finally:
+            self._forget_pending(correlation_id)
+
+    async def _send(
+        self,
+        lane: Lane,
+        event: str,
+        body: bytes,
+        pending: Pending,
+        correlation_id: str | None = None,
+    ) -> None:
+        self.admission.admit(lane)
+        correlation_id = correlation_id or uuid.uuid4().hex
         now = time.monotonic()
-        self._pending[correlation_id] = Pending(
-            service, event, now, future=future, deadline=now + self.settings.request_timeout_s
-        )
+        timeout_s = self.settings.request_timeout_s
+        pending.started, pending.deadline = now, now + timeout_s
+        self._pending[correlation_id] = pending
+        self.admission.started(lane, correlation_id, now)
+        service, transient = lane
+        start_by_ms = max(1, round((timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)) * 1000))
+        topology = self.broker.topology
         try:
             await self.broker.publish(
-                self.broker.topology.commands,
-                f"{service}.{event}",
-                self._command(identity, event, data, f"http-{correlation_id}"),
+                "" if transient else topology.commands,
+                topology.transient_queue(service) if transient else f"{service}.{event}",
+                body,
+                persistent=not transient,
+                confirm=not transient,
                 reply_to=self.queue_name,
                 correlation_id=correlation_id,
                 message_id=correlation_id,
+                headers={h.DEADLINE: h.epoch_ms() + start_by_ms},
+                expiration_ms=start_by_ms if transient else None,
             )
-            return await future
-        finally:
-            self._pending.pop(correlation_id, None)
+        except Unavailable as exc:
+            self._forget_pending(correlation_id)
+            if isinstance(exc, Overloaded):
+                metrics.OVERLOADED.labels(service).inc()
+                exc.retry_after_ms = exc.retry_after_ms or self.settings.shed_after_ms
+            raise
+
+    def _forget_pending(self, correlation_id: str) -> Pending | None:
+        pending = self._pending.pop(correlation_id, None)
+        if pending is not None:
+            self.admission.finished(pending.lane, correlation_id)
+        return pending
 
     async def expire_loop(self) -> None:
         """Answer ``unavailable`` to commands whose service did not reply in time."""
@@ -225,7 +267,9 @@ class Router:
             now = time.monotonic()
             for correlation_id, pending in list(self._pending.items()):
                 if pending.deadline <= now:
-                    del self._pending[correlation_id]
+                    self._forget_pending(correlation_id)
+                    metrics.TIMEOUTS.labels(pending.service).inc()
+                    self._timeouts.add()
                     reply = Reply(
                         ok=False,
                         code=ErrorCode.UNAVAILABLE,
@@ -236,14 +280,14 @@ class Router:
     # -- deliveries in ---------------------------------------------------------------------
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        if message.type == REPLY:
-            pending = self._pending.pop(message.correlation_id or "", None)
+        if message.type == h.REPLY:
+            pending = self._forget_pending(message.correlation_id or "")
             if pending is not None:
                 self._settle(pending, Reply.model_validate_json(message.body))
             return
         text = message.body.decode()
         headers = message.headers or {}
-        target = headers.get(HEADER_CONNECTION)
+        target = headers.get(h.CONNECTION)
         if isinstance(target, str):
             connection = self.registry.get(target)
             if connection is not None:
@@ -254,10 +298,13 @@ class Router:
             recipients: frozenset[Connection] | list[Connection] = list(self.registry)
         else:
             recipients = self.registry.of_user(key.removeprefix("user."))
-        excluded = headers.get(HEADER_EXCLUDE)
+        excluded = headers.get(h.EXCLUDE)
+        followup = _followup(headers)
         for connection in recipients:
             if connection.id != excluded:
                 self._deliver(connection, text)
+                if followup is not None:
+                    connection.replace_followup(*followup)
 
     def _deliver(self, connection: Connection, text: str) -> None:
         try:
@@ -280,5 +327,18 @@ class Router:
             return
         code = reply.code or ErrorCode.INTERNAL
         metrics.ERRORS.labels(code).inc()
-        frame = error_frame(pending.ref, code, reply.message or code, pending.event)
+        frame = error_frame(
+            pending.ref, code, reply.message or code, pending.event, reply.retry_after_ms
+        )
         self._deliver(connection, dumps(frame))
+
+
+def _followup(headers: dict[str, Any]) -> tuple[str, float, str | None] | None:
+    """``(key, after_s, frame)`` of a push that replaces what is pending under ``key``."""
+    key = headers.get(h.FOLLOWUP_KEY)
+    if not isinstance(key, str):
+        return None
+    after_ms, frame = headers.get(h.FOLLOWUP_AFTER_MS), headers.get(h.FOLLOWUP_FRAME)
+    if isinstance(after_ms, int) and isinstance(frame, str | bytes):
+        return key, after_ms / 1000, frame if isinstance(frame, str) else frame.decode()
+    return key, 0.0, None

@@ -169,18 +169,15 @@ class SocketHandler:
             return
         try:
             await self.router.send_command(
-                connection,
-                parsed.spec.service,
-                event,
-                parsed.payload.model_dump(mode="json"),
-                parsed.ref,
+                connection, parsed.spec, parsed.payload.model_dump(mode="json"), parsed.ref
             )
         except Unavailable as exc:
             self._error(connection, FrameError(exc, parsed.ref, event))
 
     def _error(self, connection: Connection, error: FrameError) -> None:
         metrics.ERRORS.labels(str(error.code)).inc()
-        self._send(connection, error_frame(error.ref, error.code, error.message, error.event))
+        frame = error_frame(error.ref, error.code, error.message, error.event, error.retry_after_ms)
+        self._send(connection, frame)
 
     def _send(self, connection: Connection, frame: dict[str, object]) -> None:
         try:

@@ -4,7 +4,9 @@
 * ``<ns>.domain`` (topic): facts between processes, key ``<source>.<fact>``.
 * ``<ns>.push`` (topic): pushes to users, key ``user.<id>`` or ``broadcast.all``.
 * ``<ns>.dead`` (direct): where a service's poison messages end, key ``<service>``.
-* ``<ns>.<service>`` (quorum): a service's one work queue; replicas compete on it.
+* ``<ns>.<service>`` (quorum, bounded): a service's durable work queue; replicas compete on it.
+* ``<ns>.<service>.transient`` (classic, non-persistent, bounded, single active consumer):
+  the light path of transient commands (typing, call signals), in order, shed first.
 * ``<ns>.gateway.<id>`` (exclusive): one per gateway process; user bindings come and go.
 * ``<ns>.delay.<service>.<ms>`` (classic, TTL): a durable timer of one duration.
 """
@@ -44,6 +46,9 @@ class Topology:
     def service_queue(self, service: str) -> str:
         return f"{self.namespace}.{service}"
 
+    def transient_queue(self, service: str) -> str:
+        return f"{self.namespace}.{service}.transient"
+
     def dead_queue(self, service: str) -> str:
         return f"{self.namespace}.{service}.dead"
 
@@ -57,12 +62,25 @@ class Topology:
     def timer_key(service: str) -> str:
         return f"{service}.timer"
 
-    def service_queue_arguments(self, service: str, delivery_limit: int) -> dict[str, Any]:
+    def service_queue_arguments(
+        self, service: str, delivery_limit: int, max_length: int
+    ) -> dict[str, Any]:
         return {
             "x-queue-type": "quorum",
             "x-delivery-limit": delivery_limit,
             "x-dead-letter-exchange": self.dead_letters,
             "x-dead-letter-routing-key": service,
+            # Full: the publisher's confirm is a nack, and the client hears unavailable at once.
+            "x-max-length": max_length,
+            "x-overflow": "reject-publish",
+        }
+
+    @staticmethod
+    def transient_queue_arguments(max_length: int, ttl_ms: int) -> dict[str, Any]:
+        return {
+            "x-single-active-consumer": True,  # one replica at a time: per-call order holds
+            "x-max-length": max_length,  # full: the oldest go first (drop-head)
+            "x-message-ttl": ttl_ms,  # never worked on once its sender gave up on it
         }
 
     def delay_queue_arguments(self, service: str, delay_ms: int) -> dict[str, Any]:

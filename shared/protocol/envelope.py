@@ -42,13 +42,16 @@ def ack_frame(ref: str | None, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_frame(
-    ref: str | None, code: ErrorCode | str, message: str, event: str | None
+    ref: str | None,
+    code: ErrorCode | str,
+    message: str,
+    event: str | None,
+    retry_after_ms: int | None = None,
 ) -> dict[str, Any]:
-    return {
-        "event": "error",
-        "ref": ref,
-        "data": {"code": str(code), "message": message, "event": event},
-    }
+    data: dict[str, Any] = {"code": str(code), "message": message, "event": event}
+    if retry_after_ms is not None:
+        data["retry_after_ms"] = retry_after_ms
+    return {"event": "error", "ref": ref, "data": data}
 
 
 class CommandUser(BaseModel):
@@ -84,3 +87,4 @@ class Reply(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     code: str | None = None
     message: str | None = None
+    retry_after_ms: int | None = None

@@ -37,6 +37,7 @@ class ErrorData(BaseModel):
     code: str
     message: str
     event: str | None
+    retry_after_ms: int | None = None  # with rate_limited / unavailable: when to try again
 
 
 SERVER_PUSHES: dict[str, type[BaseModel]] = {

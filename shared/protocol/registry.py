@@ -23,6 +23,11 @@ STUDENTS = frozenset({Role.STUDENT})
 GATEWAY = "gateway"
 SERVICES = ("calls", "chat", "presence", "help")
 
+# Transient traffic (ARCHITECTURE "Two classes of traffic"): nothing is stored, a lost one is
+# replaced by the next, and latency matters most. These take the light path: a bounded,
+# non-persistent queue without publisher confirms, shed first under load.
+TRANSIENT = frozenset({"call_signal", "user_typing", "user_stopped_typing"})
+
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
@@ -30,10 +35,14 @@ class EventSpec:
     service: str
     payload: type[Payload]
     roles: frozenset[Role] = ANYONE
+    transient: bool = False
 
 
 def _specs(service: str, *rows: tuple[str, type[Payload], frozenset[Role]]) -> list[EventSpec]:
-    return [EventSpec(name, service, payload, roles) for name, payload, roles in rows]
+    return [
+        EventSpec(name, service, payload, roles, transient=name in TRANSIENT)
+        for name, payload, roles in rows
+    ]
 
 
 CLIENT_EVENTS: dict[str, EventSpec] = {

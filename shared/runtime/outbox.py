@@ -14,10 +14,22 @@ P = TypeVar("P", bound=Payload)
 
 
 @dataclass(frozen=True, slots=True)
+class Followup:
+    """Replaces, on each connection the push reaches, whatever was pending under ``key``:
+    ``frame`` after ``after_s`` unless another push with the same ``key`` comes first; with
+    no ``frame``, only cancels. (Typing: ``user_typing`` arms ``user_stopped_typing``.)"""
+
+    key: str
+    after_s: float = 0.0
+    frame: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UserPush:
     user_id: str
     frame: dict[str, Any]
     exclude_connection: str | None = None
+    followup: Followup | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +74,11 @@ class Outbox:
         data: dict[str, Any],
         *,
         exclude_connection: str | None = None,
+        followup: Followup | None = None,
     ) -> None:
         """To every connection of ``user_id`` (but ``exclude_connection``) on every gateway."""
-        self.pushes.append(UserPush(user_id, {"event": event, "data": data}, exclude_connection))
+        frame = {"event": event, "data": data}
+        self.pushes.append(UserPush(user_id, frame, exclude_connection, followup))
 
     def push_all(self, event: str, data: dict[str, Any]) -> None:
         """To every connected user."""

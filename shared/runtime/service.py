@@ -5,7 +5,12 @@ Ack policy: a handler that returns → effects published with confirms → ack. 
 raises a :class:`RealtimeError` → an ``error`` reply → ack (the command was answered). Any
 other exception → requeue; the quorum queue's delivery limit moves a command that keeps
 failing to ``<ns>.<service>.dead`` (its sender is told ``internal`` on the last try).
-Undecodable messages go straight to the dead-letter queue.
+Undecodable messages go straight to the dead-letter queue. A command past its deadline is
+dropped unexecuted (its sender has been told ``unavailable``), and counted.
+
+Transient commands (``EventSpec.transient``) come from their own queue and are handled one at
+a time, in order; their effects are published without confirms and a failure is answered,
+never retried.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ from typing import Any
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
+from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, user_key
 from shared.auth import Identity, Role
 from shared.errors import InternalError, RealtimeError
-from shared.logs import connection_id_var, user_id_var
-from shared.protocol.envelope import Command, Reply, dumps_bytes
+from shared.logs import Tally, connection_id_var, user_id_var
+from shared.protocol.envelope import Command, Reply, dumps, dumps_bytes
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, Request, UserPush
 from shared.settings import Settings
@@ -33,11 +39,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[None]]
 BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
-
-PUSH = "push"
-REPLY = "reply"
-HEADER_CONNECTION = "x-connection"
-HEADER_EXCLUDE = "x-exclude-connection"
 
 
 @dataclass
@@ -59,7 +60,9 @@ class ServiceRunner:
         self.settings = settings
         self.broker = broker
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._transient_inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._delay_queues: dict[int, str] = {}
+        self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then finish the commands in hand and return."""
@@ -67,14 +70,20 @@ class ServiceRunner:
         if d.startup is not None:
             await d.startup()
         queue = await self._declare_queues()
-        consumer_tag = await queue.consume(self._inbox.put)
+        consumers = [(queue, await queue.consume(self._inbox.put))]
+        transient = await self._declare_transient_queue()
+        if transient is not None:
+            consumers.append((transient, await transient.consume(self._transient_inbox.put)))
         log.info("service %s consuming %s", d.name, queue.name)
         try:
             async with asyncio.TaskGroup() as group:
                 workers = [group.create_task(self._work()) for _ in range(d.workers)]
+                if transient is not None:
+                    workers.append(group.create_task(self._work_transient()))
                 extras = [group.create_task(job(self)) for job in d.background]
                 await stop.wait()
-                await queue.cancel(consumer_tag)
+                for consumed, tag in consumers:
+                    await consumed.cancel(tag)
                 for task in (*extras, *workers):
                     task.cancel()
         finally:
@@ -89,12 +98,31 @@ class ServiceRunner:
         await dead.bind(t.dead_letters, name)
         queue = await self.broker.declare_queue(
             t.service_queue(name),
-            arguments=t.service_queue_arguments(name, self.settings.delivery_limit),
+            arguments=t.service_queue_arguments(
+                name, self.settings.delivery_limit, self.settings.queue_max_length
+            ),
         )
         await queue.bind(t.commands, f"{name}.#")
         for fact in self.definition.facts:
             await queue.bind(t.domain, fact)
         return queue
+
+    async def _declare_transient_queue(self) -> Any:
+        """The light path's queue, when this service handles any transient event."""
+        name = self.definition.name
+        if not any(
+            spec.transient and spec.service == name and spec.name in self.definition.handlers
+            for spec in CLIENT_EVENTS.values()
+        ):
+            return None
+        ttl_ms = round(self.settings.request_timeout_s * 1000)
+        return await self.broker.declare_queue(
+            self.broker.topology.transient_queue(name),
+            durable=False,
+            arguments=self.broker.topology.transient_queue_arguments(
+                self.settings.transient_max_length, ttl_ms
+            ),
+        )
 
     async def _work(self) -> None:
         while True:
@@ -104,7 +132,20 @@ class ServiceRunner:
             except Exception:
                 log.exception("failed to settle a message")
 
-    async def process(self, message: AbstractIncomingMessage) -> None:
+    async def _work_transient(self) -> None:
+        """One at a time, so that one sender's signals are relayed in the order sent."""
+        while True:
+            message = await self._transient_inbox.get()
+            try:
+                await self.process(message, transient=True)
+            except Exception:
+                log.exception("failed to settle a transient message")
+
+    async def process(self, message: AbstractIncomingMessage, transient: bool = False) -> None:
+        if h.is_past_deadline(message.headers):
+            self.expired.add()
+            await message.ack()
+            return
         try:
             command = Command.model_validate_json(message.body)
         except ValidationError:
@@ -124,9 +165,11 @@ class ServiceRunner:
             reply = Reply(ok=True, data=outbox.reply or {})
         except RealtimeError as exc:
             outbox = Outbox()
-            reply = Reply(ok=False, code=str(exc.code), message=exc.message)
+            reply = Reply(
+                ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
+            )
         except Exception:
-            if self._last_attempt(message):
+            if transient or self._last_attempt(message):
                 log.exception("%s failed for the last time; dead-lettering", command.event)
                 await self._reply(
                     message, Reply(ok=False, code="internal", message="internal error")
@@ -137,9 +180,12 @@ class ServiceRunner:
                 await message.nack(requeue=True)
             return
         try:
-            await self._publish_effects(outbox)
-            await self._reply(message, reply)
+            await self._publish_effects(outbox, confirm=not transient)
+            await self._reply(message, reply, confirm=not transient)
         except RealtimeError:
+            if transient:
+                await message.ack()  # not retried: the next signal or typing replaces it
+                return
             log.warning("could not publish the effects of %s; will retry", command.event)
             await message.nack(requeue=True)
             return
@@ -169,21 +215,28 @@ class ServiceRunner:
         count = (message.headers or {}).get("x-delivery-count", 0)
         return isinstance(count, int) and count + 1 >= self.settings.delivery_limit
 
-    async def _reply(self, message: AbstractIncomingMessage, reply: Reply) -> None:
+    async def _reply(
+        self, message: AbstractIncomingMessage, reply: Reply, confirm: bool = True
+    ) -> None:
         if not message.reply_to or not message.correlation_id:
             return
         await self.broker.publish(
             "",
             message.reply_to,
-            reply.model_dump_json().encode(),
+            reply.model_dump_json(exclude_none=True).encode(),
             persistent=False,
+            confirm=confirm,
             correlation_id=message.correlation_id,
-            message_type=REPLY,
+            message_type=h.REPLY,
         )
 
-    async def _publish_effects(self, outbox: Outbox) -> None:
+    async def _publish_effects(self, outbox: Outbox, confirm: bool = True) -> None:
         """Publish everything at once, except that pushes to the same destination go one
         after the other, so each recipient gets them in the order the handler made them."""
+        if not confirm:  # written to the socket in order; nothing to wait for
+            for push in outbox.pushes:
+                await self.publish_push(push, confirm=False)
+            return
         jobs: list[Awaitable[object]] = [
             self._publish_in_order(pushes) for pushes in _by_destination(outbox.pushes)
         ]
@@ -196,24 +249,25 @@ class ServiceRunner:
         for push in pushes:
             await self.publish_push(push)
 
-    async def publish_push(self, push: Push) -> bool:
-        """Publish one push; False when no gateway holds the addressed user/connection."""
+    async def publish_push(self, push: Push, confirm: bool = True) -> bool:
+        """Publish one push; False when no gateway holds the addressed user/connection
+        (known only with ``confirm``)."""
         body = dumps_bytes(push.frame)
         t = self.broker.topology
         if isinstance(push, UserPush):
-            headers = {HEADER_EXCLUDE: push.exclude_connection} if push.exclude_connection else None
             return await self.broker.publish(
                 t.push,
                 user_key(push.user_id),
                 body,
                 persistent=False,
-                mandatory=True,
-                message_type=PUSH,
-                headers=headers,
+                confirm=confirm,
+                mandatory=confirm,
+                message_type=h.PUSH,
+                headers=_user_push_headers(push),
             )
         if isinstance(push, BroadcastPush):
             return await self.broker.publish(
-                t.push, BROADCAST_ALL, body, persistent=False, message_type=PUSH
+                t.push, BROADCAST_ALL, body, persistent=False, confirm=confirm, message_type=h.PUSH
             )
         assert isinstance(push, ConnectionPush)
         return await self.broker.publish(
@@ -221,9 +275,10 @@ class ServiceRunner:
             push.reply_to,
             body,
             persistent=False,
-            mandatory=True,
-            message_type=PUSH,
-            headers={HEADER_CONNECTION: push.connection_id},
+            confirm=confirm,
+            mandatory=confirm,
+            message_type=h.PUSH,
+            headers={h.CONNECTION: push.connection_id},
         )
 
     async def emit(self, fact: str, data: dict[str, Any]) -> None:
@@ -246,6 +301,18 @@ class ServiceRunner:
             queue = await self.broker.declare_delay_queue(self.definition.name, delay_ms)
             self._delay_queues[delay_ms] = queue
         await self.broker.publish("", queue, _command_body(event, data))
+
+
+def _user_push_headers(push: UserPush) -> dict[str, Any] | None:
+    headers: dict[str, Any] = {}
+    if push.exclude_connection:
+        headers[h.EXCLUDE] = push.exclude_connection
+    if push.followup is not None:
+        headers[h.FOLLOWUP_KEY] = push.followup.key
+        if push.followup.frame is not None:
+            headers[h.FOLLOWUP_AFTER_MS] = round(push.followup.after_s * 1000)
+            headers[h.FOLLOWUP_FRAME] = dumps(push.followup.frame)
+    return headers or None
 
 
 def _by_destination(pushes: list[Push]) -> list[list[Push]]:

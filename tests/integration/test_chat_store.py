@@ -13,7 +13,7 @@ from services.chat import domain
 from services.chat.domain import Draft, Markers, Receipt, Sent, StatusChange, Target
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from services.chat.writes import ExpireTypingOp, ReceiptOp, SendOp, Typing, TypingOp
+from services.chat.writes import ReceiptOp, SendOp
 from shared.errors import InvalidPayload, NotFound
 
 
@@ -68,7 +68,7 @@ async def test_refusals_leave_nothing_behind(store: ChatStore) -> None:
             SendOp(Draft("eve", "Eve", Target(ab), "sneaky")),
             ReceiptOp(ab, "eve", Receipt.READ, 1),
             ReceiptOp(ab, "bob", Receipt.READ, 2),
-            TypingOp(Target("dm_nope"), "alice", "t1"),
+            ReceiptOp("dm_nope", "alice", Receipt.READ, 1),
             ReceiptOp(ab, "bob", Receipt.DELIVERED, 1),
         ]
     )
@@ -101,17 +101,6 @@ async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
     assert [(m.conversation_id, m.seq) for m in await store.after({ab: 1, ac: 0})] == sorted(
         [(ab, 2), (ab, 3), (ac, 1), (ac, 2)]
     )
-
-
-async def test_only_the_latest_typing_expires(store: ChatStore) -> None:
-    target = domain.target("alice", "bob", None)
-    started = await store.apply([TypingOp(target, "alice", "t1"), TypingOp(target, "alice", "t2")])
-    assert started == [Typing(target.conversation_id, "bob")] * 2
-    cid = target.conversation_id
-    assert await store.apply([ExpireTypingOp(cid, "alice", "t1")]) == [False]
-    assert await store.apply([ExpireTypingOp(cid, "alice", "t2")]) == [True]
-    await store.apply([TypingOp(target, "alice", "t3"), TypingOp(target, "alice", None)])
-    assert await store.apply([ExpireTypingOp(cid, "alice", "t3")]) == [False]
 
 
 async def test_two_writers_on_one_file_keep_seqs_gap_free(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ def check_frame(frame: Frame) -> None:
     if model is None or not isinstance(data, dict):
         protocol_violations.append(f"unknown server frame: {frame}")
         return
-    missing = set(model.model_fields) - set(data)
+    missing = {name for name, field in model.model_fields.items() if field.is_required()}
+    missing -= set(data)
     extra = set(data) - set(model.model_fields)
     if missing or extra:
         protocol_violations.append(f"{event}: missing {sorted(missing)} extra {sorted(extra)}")

@@ -1,0 +1,33 @@
+"""What the gateway and the services tell each other beside a message's body.
+
+* ``type``: :data:`REPLY` (an answer to a command, by ``correlation_id``) or :data:`PUSH`.
+* :data:`DEADLINE`: a command's deadline (epoch ms); a service drops it when late, because
+  its sender has been told ``unavailable`` by then.
+* :data:`CONNECTION` / :data:`EXCLUDE`: a push for one connection only / for all but one.
+* :data:`FOLLOWUP_KEY`, :data:`FOLLOWUP_AFTER_MS`, :data:`FOLLOWUP_FRAME`: see
+  :class:`shared.runtime.outbox.Followup`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+PUSH = "push"
+REPLY = "reply"
+
+DEADLINE = "x-deadline"
+CONNECTION = "x-connection"
+EXCLUDE = "x-exclude-connection"
+FOLLOWUP_KEY = "x-followup-key"
+FOLLOWUP_AFTER_MS = "x-followup-after-ms"
+FOLLOWUP_FRAME = "x-followup-frame"
+
+
+def epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def is_past_deadline(headers: dict[str, Any] | None, now_ms: int | None = None) -> bool:
+    deadline = (headers or {}).get(DEADLINE)
+    return isinstance(deadline, int) and deadline < (now_ms or epoch_ms())
