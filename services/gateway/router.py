@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
-from shared.amqp.topology import BROADCAST_ALL, user_key
+from shared.amqp.topology import BROADCAST_ALL, reply_key, user_key
 from shared.auth import Identity
 from shared.errors import ErrorCode, Overloaded, Unavailable
 from shared.logs import Tally
@@ -91,6 +91,7 @@ class Router:
             self.queue_name, durable=False, exclusive=True
         )
         await self._queue.bind(t.push, BROADCAST_ALL)
+        await self._queue.bind(t.push, reply_key(self.queue_name))  # replies riding on pushes
         await self._queue.consume(self._on_message, no_ack=True)
         self.broker.on_reconnect(self._rebind)
         self.broker.after_reconnect(self._announce_all)
@@ -293,18 +294,28 @@ class Router:
             if connection is not None:
                 self._deliver(connection, text)
             return
-        key = message.routing_key or ""
-        if key == BROADCAST_ALL:
-            recipients: frozenset[Connection] | list[Connection] = list(self.registry)
-        else:
-            recipients = self.registry.of_user(key.removeprefix("user."))
         excluded = headers.get(h.EXCLUDE)
         followup = _followup(headers)
-        for connection in recipients:
+        for connection in self._recipients(message.routing_key or "", headers.get("CC")):
             if connection.id != excluded:
                 self._deliver(connection, text)
                 if followup is not None:
                     connection.replace_followup(*followup)
+        reply = headers.get(h.REPLY_BODY)
+        if isinstance(reply, str | bytes):  # after the push, as if the reply came on its own after it
+            pending = self._forget_pending(message.correlation_id or "")
+            if pending is not None:
+                self._settle(pending, Reply.model_validate_json(reply))
+
+    def _recipients(self, key: str, cc: object) -> Iterable[Connection]:
+        """This gateway's connections among a push's addressees (its key and its ``CC``)."""
+        if key == BROADCAST_ALL:
+            return list(self.registry)
+        keys = [key, *cc] if isinstance(cc, list) else [key]
+        users = {str(k).removeprefix("user.") for k in keys if str(k).startswith("user.")}
+        if len(users) == 1:
+            return self.registry.of_user(users.pop())
+        return {c for user_id in users for c in self.registry.of_user(user_id)}
 
     def _deliver(self, connection: Connection, text: str) -> None:
         try:

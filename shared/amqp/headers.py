@@ -4,6 +4,7 @@
 * :data:`DEADLINE`: a command's deadline (epoch ms); a service drops it when late, because
   its sender has been told ``unavailable`` by then.
 * :data:`CONNECTION` / :data:`EXCLUDE`: a push for one connection only / for all but one.
+* :data:`REPLY_BODY`: the reply (with ``correlation_id``) carried by a push.
 * :data:`FOLLOWUP_KEY`, :data:`FOLLOWUP_AFTER_MS`, :data:`FOLLOWUP_FRAME`: see
   :class:`shared.runtime.outbox.Followup`.
 """
@@ -22,6 +23,7 @@ EXCLUDE = "x-exclude-connection"
 FOLLOWUP_KEY = "x-followup-key"
 FOLLOWUP_AFTER_MS = "x-followup-after-ms"
 FOLLOWUP_FRAME = "x-followup-frame"
+REPLY_BODY = "x-reply"  # a reply riding on a push (see shared.runtime.publisher)
 
 
 def epoch_ms() -> int:

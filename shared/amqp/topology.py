@@ -2,7 +2,8 @@
 
 * ``<ns>.commands`` (topic): client commands and fired timers, key ``<service>.<event>``.
 * ``<ns>.domain`` (topic): facts between processes, key ``<source>.<fact>``.
-* ``<ns>.push`` (topic): pushes to users, key ``user.<id>`` or ``broadcast.all``.
+* ``<ns>.push`` (topic): pushes to users, key ``user.<id>`` or ``broadcast.all``; and
+  ``to.<gateway queue>`` for a push that carries the asking gateway's reply.
 * ``<ns>.dead`` (direct): where a service's poison messages end, key ``<service>``.
 * ``<ns>.<service>`` (quorum, bounded): a service's durable work queue; replicas compete on it.
 * ``<ns>.<service>.transient`` (classic, non-persistent, bounded, single active consumer):
@@ -21,6 +22,11 @@ BROADCAST_ALL = "broadcast.all"
 
 def user_key(user_id: str) -> str:
     return f"user.{user_id}"
+
+
+def reply_key(queue: str) -> str:
+    """The push-exchange key of one gateway's own queue (a reply riding on a push)."""
+    return f"to.{queue}"
 
 
 @dataclass(frozen=True, slots=True)

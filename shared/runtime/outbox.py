@@ -30,6 +30,7 @@ class UserPush:
     frame: dict[str, Any]
     exclude_connection: str | None = None
     followup: Followup | None = None
+    also_to: tuple[str, ...] = ()  # the same frame to these users too (one message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,13 +26,13 @@ from pydantic import ValidationError
 
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
-from shared.amqp.topology import BROADCAST_ALL, user_key
 from shared.auth import Identity, Role
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
-from shared.protocol.envelope import Command, Reply, dumps, dumps_bytes
+from shared.protocol.envelope import Command, Reply
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
-from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, Request, UserPush
+from shared.runtime.outbox import Outbox, Push, Request
+from shared.runtime.publisher import Publisher
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class ServiceRunner:
         self.broker = broker
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._transient_inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._delay_queues: dict[int, str] = {}
+        self.publisher = Publisher(broker, definition.name)
         self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -180,8 +180,9 @@ class ServiceRunner:
                 await message.nack(requeue=True)
             return
         try:
-            await self._publish_effects(outbox, confirm=not transient)
-            await self._reply(message, reply, confirm=not transient)
+            await self.publisher.outcome(
+                outbox, reply, message.reply_to, message.correlation_id, confirm=not transient
+            )
         except RealtimeError:
             if transient:
                 await message.ack()  # not retried: the next signal or typing replaces it
@@ -215,118 +216,19 @@ class ServiceRunner:
         count = (message.headers or {}).get("x-delivery-count", 0)
         return isinstance(count, int) and count + 1 >= self.settings.delivery_limit
 
-    async def _reply(
-        self, message: AbstractIncomingMessage, reply: Reply, confirm: bool = True
-    ) -> None:
-        if not message.reply_to or not message.correlation_id:
-            return
-        await self.broker.publish(
-            "",
-            message.reply_to,
-            reply.model_dump_json(exclude_none=True).encode(),
-            persistent=False,
-            confirm=confirm,
-            correlation_id=message.correlation_id,
-            message_type=h.REPLY,
-        )
+    async def _reply(self, message: AbstractIncomingMessage, reply: Reply) -> None:
+        if message.reply_to and message.correlation_id:
+            await self.publisher.reply(reply, message.reply_to, message.correlation_id)
 
-    async def _publish_effects(self, outbox: Outbox, confirm: bool = True) -> None:
-        """Publish everything at once, except that pushes to the same destination go one
-        after the other, so each recipient gets them in the order the handler made them."""
-        if not confirm:  # written to the socket in order; nothing to wait for
-            for push in outbox.pushes:
-                await self.publish_push(push, confirm=False)
-            return
-        jobs: list[Awaitable[object]] = [
-            self._publish_in_order(pushes) for pushes in _by_destination(outbox.pushes)
-        ]
-        jobs += [self.emit(fact.name, fact.data) for fact in outbox.facts]
-        jobs += [self.schedule(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
-        if jobs:
-            await asyncio.gather(*jobs)
-
-    async def _publish_in_order(self, pushes: list[Push]) -> None:
-        for push in pushes:
-            await self.publish_push(push)
-
-    async def publish_push(self, push: Push, confirm: bool = True) -> bool:
-        """Publish one push; False when no gateway holds the addressed user/connection
-        (known only with ``confirm``)."""
-        body = dumps_bytes(push.frame)
-        t = self.broker.topology
-        if isinstance(push, UserPush):
-            return await self.broker.publish(
-                t.push,
-                user_key(push.user_id),
-                body,
-                persistent=False,
-                confirm=confirm,
-                mandatory=confirm,
-                message_type=h.PUSH,
-                headers=_user_push_headers(push),
-            )
-        if isinstance(push, BroadcastPush):
-            return await self.broker.publish(
-                t.push, BROADCAST_ALL, body, persistent=False, confirm=confirm, message_type=h.PUSH
-            )
-        assert isinstance(push, ConnectionPush)
-        return await self.broker.publish(
-            "",
-            push.reply_to,
-            body,
-            persistent=False,
-            confirm=confirm,
-            mandatory=confirm,
-            message_type=h.PUSH,
-            headers={h.CONNECTION: push.connection_id},
-        )
+    async def publish_push(self, push: Push) -> bool:
+        """Publish one push now; False when no gateway holds the addressed user/connection."""
+        return await self.publisher.push(push)
 
     async def emit(self, fact: str, data: dict[str, Any]) -> None:
         """Publish a domain fact outside a handler (from a background job)."""
-        await self.broker.publish(self.broker.topology.domain, fact, _command_body(fact, data))
+        await self.publisher.fact(fact, data)
 
     async def command(self, event: str, data: dict[str, Any]) -> None:
         """Send this service a command without a user (a background job handing work to
         whichever replica takes it, with the outbox and ack policy of a handler)."""
-        await self.broker.publish(
-            self.broker.topology.commands,
-            f"{self.definition.name}.{event}",
-            _command_body(event, data),
-        )
-
-    async def schedule(self, event: str, data: dict[str, Any], delay_s: float) -> None:
-        delay_ms = max(1, round(delay_s * 1000))
-        queue = self._delay_queues.get(delay_ms)
-        if queue is None:
-            queue = await self.broker.declare_delay_queue(self.definition.name, delay_ms)
-            self._delay_queues[delay_ms] = queue
-        await self.broker.publish("", queue, _command_body(event, data))
-
-
-def _user_push_headers(push: UserPush) -> dict[str, Any] | None:
-    headers: dict[str, Any] = {}
-    if push.exclude_connection:
-        headers[h.EXCLUDE] = push.exclude_connection
-    if push.followup is not None:
-        headers[h.FOLLOWUP_KEY] = push.followup.key
-        if push.followup.frame is not None:
-            headers[h.FOLLOWUP_AFTER_MS] = round(push.followup.after_s * 1000)
-            headers[h.FOLLOWUP_FRAME] = dumps(push.followup.frame)
-    return headers or None
-
-
-def _by_destination(pushes: list[Push]) -> list[list[Push]]:
-    groups: dict[tuple[str, str], list[Push]] = {}
-    for push in pushes:
-        if isinstance(push, UserPush):
-            key = ("user", push.user_id)
-        elif isinstance(push, ConnectionPush):
-            key = ("connection", push.connection_id)
-        else:
-            key = ("all", "")
-        groups.setdefault(key, []).append(push)
-    return list(groups.values())
-
-
-def _command_body(event: str, data: dict[str, Any]) -> bytes:
-    return dumps_bytes({"event": event, "data": data})
+        await self.publisher.command(event, data)

@@ -1,0 +1,212 @@
+"""How a service's effects reach the broker: pushes, facts, timers and the reply.
+
+Fewer, fuller messages: the publish is the largest cost per command, in the service, the
+broker and the gateway alike. So
+* consecutive pushes of the *same frame* to several users (a chat message to its recipient
+  and to the sender's other connections; a call's new state to both parties) are one message,
+  routed to every user's key at once (RabbitMQ's sender-selected distribution, ``CC``);
+* when a handler's only effect is one push, the reply rides on it, CC'd to the asking
+  gateway (``to.<its queue>``), which delivers the frames and then settles the reply.
+
+Pushes to one destination are published one after another, so each recipient gets them in the
+order the handler made them; everything else at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import Any
+
+from shared.amqp import headers as h
+from shared.amqp.broker import Broker
+from shared.amqp.topology import BROADCAST_ALL, reply_key, user_key
+from shared.protocol.envelope import Reply, dumps, dumps_bytes
+from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, UserPush
+
+
+class Publisher:
+    def __init__(self, broker: Broker, service: str) -> None:
+        self.broker = broker
+        self.service = service
+        self._delay_queues: dict[int, str] = {}
+
+    async def outcome(
+        self,
+        outbox: Outbox,
+        reply: Reply,
+        reply_to: str | None,
+        correlation_id: str | None,
+        confirm: bool = True,
+    ) -> None:
+        """Every effect of one handled command, then its reply (when one was asked for)."""
+        pushes = merge_same_frames(outbox.pushes)
+        wants_reply = reply_to is not None and correlation_id is not None
+        if (
+            wants_reply
+            and len(pushes) == 1
+            and isinstance(pushes[0], UserPush)
+            and not outbox.facts
+            and not outbox.timers
+        ):
+            assert reply_to is not None and correlation_id is not None
+            await self.push(pushes[0], confirm, reply=(reply, reply_to, correlation_id))
+            return
+        jobs: list[Awaitable[object]] = [
+            self._in_order(group, confirm) for group in in_order_groups(pushes)
+        ]
+        jobs += [self.fact(fact.name, fact.data) for fact in outbox.facts]
+        jobs += [self.timer(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
+        if jobs:
+            await asyncio.gather(*jobs)
+        if wants_reply:
+            assert reply_to is not None and correlation_id is not None
+            await self.reply(reply, reply_to, correlation_id, confirm)
+
+    async def _in_order(self, pushes: list[Push], confirm: bool) -> None:
+        for push in pushes:
+            await self.push(push, confirm)
+
+    async def reply(
+        self, reply: Reply, reply_to: str, correlation_id: str, confirm: bool = True
+    ) -> None:
+        await self.broker.publish(
+            "",
+            reply_to,
+            reply.model_dump_json(exclude_none=True).encode(),
+            persistent=False,
+            confirm=confirm,
+            correlation_id=correlation_id,
+            message_type=h.REPLY,
+        )
+
+    async def push(
+        self,
+        push: Push,
+        confirm: bool = True,
+        reply: tuple[Reply, str, str] | None = None,
+    ) -> bool:
+        """Publish one push; False when no gateway holds the addressed user/connection
+        (known only with ``confirm`` and without a ``reply`` riding on it)."""
+        body = dumps_bytes(push.frame)
+        t = self.broker.topology
+        if isinstance(push, UserPush):
+            headers = _user_push_headers(push)
+            cc = [user_key(user_id) for user_id in push.also_to]
+            correlation_id = None
+            if reply is not None:
+                answer, reply_to, correlation_id = reply
+                cc.append(reply_key(reply_to))
+                headers[h.REPLY_BODY] = answer.model_dump_json(exclude_none=True)
+            if cc:
+                headers["CC"] = cc
+            return await self.broker.publish(
+                t.push,
+                user_key(push.user_id),
+                body,
+                persistent=False,
+                confirm=confirm,
+                mandatory=confirm and reply is None,
+                correlation_id=correlation_id,
+                message_type=h.PUSH,
+                headers=headers or None,
+            )
+        if isinstance(push, BroadcastPush):
+            return await self.broker.publish(
+                t.push, BROADCAST_ALL, body, persistent=False, confirm=confirm, message_type=h.PUSH
+            )
+        return await self.broker.publish(
+            "",
+            push.reply_to,
+            body,
+            persistent=False,
+            confirm=confirm,
+            mandatory=confirm,
+            message_type=h.PUSH,
+            headers={h.CONNECTION: push.connection_id},
+        )
+
+    async def fact(self, fact: str, data: dict[str, Any]) -> None:
+        await self.broker.publish(self.broker.topology.domain, fact, command_body(fact, data))
+
+    async def command(self, event: str, data: dict[str, Any]) -> None:
+        await self.broker.publish(
+            self.broker.topology.commands, f"{self.service}.{event}", command_body(event, data)
+        )
+
+    async def timer(self, event: str, data: dict[str, Any], delay_s: float) -> None:
+        delay_ms = max(1, round(delay_s * 1000))
+        queue = self._delay_queues.get(delay_ms)
+        if queue is None:
+            queue = await self.broker.declare_delay_queue(self.service, delay_ms)
+            self._delay_queues[delay_ms] = queue
+        await self.broker.publish("", queue, command_body(event, data))
+
+
+def command_body(event: str, data: dict[str, Any]) -> bytes:
+    return dumps_bytes({"event": event, "data": data})
+
+
+def merge_same_frames(pushes: list[Push]) -> list[Push]:
+    """Consecutive user pushes of one frame (the same object) become one push to all of
+    their users, when at most one of them excludes a connection (ids are unique, so that
+    exclusion can apply to all)."""
+    merged: list[Push] = []
+    for push in pushes:
+        last = merged[-1] if merged else None
+        if (
+            isinstance(push, UserPush)
+            and isinstance(last, UserPush)
+            and push.frame is last.frame
+            and push.followup == last.followup
+            and (push.exclude_connection is None or last.exclude_connection is None)
+        ):
+            merged[-1] = replace(
+                last,
+                also_to=(*last.also_to, push.user_id, *push.also_to),
+                exclude_connection=last.exclude_connection or push.exclude_connection,
+            )
+        else:
+            merged.append(push)
+    return merged
+
+
+def in_order_groups(pushes: list[Push]) -> list[list[Push]]:
+    """Pushes split into groups that may go out concurrently: two pushes that share a
+    destination are in one group, in the order given."""
+    groups: list[tuple[set[str], list[Push]]] = []
+    for push in pushes:
+        keys = _destinations(push)
+        overlapping = [group for group in groups if group[0] & keys]
+        if not overlapping:
+            groups.append((set(keys), [push]))
+            continue
+        into = overlapping[0]
+        for other in overlapping[1:]:  # they share nothing with each other: any order
+            into[0].update(other[0])
+            into[1].extend(other[1])
+            groups.remove(other)
+        into[0].update(keys)
+        into[1].append(push)
+    return [group[1] for group in groups]
+
+
+def _destinations(push: Push) -> set[str]:
+    if isinstance(push, UserPush):
+        return {f"user:{u}" for u in (push.user_id, *push.also_to)}
+    if isinstance(push, ConnectionPush):
+        return {f"connection:{push.connection_id}"}
+    return {"all"}
+
+
+def _user_push_headers(push: UserPush) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    if push.exclude_connection:
+        headers[h.EXCLUDE] = push.exclude_connection
+    if push.followup is not None:
+        headers[h.FOLLOWUP_KEY] = push.followup.key
+        if push.followup.frame is not None:
+            headers[h.FOLLOWUP_AFTER_MS] = round(push.followup.after_s * 1000)
+            headers[h.FOLLOWUP_FRAME] = dumps(push.followup.frame)
+    return headers
