@@ -75,3 +75,35 @@ async def test_abort_skips_queued_frames() -> None:
     connection.abort(1008)
     await asyncio.wait_for(connection.write_loop(), 1)
     assert socket.sent == [] and socket.closed_with == 1008
+
+
+def _queued(connection: Connection) -> list[str]:
+    return [item for item in connection._outbox._queue if isinstance(item, str)]  # type: ignore[attr-defined]
+
+
+async def test_a_followup_is_sent_when_nothing_replaces_it() -> None:
+    connection = _connection(FakeSocket(), limit=10)
+    connection.replace_followup("typing:c:alice", 0.01, "stopped")
+    assert await asyncio.wait_for(connection._outbox.get(), timeout=2) == "stopped"
+
+
+async def test_a_followup_replaced_or_cancelled_in_time_never_comes() -> None:
+    connection = _connection(FakeSocket(), limit=10)
+    connection.replace_followup("typing:c:alice", 0.05, "first")
+    connection.replace_followup("typing:c:alice", 0.05, "second")  # refreshed
+    connection.replace_followup("typing:c:bob", 0.05, "other")
+    connection.replace_followup("typing:c:bob", 0.0, None)  # stopped explicitly
+    other = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.2, other.set_result, None)
+    await other
+    assert _queued(connection) == ["second"]
+
+
+async def test_closing_a_connection_drops_its_followups() -> None:
+    connection = _connection(FakeSocket(), limit=10)
+    connection.replace_followup("k", 0.01, "late")
+    connection.finish()
+    done = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_later(0.1, done.set_result, None)
+    await done
+    assert _queued(connection) == []
