@@ -44,6 +44,7 @@ SlowConsumerHandler = Callable[[Connection], None]
 # A service must *start* a command this long before the gateway gives up on it, so that a
 # command is never executed after its sender was told ``unavailable`` (PROTOCOL §2).
 DEADLINE_MARGIN_S = 1.0
+QUEUE_FULL_RETRY_MS = 1_000
 
 
 @dataclass
@@ -250,9 +251,12 @@ class Router:
             )
         except Unavailable as exc:
             self._forget_pending(correlation_id)
-            if isinstance(exc, Overloaded):
+            if isinstance(exc, Overloaded):  # the service's queue is full
                 metrics.OVERLOADED.labels(service).inc()
-                exc.retry_after_ms = exc.retry_after_ms or self.settings.shed_after_ms
+                raise Overloaded(
+                    f"the {service} service is full; try again shortly",
+                    retry_after_ms=QUEUE_FULL_RETRY_MS,
+                ) from exc
             raise
 
     def _forget_pending(self, correlation_id: str) -> Pending | None:
