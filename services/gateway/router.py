@@ -306,7 +306,7 @@ class Router:
                 if followup is not None:
                     connection.replace_followup(*followup)
         reply = headers.get(h.REPLY_BODY)
-        if isinstance(reply, str | bytes):  # after the push, as if the reply came on its own after it
+        if isinstance(reply, str | bytes):  # settled after the push, as if sent after it
             pending = self._forget_pending(message.correlation_id or "")
             if pending is not None:
                 self._settle(pending, Reply.model_validate_json(reply))
