@@ -105,7 +105,8 @@ class Connection:
                 if isinstance(item, int):
                     await asyncio.wait_for(self.websocket.close(item), self.send_timeout_s)
                     return
-                await asyncio.wait_for(self.websocket.send_text(item), self.send_timeout_s)
+                async with asyncio.timeout(self.send_timeout_s):  # no task per frame
+                    await self.websocket.send_text(item)
                 metrics.FRAMES_OUT.inc()
         except (OSError, RuntimeError, TimeoutError) as exc:  # the socket went away under us
             log.debug("writer of %s stopped: %r", self.id, exc)
