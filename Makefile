@@ -37,8 +37,9 @@ lint: $(STAMP)  ## ruff + mypy --strict
 token: $(STAMP)  ## make token USER=alice ROLE=student NAME=Alice
 	@$(PY) -m tools.token --user '$(USER)' --role '$(ROLE)' --name '$(NAME)'
 
-bench: $(STAMP)
-	$(PY) -m bench.presence_broadcast
+bench: $(STAMP)  ## open-loop benchmark, ours vs python-socketio; QUICK=1 smoke run, BENCH_ARGS=...
+	$(PY) -c 'import socketio, psutil, matplotlib' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) -m bench.openloop $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

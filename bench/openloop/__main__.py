@@ -1,0 +1,5 @@
+"""``python -m bench.openloop``."""
+
+from bench.openloop.main import main
+
+main()

@@ -1,0 +1,117 @@
+"""Starting and stopping the two systems under test, and naming their processes.
+
+* ours: the gateway and every service (presence, chat, calls, help) of one stack, from
+  ``tests.support.stack``, in production settings except the per-connection rate limit.
+* the peer: two ``bench.openloop.peer_server`` processes sharing one RabbitMQ exchange.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.stack import REPO, Process, Stack
+from tools.rabbit import free_port, port_open
+
+SERVICES = ("presence", "chat", "calls", "help")
+# The default limit (30/s per connection) would refuse an open-loop sender at once.
+UNLIMITED = {"IM_RATE_LIMIT_PER_S": "1000000", "IM_RATE_LIMIT_BURST": "1000000"}
+# Stack's test values (0.5 s beats, a gateway presumed dead after 2 s, 1 s grace) would let an
+# overloaded step look like a dead gateway; the production defaults do not.
+PRODUCTION_TIMINGS = {
+    "IM_GATEWAY_HEARTBEAT_S": "5",
+    "IM_GATEWAY_TIMEOUT_S": "15",
+    "IM_RECONNECT_GRACE_S": "10",
+    "IM_LOG_JSON": "true",
+}
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class OurSystem:
+    stack: Stack
+    ws_url: str
+
+    def processes(self) -> dict[str, int]:
+        return {p.name: p.popen.pid for p in self.stack.processes}
+
+    def token(self, user_id: str, role: str = "student") -> str:
+        return self.stack.token(user_id, role, name=user_id)
+
+
+@dataclass
+class PeerSystem:
+    sender_url: str  # senders (and the mentor) connect here
+    receiver_url: str  # receivers (and the students) connect here
+    servers: list[Process]
+
+    def processes(self) -> dict[str, int]:
+        return {p.name: p.popen.pid for p in self.servers}
+
+
+@contextmanager
+def our_system(amqp_url: str, base_dir: Path, deflate: bool) -> Iterator[OurSystem]:
+    base_dir.mkdir(parents=True, exist_ok=True)
+    compression = {"IM_WS_COMPRESSION": "true" if deflate else "false"}
+    stack = Stack(
+        amqp_url=amqp_url,
+        base_dir=base_dir,
+        env_overrides={**UNLIMITED, **PRODUCTION_TIMINGS, **compression},
+    )
+    try:
+        for service in SERVICES:
+            stack.start_service(service, timeout_s=START_TIMEOUT_S)
+        gateway = stack.start_gateway(timeout_s=START_TIMEOUT_S)
+        yield OurSystem(stack, gateway.ws)
+    finally:
+        stack.stop()
+
+
+def _start_peer_server(
+    name: str, amqp_url: str, channel: str, base_dir: Path, deflate: bool
+) -> tuple[Process, int]:
+    port = free_port()
+    log_path = base_dir / f"{name}.log"
+    command = [sys.executable, "-m", "bench.openloop.peer_server", "--port", str(port)]
+    command += ["--amqp-url", amqp_url, "--channel", channel]
+    command += ["--deflate"] if deflate else []
+    with open(log_path, "wb") as log:
+        popen = subprocess.Popen(
+            command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    return Process(name, popen, log_path), port
+
+
+def _wait_listening(server: Process, port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not port_open(port):
+        if not server.alive():
+            raise RuntimeError(f"{server.name} exited:\n{server.log()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} did not listen on {port}:\n{server.log()}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def peer_system(amqp_url: str, base_dir: Path, deflate: bool) -> Iterator[PeerSystem]:
+    base_dir.mkdir(parents=True, exist_ok=True)
+    channel = f"openloop-{uuid.uuid4().hex[:10]}"
+    servers: list[Process] = []
+    try:
+        ports = []
+        for name in ("peer-a", "peer-b"):
+            server, port = _start_peer_server(name, amqp_url, channel, base_dir, deflate)
+            servers.append(server)
+            ports.append(port)
+        for server, port in zip(servers, ports, strict=True):
+            _wait_listening(server, port)
+        yield PeerSystem(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", servers)
+    finally:
+        for server in servers:
+            server.terminate()
