@@ -80,24 +80,24 @@ class SocketHandler:
         finally:
             self._handlers.discard(task)
 
-    async def _run(self, connection: Connection) -> None:
+    def _connected_frame(self, connection: Connection) -> str:
         identity = connection.identity
-        connection.send(
-            dumps(
-                push_frame(
-                    "connected",
-                    {
-                        "user_id": identity.user_id,
-                        "role": identity.role.value,
-                        "name": identity.name,
-                        "connection_id": connection.id,
-                        "server_time": iso(time.time()),
-                        "heartbeat_interval_s": self.settings.heartbeat_interval_s,
-                        "protocol_version": PROTOCOL_VERSION,
-                    },
-                )
+        return dumps(
+            push_frame(
+                "connected",
+                {
+                    "user_id": identity.user_id,
+                    "role": identity.role.value,
+                    "name": identity.name,
+                    "connection_id": connection.id,
+                    "server_time": iso(time.time()),
+                    "heartbeat_interval_s": self.settings.heartbeat_interval_s,
+                    "protocol_version": PROTOCOL_VERSION,
+                },
             )
         )
+
+    async def _run(self, connection: Connection) -> None:
         self.registry.add(connection)
         writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
         reader = asyncio.create_task(self._session(connection), name=f"read-{connection.id}")
@@ -120,7 +120,10 @@ class SocketHandler:
 
     async def _session(self, connection: Connection) -> None:
         try:
+            # Bound before `connected`: from the client's first frame on, every push to the
+            # user reaches this connection live (a signal sent right after connect included).
             await self.router.sync_binding(connection.user_id)
+            connection.send(self._connected_frame(connection))
             await self.router.announce_opened(connection)
         except Unavailable:
             connection.close_after_queued(CLOSE_TRY_AGAIN)
