@@ -149,7 +149,7 @@ def command_body(event: str, data: dict[str, Any]) -> bytes:
 
 
 def merge_same_frames(pushes: list[Push]) -> list[Push]:
-    """Consecutive user pushes of one frame (the same object) become one push to all of
+    """Consecutive user pushes of one frame (the same data object) become one push to all of
     their users, when at most one of them excludes a connection (ids are unique, so that
     exclusion can apply to all)."""
     merged: list[Push] = []
@@ -158,7 +158,7 @@ def merge_same_frames(pushes: list[Push]) -> list[Push]:
         if (
             isinstance(push, UserPush)
             and isinstance(last, UserPush)
-            and push.frame is last.frame
+            and _same_frame(push.frame, last.frame)
             and push.followup == last.followup
             and (push.exclude_connection is None or last.exclude_connection is None)
         ):
@@ -170,6 +170,12 @@ def merge_same_frames(pushes: list[Push]) -> list[Push]:
         else:
             merged.append(push)
     return merged
+
+
+def _same_frame(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """The same event with the same data *object* (a handler pushing one view to several
+    users); equal-looking data made separately is not merged (cheap, and never wrong)."""
+    return a is b or (a.get("event") == b.get("event") and a.get("data") is b.get("data"))
 
 
 def in_order_groups(pushes: list[Push]) -> list[list[Push]]:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from shared.runtime.outbox import BroadcastPush, ConnectionPush, Followup, Push, UserPush
+from shared.runtime.outbox import (
+    BroadcastPush,
+    ConnectionPush,
+    Followup,
+    Outbox,
+    Push,
+    UserPush,
+)
 from shared.runtime.publisher import in_order_groups, merge_same_frames
 
 
 def test_one_frame_to_two_users_is_one_message_with_the_exclusion_kept() -> None:
-    view = {"event": "message_received", "data": {"seq": 1}}
-    merged = merge_same_frames(
-        [UserPush("bob", view), UserPush("alice", view, exclude_connection="alice-phone")]
-    )
-    assert merged == [UserPush("bob", view, "alice-phone", also_to=("alice",))]
+    out = Outbox()
+    view = {"seq": 1}
+    out.push_user("bob", "message_received", view)
+    out.push_user("alice", "message_received", view, exclude_connection="alice-phone")
+    merged = merge_same_frames(out.pushes)
+    frame = {"event": "message_received", "data": view}
+    assert merged == [UserPush("bob", frame, "alice-phone", also_to=("alice",))]
 
 
 def test_different_frames_or_followups_stay_apart() -> None:
