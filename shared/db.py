@@ -1,44 +1,107 @@
-"""Each service's own database: SQLAlchemy 2 async, SQLite (WAL) unless a URL says otherwise."""
+"""Each service's own database: SQLAlchemy 2, SQLite (WAL) unless a URL says otherwise.
+
+Two ways in: an async engine (``create_engine``), and :class:`ThreadedDatabase`, a sync
+engine whose units of work each run whole in a worker thread. The second is for hot paths:
+through aiosqlite every statement costs several thread round trips (cursor, execute, fetch,
+close), so a six-statement transaction cost ~4 ms on the 2-core machine; run in one thread hop
+it costs a fraction of that.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+import sqlalchemy
+from sqlalchemy import Connection, Engine, MetaData, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 READ_ONLY = "im_read_only"
+T = TypeVar("T")
+# async driver → its synchronous sibling, for ThreadedDatabase
+SYNC_DRIVERS = {"sqlite+aiosqlite": "sqlite+pysqlite", "postgresql+asyncpg": "postgresql+psycopg"}
 
 
 def create_engine(url: str) -> AsyncEngine:
     """An engine for ``url``. For SQLite: the folder is created, WAL is on, and every
     transaction starts with ``BEGIN IMMEDIATE`` so that replicas sharing the file serialize
     their read-modify-write transactions instead of failing on a lock upgrade."""
+    is_sqlite = _prepare_sqlite_folder(url)
+    engine = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+    if is_sqlite:
+        _sqlite_transactions(engine.sync_engine)
+    return engine
+
+
+def _prepare_sqlite_folder(url: str) -> bool:
     parsed = make_url(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
-    if is_sqlite:
+    return is_sqlite
 
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-            dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
 
-        @event.listens_for(engine.sync_engine, "begin")
-        def _begin(connection: Any) -> None:
-            read_only = connection.get_execution_options().get(READ_ONLY, False)
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+def _sqlite_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
 
-    return engine
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class ThreadedDatabase:
+    """A sync engine; :meth:`write` and :meth:`read` run a function with a connection in a
+    transaction, whole, in one of ``threads`` worker threads (SQLite: the same BEGIN rules as
+    :func:`create_engine`; its driver releases the GIL while SQLite works)."""
+
+    def __init__(self, url: str, threads: int = 4, pool_size: int = 4) -> None:
+        parsed = make_url(url)
+        driver = SYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+        sync_url = parsed.set(drivername=driver)
+        is_sqlite = _prepare_sqlite_folder(url)
+        self.engine = sqlalchemy.create_engine(
+            sync_url,
+            connect_args={"timeout": 30, "check_same_thread": False} if is_sqlite else {},
+            pool_size=pool_size,
+            hide_parameters=True,  # message texts never reach a log
+        )
+        if is_sqlite:
+            _sqlite_transactions(self.engine)
+        self._reads = self.engine.execution_options(**{READ_ONLY: True})
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="db")
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        return await self._run(self.engine, work)
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        return await self._run(self._reads, work)
+
+    async def _run(self, engine: Engine, work: Callable[[Connection], T]) -> T:
+        def in_transaction() -> T:
+            with engine.begin() as conn:
+                return work(conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, in_transaction)
+
+    async def create(self, metadata: MetaData) -> None:
+        await self.write(lambda conn: metadata.create_all(conn))
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._threads, self.engine.dispose)
+        self._threads.shutdown(wait=False)
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, func, or_, select
 
 from services.chat import writes
 from services.chat.domain import Conversation, Markers, Message
@@ -22,7 +21,7 @@ from services.chat.tables import (
 )
 from services.chat.writer import Outcome, WriteOp
 from shared.clock import now
-from shared.db import create_engine, create_tables, reader
+from shared.db import ThreadedDatabase
 
 # Conversations whose two participants are remembered (they never change), so that typing
 # addressed by conversation id costs no read after the first.
@@ -30,16 +29,18 @@ PARTICIPANTS_CACHED = 100_000
 
 
 class ChatStore:
+    """Every read and every write batch runs whole in a database thread (ThreadedDatabase):
+    one thread hop per unit of work, not several per statement."""
+
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
-        self.reads = reader(self.engine)
+        self.db = ThreadedDatabase(url)
         self._participants: dict[str, Conversation] = {}
 
     async def create(self) -> None:
-        await create_tables(self.engine, Base)
+        await self.db.create(Base.metadata)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.db.close()
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -55,8 +56,8 @@ class ChatStore:
         return known
 
     async def conversations(self, ids: Iterable[str]) -> dict[str, Conversation]:
-        async with self.reads.connect() as conn:
-            return await load_conversations(conn, set(ids))
+        wanted = set(ids)
+        return await self.db.read(lambda conn: load_conversations(conn, wanted))
 
     async def history(
         self, conversation_id: str, before_seq: int | None, limit: int
@@ -66,10 +67,13 @@ class ChatStore:
         if before_seq is not None:
             query = query.where(messages.c.seq < before_seq)
         query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
-        async with self.reads.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-            found = await _markers(conn, markers.c.conversation_id == conversation_id)
-        return [to_message(r) for r in rows], found.get(conversation_id, {})
+
+        def read(conn: Connection) -> tuple[list[Message], dict[str, Markers]]:
+            rows = conn.execute(query).mappings().all()
+            found = _markers(conn, markers.c.conversation_id == conversation_id)
+            return [to_message(r) for r in rows], found.get(conversation_id, {})
+
+        return await self.db.read(read)
 
     async def overview(
         self, user_id: str
@@ -110,20 +114,19 @@ class ChatStore:
             )
             .where(mine)
         )
-        async with self.reads.connect() as conn:
-            rows = (await conn.execute(listing)).mappings().all()
-            last = {
-                r["conversation_id"]: to_message(r)
-                for r in (await conn.execute(lasts)).mappings().all()
-            }
-            found = await _markers(
-                conn,
-                markers.c.conversation_id.in_(select(conversations.c.id).where(mine)),
+
+        def read(conn: Connection) -> list[tuple[Conversation, Message | None, Any, int]]:
+            rows = conn.execute(listing).mappings().all()
+            last = {r["conversation_id"]: to_message(r) for r in conn.execute(lasts).mappings()}
+            found = _markers(
+                conn, markers.c.conversation_id.in_(select(conversations.c.id).where(mine))
             )
-        return [
-            (to_conversation(r), last.get(r["id"]), found.get(r["id"], {}), int(r["unread"]))
-            for r in rows
-        ]
+            return [
+                (to_conversation(r), last.get(r["id"]), found.get(r["id"], {}), int(r["unread"]))
+                for r in rows
+            ]
+
+        return await self.db.read(read)
 
     async def undelivered(self, user_id: str, sent_before: float) -> list[Message]:
         """Every message to ``user_id`` above their delivered marker and sent before
@@ -149,33 +152,36 @@ class ChatStore:
             )
             .order_by(conversations.c.id, messages.c.seq)
         )
-        async with self.reads.connect() as conn:
-            return [to_message(r) for r in (await conn.execute(query)).mappings().all()]
+        return await self.db.read(
+            lambda conn: [to_message(r) for r in conn.execute(query).mappings().all()]
+        )
 
     async def after(self, since: dict[str, int]) -> list[Message]:
         """The messages of each conversation in ``since`` above its seq, by conversation, seq."""
-        found: list[Message] = []
-        async with self.reads.connect() as conn:
+
+        def read(conn: Connection) -> list[Message]:
+            found: list[Message] = []
             for conversation_id, seq in sorted(since.items()):
                 query = (
                     select(messages)
                     .where(messages.c.conversation_id == conversation_id, messages.c.seq > seq)
                     .order_by(messages.c.seq)
                 )
-                found += [to_message(r) for r in (await conn.execute(query)).mappings().all()]
-        return found
+                found += [to_message(r) for r in conn.execute(query).mappings().all()]
+            return found
+
+        return await self.db.read(read)
 
     # -- writes ----------------------------------------------------------------------------
 
     async def apply(self, ops: Sequence[WriteOp[Any]]) -> list[Outcome]:
         """Apply ``ops`` in one transaction (the group writer's batch); one outcome each."""
-        async with self.engine.begin() as conn:
-            # the clock is read inside the transaction: monotonic across replicas on one file
-            return await writes.apply(conn, ops, now())
+        # the clock is read inside the transaction: monotonic across replicas on one file
+        return await self.db.write(lambda conn: writes.apply(conn, ops, now()))
 
 
-async def _markers(conn: AsyncConnection, where: Any) -> dict[str, dict[str, Markers]]:
+def _markers(conn: Connection, where: Any) -> dict[str, dict[str, Markers]]:
     found: dict[str, dict[str, Markers]] = {}
-    for r in (await conn.execute(select(markers).where(where))).mappings().all():
+    for r in conn.execute(select(markers).where(where)).mappings().all():
         found.setdefault(r["conversation_id"], {})[r["user_id"]] = to_markers(r)
     return found

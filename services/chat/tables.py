@@ -20,8 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.orm import DeclarativeBase
 
 from services.chat.domain import Conversation, Markers, Message
@@ -130,8 +129,8 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-async def load_conversations(conn: AsyncConnection, ids: set[str]) -> dict[str, Conversation]:
+def load_conversations(conn: Connection, ids: set[str]) -> dict[str, Conversation]:
     if not ids:
         return {}
-    rows = (await conn.execute(select(conversations).where(conversations.c.id.in_(ids)))).mappings()
+    rows = conn.execute(select(conversations).where(conversations.c.id.in_(ids))).mappings()
     return {r["id"]: to_conversation(r) for r in rows.all()}

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from services.chat import domain
 from services.chat.domain import (
@@ -64,27 +63,27 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
-async def apply(conn: AsyncConnection, ops: Sequence[WriteOp[Any]], at: float) -> list[Outcome]:
+def apply(conn: Connection, ops: Sequence[WriteOp[Any]], at: float) -> list[Outcome]:
     """Apply ``ops`` in the transaction of ``conn``; one outcome (result or refusal) per op.
     Refusals are decided before an op writes anything, so they never leave half an op."""
     outcomes: list[Outcome] = [None] * len(ops)
     sends = [i for i, op in enumerate(ops) if isinstance(op, SendOp)]
     if sends:
         drafts = [op.draft for op in ops if isinstance(op, SendOp)]
-        for i, outcome in zip(sends, await _send(conn, drafts, at), strict=True):
+        for i, outcome in zip(sends, _send(conn, drafts, at), strict=True):
             outcomes[i] = outcome
     for i, op in enumerate(ops):
         if isinstance(op, SendOp):
             continue
         try:
-            outcomes[i] = await _apply_one(conn, op, at)
+            outcomes[i] = _apply_one(conn, op, at)
         except RealtimeError as refused:
             outcomes[i] = refused
     return outcomes
 
 
-async def _send(conn: AsyncConnection, drafts: list[Draft], at: float) -> list[domain.SendOutcome]:
-    stored = await load_conversations(conn, {d.target.conversation_id for d in drafts})
+def _send(conn: Connection, drafts: list[Draft], at: float) -> list[domain.SendOutcome]:
+    stored = load_conversations(conn, {d.target.conversation_id for d in drafts})
     keys = {key for d in drafts for key in d.keys}
     earlier: dict[domain.Key, Message] = {}
     if keys:
@@ -95,14 +94,12 @@ async def _send(conn: AsyncConnection, drafts: list[Draft], at: float) -> list[d
                 messages.c.command_id.in_({k for kind, _, k in keys if kind == "command"}),
             ),
         )
-        for r in (await conn.execute(query)).mappings().all():
+        for r in (conn.execute(query)).mappings().all():
             message = to_message(r)
             earlier.update({key: message for key in message.keys if key in keys})
     plan = domain.plan_sends(drafts, stored, earlier, at, new_message_id)
     if plan.new_conversations:
-        await conn.execute(
-            insert(conversations), [conversation_row(c) for c in plan.new_conversations]
-        )
+        conn.execute(insert(conversations), [conversation_row(c) for c in plan.new_conversations])
     if plan.advanced:
         guarded = (
             update(conversations)
@@ -110,7 +107,7 @@ async def _send(conn: AsyncConnection, drafts: list[Draft], at: float) -> list[d
             .where(conversations.c.last_seq == bindparam("b_before"))
             .values(last_seq=bindparam("b_seq"), updated_at=bindparam("b_at"))
         )
-        result = await conn.execute(
+        result = conn.execute(
             guarded,
             [
                 {"b_id": a.id, "b_before": b.last_seq, "b_seq": a.last_seq, "b_at": a.updated_at}
@@ -120,33 +117,31 @@ async def _send(conn: AsyncConnection, drafts: list[Draft], at: float) -> list[d
         if result.rowcount not in (-1, len(plan.advanced)):
             raise StaleState("a conversation moved under this batch")
     if plan.messages:
-        await conn.execute(insert(messages), [message_row(m) for m in plan.messages])
+        conn.execute(insert(messages), [message_row(m) for m in plan.messages])
     return plan.outcomes
 
 
-async def _conversation_of(
-    conn: AsyncConnection, user_id: str, conversation_id: str
-) -> Conversation:
-    stored = (await load_conversations(conn, {conversation_id})).get(conversation_id)
+def _conversation_of(conn: Connection, user_id: str, conversation_id: str) -> Conversation:
+    stored = (load_conversations(conn, {conversation_id})).get(conversation_id)
     return domain.visible_to(stored, user_id, conversation_id)
 
 
-async def _apply_one(conn: AsyncConnection, op: WriteOp[Any], at: float) -> Outcome:
+def _apply_one(conn: Connection, op: WriteOp[Any], at: float) -> Outcome:
     if isinstance(op, ReceiptOp):
-        conversation = await _conversation_of(conn, op.reader, op.conversation_id)
+        conversation = _conversation_of(conn, op.reader, op.conversation_id)
         key = and_(markers.c.conversation_id == conversation.id, markers.c.user_id == op.reader)
-        row = (await conn.execute(select(markers).where(key))).mappings().first()
+        row = (conn.execute(select(markers).where(key))).mappings().first()
         before = to_markers(row) if row is not None else Markers()
         after, change = domain.mark(conversation, op.reader, before, op.kind, op.up_to_seq, at)
         if change is not None:
             values = {"delivered_seq": after.delivered_seq, "read_seq": after.read_seq}
             if row is None:
-                await conn.execute(
+                conn.execute(
                     insert(markers).values(
                         conversation_id=conversation.id, user_id=op.reader, **values
                     )
                 )
             else:
-                await conn.execute(update(markers).where(key).values(**values))
+                conn.execute(update(markers).where(key).values(**values))
         return change
     raise TypeError(f"unknown write operation {op!r}")
