@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     select,
 )
 from sqlalchemy.engine import Connection, RowMapping
@@ -129,8 +130,13 @@ def conversation_row(conversation: Conversation) -> dict[str, Any]:
     }
 
 
+_CONVERSATIONS = select(conversations).where(
+    conversations.c.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def load_conversations(conn: Connection, ids: set[str]) -> dict[str, Conversation]:
     if not ids:
         return {}
-    rows = conn.execute(select(conversations).where(conversations.c.id.in_(ids))).mappings()
+    rows = conn.execute(_CONVERSATIONS, {"ids": sorted(ids)}).mappings()
     return {r["id"]: to_conversation(r) for r in rows.all()}

@@ -59,6 +59,25 @@ class ReceiptOp(WriteOp[StatusChange | None]):
     up_to_seq: int
 
 
+# Built once: SQLAlchemy keys its compiled-statement cache by the statement object's structure,
+# and building and keying a statement per call cost more than executing it on SQLite.
+_EARLIER = select(messages).where(
+    messages.c.sender_id.in_(bindparam("senders", expanding=True)),
+    or_(
+        messages.c.client_msg_id.in_(bindparam("client_ids", expanding=True)),
+        messages.c.command_id.in_(bindparam("command_ids", expanding=True)),
+    ),
+)
+_ADVANCE = (
+    update(conversations)
+    .where(conversations.c.id == bindparam("b_id"))
+    .where(conversations.c.last_seq == bindparam("b_before"))
+    .values(last_seq=bindparam("b_seq"), updated_at=bindparam("b_at"))
+)
+_NEW_CONVERSATIONS = insert(conversations)
+_NEW_MESSAGES = insert(messages)
+
+
 def new_message_id() -> str:
     return uuid.uuid4().hex
 
@@ -87,28 +106,23 @@ def _send(conn: Connection, drafts: list[Draft], at: float) -> list[domain.SendO
     keys = {key for d in drafts for key in d.keys}
     earlier: dict[domain.Key, Message] = {}
     if keys:
-        query = select(messages).where(
-            messages.c.sender_id.in_({sender for _, sender, _ in keys}),
-            or_(
-                messages.c.client_msg_id.in_({k for kind, _, k in keys if kind == "client"}),
-                messages.c.command_id.in_({k for kind, _, k in keys if kind == "command"}),
-            ),
+        found = conn.execute(
+            _EARLIER,
+            {
+                "senders": sorted({sender for _, sender, _ in keys}),
+                "client_ids": sorted({k for kind, _, k in keys if kind == "client"}),
+                "command_ids": sorted({k for kind, _, k in keys if kind == "command"}),
+            },
         )
-        for r in (conn.execute(query)).mappings().all():
+        for r in found.mappings().all():
             message = to_message(r)
             earlier.update({key: message for key in message.keys if key in keys})
     plan = domain.plan_sends(drafts, stored, earlier, at, new_message_id)
     if plan.new_conversations:
-        conn.execute(insert(conversations), [conversation_row(c) for c in plan.new_conversations])
+        conn.execute(_NEW_CONVERSATIONS, [conversation_row(c) for c in plan.new_conversations])
     if plan.advanced:
-        guarded = (
-            update(conversations)
-            .where(conversations.c.id == bindparam("b_id"))
-            .where(conversations.c.last_seq == bindparam("b_before"))
-            .values(last_seq=bindparam("b_seq"), updated_at=bindparam("b_at"))
-        )
         result = conn.execute(
-            guarded,
+            _ADVANCE,
             [
                 {"b_id": a.id, "b_before": b.last_seq, "b_seq": a.last_seq, "b_at": a.updated_at}
                 for b, a in plan.advanced
@@ -117,7 +131,7 @@ def _send(conn: Connection, drafts: list[Draft], at: float) -> list[domain.SendO
         if result.rowcount not in (-1, len(plan.advanced)):
             raise StaleState("a conversation moved under this batch")
     if plan.messages:
-        conn.execute(insert(messages), [message_row(m) for m in plan.messages])
+        conn.execute(_NEW_MESSAGES, [message_row(m) for m in plan.messages])
     return plan.outcomes
 
 
