@@ -40,6 +40,11 @@ class Connection:
     _outbox: asyncio.Queue[str | int | None] = field(default_factory=asyncio.Queue)
     _closing: bool = False
     _followups: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    _writable: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start_writing(self) -> None:
+        """Let the writer go: frames queued so far (``connected`` first) go out in order."""
+        self._writable.set()
 
     @property
     def user_id(self) -> str:
@@ -80,6 +85,7 @@ class Connection:
         """Let the writer end after the frames already queued."""
         self._cancel_followups()
         self._outbox.put_nowait(None)
+        self._writable.set()
 
     def close_after_queued(self, code: int) -> None:
         """Close the socket with ``code`` once the frames already queued are written."""
@@ -91,6 +97,7 @@ class Connection:
         """Close the socket with ``code`` now, dropping the frames not yet written."""
         self._closing = True
         self._cancel_followups()
+        self._writable.set()
         while not self._outbox.empty():
             self._outbox.get_nowait()
         self._outbox.put_nowait(code)
@@ -98,6 +105,7 @@ class Connection:
     async def write_loop(self) -> None:
         """Write queued frames until :meth:`finish`, a close request, or a dead socket."""
         try:
+            await self._writable.wait()
             while True:
                 item = await self._outbox.get()
                 if item is None:

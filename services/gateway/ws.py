@@ -98,6 +98,9 @@ class SocketHandler:
         )
 
     async def _run(self, connection: Connection) -> None:
+        # `connected` is the first frame queued, but nothing is written until the user is
+        # bound here (see _session): pushes that arrive meanwhile wait behind it, in order.
+        connection.send(self._connected_frame(connection))
         self.registry.add(connection)
         writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
         reader = asyncio.create_task(self._session(connection), name=f"read-{connection.id}")
@@ -120,13 +123,14 @@ class SocketHandler:
 
     async def _session(self, connection: Connection) -> None:
         try:
-            # Bound before `connected`: from the client's first frame on, every push to the
-            # user reaches this connection live (a signal sent right after connect included).
+            # Bound before `connected` goes out: from the client's first frame on, every push
+            # to the user reaches this connection live (a signal right after connect included).
             await self.router.sync_binding(connection.user_id)
-            connection.send(self._connected_frame(connection))
+            connection.start_writing()
             await self.router.announce_opened(connection)
         except Unavailable:
             connection.close_after_queued(CLOSE_TRY_AGAIN)
+            connection.start_writing()
             return
         log.info("connected")
         await self._read_loop(connection)

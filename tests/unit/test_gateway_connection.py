@@ -30,14 +30,19 @@ class FakeSocket:
         self.closed_with = code
 
 
-def _connection(socket: FakeSocket, limit: int = 3, send_timeout_s: float = 5.0) -> Connection:
-    return Connection(
+def _connection(
+    socket: FakeSocket, limit: int = 3, send_timeout_s: float = 5.0, writable: bool = True
+) -> Connection:
+    connection = Connection(
         cast(WebSocket, cast(Any, socket)),
         Identity("u1", Role.STUDENT, "U"),
         TokenBucket(10, 10),
         queue_limit=limit,
         send_timeout_s=send_timeout_s,
     )
+    if writable:
+        connection.start_writing()
+    return connection
 
 
 async def test_frames_are_written_in_order_then_closed() -> None:
@@ -107,3 +112,17 @@ async def test_closing_a_connection_drops_its_followups() -> None:
     asyncio.get_running_loop().call_later(0.1, done.set_result, None)
     await done
     assert _queued(connection) == []
+
+
+async def test_nothing_is_written_before_the_connection_may_write() -> None:
+    socket = FakeSocket()
+    connection = _connection(socket, limit=10, writable=False)
+    connection.send("connected")
+    connection.send("an early push")
+    writer = asyncio.create_task(connection.write_loop())
+    await asyncio.wait({writer}, timeout=0.05)
+    assert socket.sent == [] and not writer.done()
+    connection.start_writing()
+    connection.finish()
+    await asyncio.wait_for(writer, timeout=2)
+    assert socket.sent == ["connected", "an early push"]
