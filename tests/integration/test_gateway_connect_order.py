@@ -49,7 +49,7 @@ async def test_a_push_right_after_connected_is_delivered(stack: Stack) -> None:
     gateway = stack.start_gateway()
     bob = await WsClient.connect(gateway.ws, stack.token("bob"))
     await bob.event("connected")
-    for n in range(10):
+    for _ in range(10):
         alice = await WsClient.connect(gateway.ws, stack.token("alice"))
         await alice.event("connected")
         await bob.send("user_typing", {"recipient_id": "alice"})  # transient: no catch-up
