@@ -19,6 +19,8 @@ from bench.openloop.scenario import Fanout, gather_bounded, key_of, seq_of, unti
 from bench.openloop.schedule import Sender
 from bench.openloop.systems import OurSystem
 
+SETTLE_S = 120.0  # for every student to have been through presence's catch-up
+
 
 def status_change(key: str, seq: int) -> tuple[str, dict[str, Any]]:
     event = "mentor_available" if seq % 2 == 0 else "mentor_busy"
@@ -39,11 +41,20 @@ class OurFanout(Fanout):
         token = self.target.token(user_id, role)
         return await GatewayClient.connect(self.target.ws_url, token, user_id, self.deflate)
 
+    async def _student(self, user_id: str) -> tuple[GatewayClient, asyncio.Future[Frame]]:
+        client = await self._client(user_id, "student")
+        # registered before the reader first runs, so the snapshot cannot slip past it
+        return client, client.expect(lambda f: f.get("event") == "mentor_status_snapshot")
+
     async def connect(self, run_tag: str) -> None:
         self.mentor = await self._client(f"{run_tag}m", "mentor")
-        self.students = await gather_bounded(
-            partial(self._client, f"{run_tag}st{i}", "student") for i in range(self.student_count)
+        opened = await gather_bounded(
+            partial(self._student, f"{run_tag}st{i}") for i in range(self.student_count)
         )
+        self.students = [client for client, _ in opened]
+        # Measure fan-out, not the connect storm (bench of its own): every student has been
+        # through presence's catch-up before the first change is sent.
+        await asyncio.wait_for(asyncio.gather(*(snapshot for _, snapshot in opened)), SETTLE_S)
 
     def _change_of(self, frame: Frame, tag: str) -> int | None:
         if frame.get("event") != "mentor_status_update" or self.mentor is None:
