@@ -12,6 +12,8 @@ import jwt
 
 from shared.errors import AuthError
 
+# Anchored for pydantic (Rust regex: "$" is the end of the text); Python code uses fullmatch,
+# because Python's "$" also matches before a trailing newline ("alice\n" must not pass).
 USER_ID_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 _USER_ID = re.compile(USER_ID_PATTERN)
 MAX_NAME_LENGTH = 80
@@ -29,6 +31,7 @@ class Identity:
     user_id: str
     role: Role
     name: str
+    expires_at: float | None = None  # the token's exp (epoch seconds)
 
     def as_dict(self) -> dict[str, str]:
         return {"id": self.user_id, "role": self.role.value, "name": self.name}
@@ -51,7 +54,7 @@ def verify_token(token: str | None, secret: str) -> Identity:
     except jwt.InvalidTokenError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
     sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
-    if not isinstance(sub, str) or not _USER_ID.match(sub):
+    if not isinstance(sub, str) or not _USER_ID.fullmatch(sub):
         raise AuthError("invalid sub claim")
     if role not in (Role.STUDENT.value, Role.MENTOR.value):
         raise AuthError("unknown role")
@@ -59,7 +62,7 @@ def verify_token(token: str | None, secret: str) -> Identity:
         name = sub
     if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
         raise AuthError("invalid name claim")
-    return Identity(user_id=sub, role=Role(role), name=name)
+    return Identity(user_id=sub, role=Role(role), name=name, expires_at=float(claims["exp"]))
 
 
 def issue_token(

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123"
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -91,6 +92,16 @@ class Settings(BaseSettings):
         if self.dev_mode and "gateway_host" not in self.model_fields_set:
             self.gateway_host = "127.0.0.1"
         return self
+
+    def jwt_secret_problem(self) -> str | None:
+        """Why the token secret is unfit outside dev mode (anyone could mint tokens), if so."""
+        if self.dev_mode:
+            return None
+        if self.jwt_secret == DEV_JWT_SECRET:
+            return "IM_JWT_SECRET is the development secret published in this repository"
+        if len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
+            return f"IM_JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes"
+        return None
 
     def db_url(self, service: str) -> str:
         """The database of ``service``: its ``IM_<SERVICE>_DB_URL`` or a SQLite file in data_dir."""

@@ -9,7 +9,7 @@ import uvicorn
 from services.gateway.app import create_app
 from services.gateway.ws import SocketHandler
 from shared.logs import configure_logging
-from shared.settings import get_settings
+from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
 
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this the socket is closed with 1009
 
@@ -29,6 +29,12 @@ class GatewayServer(uvicorn.Server):
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
+    problem = settings.jwt_secret_problem()
+    if problem is not None:
+        raise SystemExit(
+            f"refusing to start: {problem}. Set IM_JWT_SECRET to {MIN_JWT_SECRET_BYTES}+ random "
+            "bytes (e.g. `openssl rand -hex 32`), or IM_DEV_MODE=true on a development machine."
+        )
     app = create_app(settings)
     config = uvicorn.Config(
         app,

@@ -32,6 +32,30 @@ class FrameError(RealtimeError):
         self.event = event
 
 
+MAX_DEPTH = 32  # PROTOCOL v1.1 §2: JSON nested deeper is refused
+MAX_SAFE_INTEGER = 2**53  # beyond ±2^53 a number is not exact in every client's JSON
+
+
+def check_limits(document: Any) -> None:
+    """Raise :class:`InvalidPayload` for nesting deeper than :data:`MAX_DEPTH` or a number
+    beyond ±2^53 (a large integer reaches us as a float: the parser has no bignums)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                    raise InvalidPayload("numbers must lie within ±2^53")
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidPayload(f"JSON nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
 def parse_frame(raw: str | bytes, role: Role, max_bytes: int) -> ParsedFrame:
     """Decode, check size, envelope, event, role and payload; raise :class:`FrameError`."""
     if isinstance(raw, bytes):
@@ -43,6 +67,10 @@ def parse_frame(raw: str | bytes, role: Role, max_bytes: int) -> ParsedFrame:
     except ValueError as exc:
         raise FrameError(InvalidJson(f"malformed JSON: {exc}"), None, None) from None
     ref, event = salvage_ref_and_event(document)
+    try:
+        check_limits(document)
+    except InvalidPayload as exc:
+        raise FrameError(exc, ref, event) from None
     try:
         frame = ClientFrame.model_validate(document)
     except ValidationError as exc:

@@ -101,6 +101,7 @@ class SocketHandler:
         # `connected` is the first frame queued, but nothing is written until the user is
         # bound here (see _session): pushes that arrive meanwhile wait behind it, in order.
         connection.send(self._connected_frame(connection))
+        expiry = self._close_at_expiry(connection)
         self.registry.add(connection)
         writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
         reader = asyncio.create_task(self._session(connection), name=f"read-{connection.id}")
@@ -109,6 +110,8 @@ class SocketHandler:
             # writer closing it (slow consumer, shutdown, broker gone, dead socket).
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if expiry is not None:
+                expiry.cancel()
             reader.cancel()
             self.registry.remove(connection)
             connection.finish()
@@ -120,6 +123,16 @@ class SocketHandler:
             await asyncio.gather(writer, return_exceptions=True)
             await self._forget(connection)
             log.info("disconnected")
+
+    @staticmethod
+    def _close_at_expiry(connection: Connection) -> asyncio.TimerHandle | None:
+        """PROTOCOL v1.1 §1: a socket does not outlive its token (close 4401 at ``exp``)."""
+        expires_at = connection.identity.expires_at
+        if expires_at is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            max(0.0, expires_at - time.time()), connection.close_after_queued, CLOSE_UNAUTHORIZED
+        )
 
     async def _session(self, connection: Connection) -> None:
         try:

@@ -9,7 +9,8 @@ from pydantic import AfterValidator, Field, model_validator
 from shared.protocol.base import EntityId, Payload, UserId, not_blank
 
 MessageText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(not_blank)]
-Seq = Annotated[int, Field(ge=0)]
+MAX_SEQ = 2**53  # PROTOCOL v1.1 §2: integers within ±2^53 (larger ones broke SQLite binds)
+Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 
 
 class _ConversationTarget(Payload):
@@ -35,7 +36,7 @@ class MessageReceipt(Payload):
     """``message_delivered`` and ``message_read``: an up-to marker."""
 
     conversation_id: EntityId
-    up_to_seq: Annotated[int, Field(ge=1)]
+    up_to_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 
 class Typing(_ConversationTarget):
@@ -44,7 +45,7 @@ class Typing(_ConversationTarget):
 
 class GetHistory(Payload):
     conversation_id: EntityId
-    before_seq: Annotated[int, Field(ge=1)] | None = None
+    before_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 
 

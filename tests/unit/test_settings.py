@@ -15,3 +15,12 @@ def test_dev_mode_keeps_an_explicit_host() -> None:
 
 def test_production_listens_everywhere_by_default() -> None:
     assert Settings(dev_mode=False).gateway_host == "0.0.0.0"
+
+
+def test_a_guessable_token_secret_is_refused_outside_dev_mode() -> None:
+    from shared.settings import DEV_JWT_SECRET
+
+    assert Settings(dev_mode=False, jwt_secret=DEV_JWT_SECRET).jwt_secret_problem()
+    assert Settings(dev_mode=False, jwt_secret="x" * 31).jwt_secret_problem()
+    assert Settings(dev_mode=False, jwt_secret="x" * 32).jwt_secret_problem() is None
+    assert Settings(dev_mode=True, jwt_secret=DEV_JWT_SECRET).jwt_secret_problem() is None
