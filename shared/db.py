@@ -32,7 +32,11 @@ def create_engine(url: str) -> AsyncEngine:
     transaction starts with ``BEGIN IMMEDIATE`` so that replicas sharing the file serialize
     their read-modify-write transactions instead of failing on a lock upgrade."""
     is_sqlite = _prepare_sqlite_folder(url)
-    engine = create_async_engine(url, connect_args={"timeout": 30} if is_sqlite else {})
+    engine = create_async_engine(
+        url,
+        connect_args={"timeout": 30} if is_sqlite else {},
+        hide_parameters=True,  # no message text, name or payload in a logged statement error
+    )
     if is_sqlite:
         _sqlite_transactions(engine.sync_engine)
     return engine

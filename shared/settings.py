@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     calls_db_url: str | None = None
     help_db_url: str | None = None
 
+    health_file: Path | None = Field(
+        default=None, description="Touched every few seconds while the process has the broker."
+    )
+
     # Logging
     log_level: str = "INFO"
     log_json: bool = True

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import uvloop
 
@@ -16,6 +17,7 @@ from shared.runtime.service import ServiceDefinition, ServiceRunner
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+HEALTH_EVERY_S = 5.0
 
 Builder = Callable[[Settings], ServiceDefinition]
 
@@ -33,8 +35,20 @@ async def serve(name: str, build: Builder, settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     broker = Broker(settings, f"{name}-{os.getpid()}")
     await broker.connect(retry_for_s=120)
+    health = asyncio.create_task(report_health(broker, settings.health_file))
     try:
         await ServiceRunner(build(settings), settings, broker).run(stop)
     finally:
+        health.cancel()
         await broker.close()
         log.info("%s stopped", name)
+
+
+async def report_health(broker: Broker, path: Path | None, every_s: float = HEALTH_EVERY_S) -> None:
+    """Touch ``path`` while the broker is connected (a container health check reads its age)."""
+    if path is None:
+        return
+    while True:
+        if broker.connected:
+            path.touch()
+        await asyncio.sleep(every_s)

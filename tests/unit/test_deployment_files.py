@@ -48,3 +48,22 @@ def test_dockerfile_installs_the_project() -> None:
     assert "pip install ." in dockerfile
     for folder in ("shared", "services"):
         assert f"COPY {folder}" in dockerfile
+
+
+def test_the_broker_is_not_open_to_anyone() -> None:
+    compose = _compose()["services"]
+    broker = compose["rabbitmq"]
+    assert "${IM_BROKER_USER:?" in broker["environment"]["RABBITMQ_DEFAULT_USER"]
+    assert "${IM_BROKER_PASSWORD:?" in broker["environment"]["RABBITMQ_DEFAULT_PASS"]
+    for port in broker.get("ports", []):
+        assert port.startswith("127.0.0.1:") and not port.endswith(":5672"), port
+    for name in PROCESSES:
+        assert "guest" not in compose[name]["environment"]["IM_AMQP_URL"]
+        assert "${IM_JWT_SECRET:?" in compose[name]["environment"]["IM_JWT_SECRET"]
+
+
+def test_service_health_checks_need_no_tools_the_image_lacks() -> None:
+    compose = _compose()["services"]
+    for name in PROCESSES:
+        check = " ".join(compose[name]["healthcheck"]["test"])
+        assert "pgrep" not in check and "python" in check, name

@@ -189,7 +189,12 @@ def test_most_urgent_first_then_oldest() -> None:
         request("low-new", "low", 7.0),
     ]
     assert [r.request_id for r in by_priority(requests)] == [
-        "high-old", "high-new", "med-old", "med-new", "low-old", "low-new",
+        "high-old",
+        "high-new",
+        "med-old",
+        "med-new",
+        "low-old",
+        "low-new",
     ]
 
 

@@ -57,8 +57,12 @@ class Harness:
         return Identity(user_id, role, user_id.upper())
 
     async def run(
-        self, event: str, data: dict[str, Any] | None = None, user: str | None = None,
-        redelivered: bool = False, command_id: str | None = None,
+        self,
+        event: str,
+        data: dict[str, Any] | None = None,
+        user: str | None = None,
+        redelivered: bool = False,
+        command_id: str | None = None,
     ) -> Outcome:
         data = data or {}
         identity = self.user(user) if user else None
@@ -79,7 +83,13 @@ class Harness:
                 payload = validate_payload(spec, data)
             origin = CommandOrigin(gateway_id="g", connection_id=f"c-{user}", reply_to="q")
             req = Request(
-                event, data, payload, identity, origin if user else None, redelivered, deliver_now,
+                event,
+                data,
+                payload,
+                identity,
+                origin if user else None,
+                redelivered,
+                deliver_now,
                 command_id=command_id,
             )
             await self.definition.handlers[event](req)
@@ -104,8 +114,13 @@ class Harness:
 
     # -- facts the service follows ------------------------------------------------------------
 
-    async def status(self, mentor_id: str, status: str = "available", online: bool = True,
-                     redelivered: bool = False) -> Outcome:
+    async def status(
+        self,
+        mentor_id: str,
+        status: str = "available",
+        online: bool = True,
+        redelivered: bool = False,
+    ) -> Outcome:
         view = {
             "mentor_id": mentor_id,
             "name": mentor_id.upper(),
@@ -120,9 +135,14 @@ class Harness:
     async def connects(self, user_id: str, connection_id: str, resumed: bool = False) -> Outcome:
         self.connected.add(user_id)
         fact = {
-            "gateway_id": "g", "connection_id": connection_id, "user_id": user_id,
-            "role": self.user(user_id).role.value, "name": user_id.upper(), "reply_to": "q",
-            "at": self.clock[0], "resumed": resumed,
+            "gateway_id": "g",
+            "connection_id": connection_id,
+            "user_id": user_id,
+            "role": self.user(user_id).role.value,
+            "name": user_id.upper(),
+            "reply_to": "q",
+            "at": self.clock[0],
+            "resumed": resumed,
         }
         return await self.run(CONNECTION_OPENED, fact)
 
@@ -311,8 +331,13 @@ async def test_a_redelivered_status_fact_pushes_again(h: Harness) -> None:
 async def test_a_stale_status_fact_is_ignored(h: Harness) -> None:
     await h.online("m1", status="busy")
     stale = {
-        "mentor_id": "m1", "name": "M1", "status": "available", "status_message": None,
-        "status_data": None, "online": True, "updated_at": "2000-01-01T00:00:00.000Z",
+        "mentor_id": "m1",
+        "name": "M1",
+        "status": "available",
+        "status_message": None,
+        "status_data": None,
+        "online": True,
+        "updated_at": "2000-01-01T00:00:00.000Z",
     }
     await h.run(MENTOR_STATUS_CHANGED, stale)
     out = await h.ask()
@@ -336,7 +361,8 @@ async def test_an_available_mentor_connecting_again_gets_open_requests_on_that_c
     opened = await h.connects("m1", "laptop")
     assert broadcast.reply is not None and targeted.reply is not None
     assert [d["request_id"] for d in opened.to("laptop")] == [
-        targeted.reply["request_id"], broadcast.reply["request_id"],
+        targeted.reply["request_id"],
+        broadcast.reply["request_id"],
     ]
     # Re-announced after a broker reconnect: that connection has them already.
     assert (await h.connects("m1", "laptop", resumed=True)).pushes == []
@@ -532,8 +558,16 @@ async def test_lists(h: Harness) -> None:
     assert [r["request_id"] for r in m2.reply["requests"]] == [high, mine, other, low]  # type: ignore[index]
     assert [r["request_id"] for r in s1.reply["requests"]] == [mine, high, low]  # type: ignore[index]
     assert set(s1.reply["requests"][0]) == {  # type: ignore[index]
-        "request_id", "student_id", "student_name", "subject", "message", "urgency",
-        "mentor_id", "status", "created_at", "expires_at",
+        "request_id",
+        "student_id",
+        "student_name",
+        "subject",
+        "message",
+        "urgency",
+        "mentor_id",
+        "status",
+        "created_at",
+        "expires_at",
     }
 
 
