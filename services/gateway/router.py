@@ -15,13 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractQueue
 
 from services.gateway import metrics
 from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
+from shared.amqp.delivery import Delivery
 from shared.amqp.topology import BROADCAST_ALL, reply_key, user_key
 from shared.auth import Identity
 from shared.errors import ErrorCode, Overloaded, Unavailable
@@ -93,7 +94,7 @@ class Router:
         )
         await self._queue.bind(t.push, BROADCAST_ALL)
         await self._queue.bind(t.push, reply_key(self.queue_name))  # replies riding on pushes
-        await self._queue.consume(self._on_message, no_ack=True)
+        await self.broker.consume(self._queue.name, self._on_message, no_ack=True)
         self.broker.on_reconnect(self._rebind)
         self.broker.after_reconnect(self._announce_all)
         log.info("gateway %s consuming %s", self.gateway_id, self.queue_name)
@@ -284,7 +285,7 @@ class Router:
 
     # -- deliveries in ---------------------------------------------------------------------
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: Delivery) -> None:
         if message.type == h.REPLY:
             pending = self._forget_pending(message.correlation_id or "")
             if pending is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -17,6 +19,7 @@ from aio_pika.abc import (
 )
 from aiormq import spec
 
+from shared.amqp.delivery import Delivery
 from shared.amqp.topology import Topology
 from shared.errors import Overloaded, Unavailable
 from shared.settings import Settings
@@ -25,6 +28,14 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 ReconnectHook = Callable[[], Awaitable[None]]
+OnDelivery = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Consumer:
+    queue: str
+    on_delivery: OnDelivery
+    no_ack: bool
 
 
 class Broker:
@@ -40,6 +51,7 @@ class Broker:
         self._connected = asyncio.Event()
         self._reconnect_hooks: list[ReconnectHook] = []
         self._reconnected_hooks: list[ReconnectHook] = []
+        self._consumers: dict[str, _Consumer] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -99,6 +111,11 @@ class Broker:
 
     async def _on_reconnected(self, *_: Any) -> None:
         log.info("broker connection restored")
+        for tag, consumer in self._consumers.items():
+            try:
+                await self._start_consumer(tag, consumer)
+            except Exception:
+                log.exception("could not consume %s again", consumer.queue)
         await self._run_hooks(self._reconnect_hooks)
         self._connected.set()
         await self._run_hooks(self._reconnected_hooks)
@@ -123,6 +140,39 @@ class Broker:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def consume(self, queue: str, on_delivery: OnDelivery, *, no_ack: bool = False) -> str:
+        """Deliver ``queue``'s messages to ``on_delivery`` (each in a task of its own, as
+        aiormq does), on the consume channel and its prefetch, again after every reconnect.
+        Returns the consumer tag for :meth:`cancel`."""
+        tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
+        consumer = _Consumer(queue, on_delivery, no_ack)
+        self._consumers[tag] = consumer
+        await self._start_consumer(tag, consumer)
+        return tag
+
+    async def _start_consumer(self, tag: str, consumer: _Consumer) -> None:
+        assert self._consume_channel is not None
+        channel = await self._consume_channel.get_underlay_channel()
+
+        async def deliver(message: aiormq.abc.DeliveredMessage) -> None:
+            await consumer.on_delivery(Delivery(message, channel))
+
+        await channel.basic_consume(
+            consumer.queue, deliver, no_ack=consumer.no_ack, consumer_tag=tag
+        )
+
+    async def cancel(self, tag: str) -> None:
+        """Stop a consumer of :meth:`consume` (messages in hand are still settled)."""
+        self._consumers.pop(tag, None)
+        assert self._consume_channel is not None
+        try:
+            channel = await self._consume_channel.get_underlay_channel()
+            await channel.basic_cancel(tag)
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
+            pass  # the channel is gone, and the consumer with it
 
     # -- declaring -------------------------------------------------------------------------
 

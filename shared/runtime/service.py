@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
+from shared.amqp.delivery import Delivery
 from shared.auth import Identity, Role
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
@@ -59,8 +59,8 @@ class ServiceRunner:
         self.definition = definition
         self.settings = settings
         self.broker = broker
-        self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        self._transient_inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._transient_inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self.publisher = Publisher(broker, definition.name)
         self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
 
@@ -70,10 +70,10 @@ class ServiceRunner:
         if d.startup is not None:
             await d.startup()
         queue = await self._declare_queues()
-        consumers = [(queue, await queue.consume(self._inbox.put))]
+        consumers = [await self.broker.consume(queue.name, self._inbox.put)]
         transient = await self._declare_transient_queue()
         if transient is not None:
-            consumers.append((transient, await transient.consume(self._transient_inbox.put)))
+            consumers.append(await self.broker.consume(transient.name, self._transient_inbox.put))
         log.info("service %s consuming %s", d.name, queue.name)
         try:
             async with asyncio.TaskGroup() as group:
@@ -82,8 +82,8 @@ class ServiceRunner:
                     workers.append(group.create_task(self._work_transient()))
                 extras = [group.create_task(job(self)) for job in d.background]
                 await stop.wait()
-                for consumed, tag in consumers:
-                    await consumed.cancel(tag)
+                for tag in consumers:
+                    await self.broker.cancel(tag)
                 for task in (*extras, *workers):
                     task.cancel()
         finally:
@@ -141,7 +141,7 @@ class ServiceRunner:
             except Exception:
                 log.exception("failed to settle a transient message")
 
-    async def process(self, message: AbstractIncomingMessage, transient: bool = False) -> None:
+    async def process(self, message: Delivery, transient: bool = False) -> None:
         if h.is_past_deadline(message.headers):
             self.expired.add()
             await message.ack()
@@ -192,7 +192,7 @@ class ServiceRunner:
             return
         await message.ack()
 
-    def _request(self, command: Command, message: AbstractIncomingMessage) -> Request:
+    def _request(self, command: Command, message: Delivery) -> Request:
         user = Identity.from_dict(command.user.model_dump()) if command.user else None
         payload = None
         spec = CLIENT_EVENTS.get(command.event)
@@ -212,11 +212,11 @@ class ServiceRunner:
             deliver_now=self.publish_push,
         )
 
-    def _last_attempt(self, message: AbstractIncomingMessage) -> bool:
+    def _last_attempt(self, message: Delivery) -> bool:
         count = (message.headers or {}).get("x-delivery-count", 0)
         return isinstance(count, int) and count + 1 >= self.settings.delivery_limit
 
-    async def _reply(self, message: AbstractIncomingMessage, reply: Reply) -> None:
+    async def _reply(self, message: Delivery, reply: Reply) -> None:
         if message.reply_to and message.correlation_id:
             await self.publisher.reply(reply, message.reply_to, message.correlation_id)
 
