@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_s: float = Field(default=30.0, gt=0)
     rate_limit_burst: int = Field(default=60, ge=1)
+    user_rate_limit_per_s: float = Field(
+        default=60.0, gt=0, description="Events/s of one user over all their connections here."
+    )
+    user_rate_limit_burst: int = Field(default=120, ge=1)
+    max_connections_per_user: int = Field(
+        default=10, ge=1, description="More sockets for one user are refused with close 4429."
+    )
     request_timeout_s: float = Field(default=10.0, gt=0)
     send_queue_limit: int = Field(
         default=2048, ge=16, description="Frames queued for one client before it is dropped."

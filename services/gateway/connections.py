@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket
@@ -20,6 +20,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TOO_MANY = 4429
 SEND_TIMEOUT_S = 10.0  # a frame the client's TCP window does not take by then: dead client
 
 
@@ -35,6 +36,7 @@ class Connection:
     identity: Identity
     limiter: TokenBucket
     queue_limit: int
+    user_limiter: TokenBucket | None = None  # shared by the user's connections here
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     send_timeout_s: float = SEND_TIMEOUT_S
     _outbox: asyncio.Queue[str | int | None] = field(default_factory=asyncio.Queue)
@@ -126,6 +128,15 @@ class Registry:
     def __init__(self) -> None:
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
+        self._user_limiters: dict[str, TokenBucket] = {}
+
+    def user_limiter(self, user_id: str, make: Callable[[], TokenBucket]) -> TokenBucket:
+        """The rate budget of ``user_id`` over all their connections here (kept while they
+        have one, so reconnecting does not refill it)."""
+        limiter = self._user_limiters.get(user_id)
+        if limiter is None:
+            limiter = self._user_limiters[user_id] = make()
+        return limiter
 
     def add(self, connection: Connection) -> None:
         self._by_id[connection.id] = connection
@@ -139,6 +150,7 @@ class Registry:
             siblings.discard(connection)
             if not siblings:
                 del self._by_user[connection.user_id]
+                self._user_limiters.pop(connection.user_id, None)
         self._update_gauges()
 
     def _update_gauges(self) -> None:
@@ -147,6 +159,9 @@ class Registry:
 
     def get(self, connection_id: str) -> Connection | None:
         return self._by_id.get(connection_id)
+
+    def count_of(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
 
     def of_user(self, user_id: str) -> frozenset[Connection]:
         return frozenset(self._by_user.get(user_id, ()))

@@ -12,6 +12,7 @@ from services.gateway import metrics
 from services.gateway.connections import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
     Connection,
@@ -64,11 +65,21 @@ class SocketHandler:
         if not self.router.broker.connected:
             await websocket.close(CLOSE_TRY_AGAIN, reason="broker unavailable, retry later")
             return
+        # From here to registry.add (in _run) nothing awaits: two handshakes of one user
+        # cannot both slip under the cap.
+        if self.registry.count_of(identity.user_id) >= self.settings.max_connections_per_user:
+            await websocket.close(CLOSE_TOO_MANY, reason="too many connections for this user")
+            return
+        s = self.settings
         connection = Connection(
             websocket,
             identity,
-            TokenBucket(self.settings.rate_limit_per_s, self.settings.rate_limit_burst),
-            queue_limit=self.settings.send_queue_limit,
+            TokenBucket(s.rate_limit_per_s, s.rate_limit_burst),
+            queue_limit=s.send_queue_limit,
+            user_limiter=self.registry.user_limiter(
+                identity.user_id,
+                lambda: TokenBucket(s.user_rate_limit_per_s, s.user_rate_limit_burst),
+            ),
         )
         user_id_var.set(identity.user_id)
         connection_id_var.set(connection.id)
@@ -170,7 +181,9 @@ class SocketHandler:
             )
 
     async def handle_frame(self, connection: Connection, raw: str | bytes) -> None:
-        if not connection.limiter.allow():
+        if not connection.limiter.allow() or not (
+            connection.user_limiter is None or connection.user_limiter.allow()
+        ):
             ref, event = salvage_ref_and_event_quietly(raw, self.settings.max_frame_bytes)
             self._error(connection, FrameError(RateLimited("rate limit exceeded"), ref, event))
             return

@@ -1,0 +1,53 @@
+"""PROTOCOL v1.1 §1–2: at most IM_MAX_CONNECTIONS_PER_USER sockets per user (close 4429), and
+a rate budget per user over all their sockets, so ten sockets do not buy ten budgets."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.client import WsClient
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_one_socket_too_many_is_refused_with_4429(stack: Stack) -> None:
+    gateway = stack.start_gateway(IM_MAX_CONNECTIONS_PER_USER="3")
+    sockets = []
+    for _ in range(3):
+        client = await WsClient.connect(gateway.ws, stack.token("alice"))
+        await client.event("connected")
+        sockets.append(client)
+    extra = await WsClient.connect(gateway.ws, stack.token("alice"))
+    await extra.connection.wait_closed()
+    assert extra.connection.close_code == 4429 and not extra.frames
+    other = await WsClient.connect(gateway.ws, stack.token("bob"))  # others are not affected
+    await other.event("connected")
+    await sockets.pop().close()
+    again = await WsClient.connect(gateway.ws, stack.token("alice"))  # room again
+    await again.event("connected")
+    for client in (*sockets, other, again):
+        await client.close()
+
+
+async def test_the_rate_budget_is_per_user_across_sockets(stack: Stack) -> None:
+    gateway = stack.start_gateway(
+        IM_RATE_LIMIT_PER_S="0.01",
+        IM_RATE_LIMIT_BURST="10",
+        IM_USER_RATE_LIMIT_PER_S="0.01",
+        IM_USER_RATE_LIMIT_BURST="15",
+    )
+    phone = await WsClient.connect(gateway.ws, stack.token("alice"))
+    laptop = await WsClient.connect(gateway.ws, stack.token("alice"))
+    for client in (phone, laptop):
+        await client.event("connected")
+    replies = [await phone.request("ping", {}) for _ in range(10)]  # the phone's own burst
+    replies += [await laptop.request("ping", {}) for _ in range(10)]  # only 5 left for alice
+    kinds = [r["event"] for r in replies]
+    assert kinds == ["pong"] * 15 + ["error"] * 5, kinds
+    assert {r["data"]["code"] for r in replies[15:]} == {"rate_limited"}
+    bob = await WsClient.connect(gateway.ws, stack.token("bob"))
+    await bob.event("connected")
+    assert (await bob.request("ping", {}))["event"] == "pong"
+    for client in (phone, laptop, bob):
+        await client.close()
