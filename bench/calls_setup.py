@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.common import broker_url, summary
 from tests.support.client import WsClient
-from tests.support.stack import Stack
+from tests.support.stack import NO_RATE_LIMITS, Stack
 
 
 async def one_pair(stack: Stack, ws: str, pair: int, calls: int) -> dict[str, list[float]]:
@@ -84,7 +84,7 @@ def main() -> None:
             stack.start_service("presence")
             stack.start_service("calls")
             # Calls follow each other faster than a person would: lift the per-connection limit.
-            stack.start_gateway(IM_RATE_LIMIT_PER_S="100000", IM_RATE_LIMIT_BURST="100000")
+            stack.start_gateway(**NO_RATE_LIMITS)
             asyncio.run(measure(stack, args.calls, args.pairs))
         finally:
             stack.stop()

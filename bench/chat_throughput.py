@@ -20,9 +20,9 @@ from pathlib import Path
 import websockets
 
 from bench.common import broker_url, summary
-from tests.support.stack import Stack
+from tests.support.stack import NO_RATE_LIMITS, Stack
 
-UNLIMITED = {"IM_RATE_LIMIT_PER_S": "1000000", "IM_RATE_LIMIT_BURST": "1000000"}
+UNLIMITED = NO_RATE_LIMITS
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.common import broker_url, summary
 from tests.support.client import WsClient
-from tests.support.stack import Stack
+from tests.support.stack import NO_RATE_LIMITS, Stack
 
 _refs = itertools.count(1)
 
@@ -73,7 +73,7 @@ async def bench(amqp_url: str, base: Path, sizes: list[int], runs: int) -> None:
         stack.start_service("presence")
         stack.start_service("help")
         # The student sends two events per run: lift the per-connection rate limit.
-        gateway = stack.start_gateway(IM_RATE_LIMIT_PER_S="100000", IM_RATE_LIMIT_BURST="100000")
+        gateway = stack.start_gateway(**NO_RATE_LIMITS)
         watcher = await connect(stack, gateway.ws, "watcher", "student")
         student = await connect(stack, gateway.ws, "s1", "student")
         mentors: list[WsClient] = []

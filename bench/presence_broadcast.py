@@ -20,7 +20,7 @@ from pathlib import Path
 
 import websockets
 
-from tests.support.stack import Stack
+from tests.support.stack import NO_RATE_LIMITS, Stack
 from tools.rabbit import LocalRabbit
 
 
@@ -106,8 +106,7 @@ def main() -> None:
         env_overrides={
             "IM_LOG_LEVEL": "WARNING",
             "IM_GATEWAY_HEARTBEAT_S": "5",
-            "IM_RATE_LIMIT_PER_S": "1000",
-            "IM_RATE_LIMIT_BURST": "1000",
+            **NO_RATE_LIMITS,
         },
     )
     try:

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.stack import REPO, Process, Stack
+from tests.support.stack import NO_RATE_LIMITS, REPO, Process, Stack
 from tools.rabbit import free_port, port_open
 
 SERVICES = ("presence", "chat", "calls", "help")
 # The default limit (30/s per connection) would refuse an open-loop sender at once.
-UNLIMITED = {"IM_RATE_LIMIT_PER_S": "1000000", "IM_RATE_LIMIT_BURST": "1000000"}
+UNLIMITED = NO_RATE_LIMITS
 # Stack's test values (0.5 s beats, a gateway presumed dead after 2 s, 1 s grace) would let an
 # overloaded step look like a dead gateway; the production defaults do not.
 PRODUCTION_TIMINGS = {

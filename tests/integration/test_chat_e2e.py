@@ -12,7 +12,7 @@ import httpx
 from services.chat.domain import conversation_id_for
 from shared.protocol.chat import ChatMessage, ConversationList, History, MessageStatus
 from tests.support.client import WsClient
-from tests.support.stack import Gateway, Stack
+from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
 
 MESSAGE_FIELDS = set(ChatMessage.model_fields)
 
@@ -296,7 +296,7 @@ async def test_a_connections_messages_keep_their_order_under_load(stack: Stack) 
     """Commands are handled many at once and committed in groups; a connection's messages
     still get their seqs in the order it sent them."""
     stack.start_service("chat")
-    gateway = stack.start_gateway(IM_RATE_LIMIT_PER_S="100000", IM_RATE_LIMIT_BURST="100000")
+    gateway = stack.start_gateway(**NO_RATE_LIMITS)
     alice = await connect(stack, gateway, "alice")
     carol = await connect(stack, gateway, "carol")
     bob = await connect(stack, gateway, "bob")

@@ -12,7 +12,7 @@ from typing import Any
 
 from services.chat.domain import conversation_id_for
 from tests.support.client import Frame, WsClient
-from tests.support.stack import Gateway, Stack
+from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
 
 WINDOW = 200  # messages in flight per sender
 _refs = itertools.count(1)
@@ -124,9 +124,7 @@ async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -
     total = 1000
     chat = stack.start_service("chat")
     # a short request timeout: commands caught in the crash time out, and the client resends
-    gateway = stack.start_gateway(
-        IM_REQUEST_TIMEOUT_S="1", IM_RATE_LIMIT_PER_S="1000000", IM_RATE_LIMIT_BURST="1000000"
-    )
+    gateway = stack.start_gateway(IM_REQUEST_TIMEOUT_S="1", **NO_RATE_LIMITS)
     alice = await connect(stack, gateway, "alice")
     alice_tab = await connect(stack, gateway, "alice")
     bob = await connect(stack, gateway, "bob")
@@ -182,7 +180,7 @@ async def test_a_crash_does_not_double_messages_sent_without_client_msg_id(stack
     one; each still makes one message (the command's own id is its idempotency key)."""
     total = 600
     chat = stack.start_service("chat")
-    gateway = stack.start_gateway(IM_RATE_LIMIT_PER_S="1000000", IM_RATE_LIMIT_BURST="1000000")
+    gateway = stack.start_gateway(**NO_RATE_LIMITS)
     alice, bob = await connect(stack, gateway, "alice"), await connect(stack, gateway, "bob")
     sender = Sender(alice, "bob", "n", keyed=False)
     restarted: list[asyncio.Task[Any]] = []
@@ -208,7 +206,7 @@ async def test_a_crash_does_not_double_messages_sent_without_client_msg_id(stack
 async def test_two_replicas_keep_seqs_gap_free(stack: Stack) -> None:
     each = 300
     replicas = [stack.start_service("chat"), stack.start_service("chat")]
-    gateway = stack.start_gateway(IM_RATE_LIMIT_PER_S="1000000", IM_RATE_LIMIT_BURST="1000000")
+    gateway = stack.start_gateway(**NO_RATE_LIMITS)
     alice, bob, carol = [await connect(stack, gateway, u) for u in ("alice", "bob", "carol")]
     senders = [Sender(alice, "bob", "a"), Sender(bob, "alice", "b"), Sender(carol, "alice", "c")]
     await asyncio.gather(*(s.run(each) for s in senders))

@@ -20,11 +20,11 @@ import pytest
 
 from services.chat.domain import conversation_id_for
 from tests.support.client import Frame, WsClient
-from tests.support.stack import Gateway, Process, Stack
+from tests.support.stack import NO_RATE_LIMITS, Gateway, Process, Stack
 
 pytestmark = pytest.mark.integration
 
-UNLIMITED = {"IM_RATE_LIMIT_PER_S": "1000000", "IM_RATE_LIMIT_BURST": "1000000"}
+UNLIMITED = NO_RATE_LIMITS
 
 
 @contextmanager

@@ -24,6 +24,14 @@ from tools.rabbit import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 JWT_SECRET = "test-secret-0123456789abcdef-0123456789"
+# For tests and benchmarks that send faster than a person could: no per-connection or per-user
+# rate limit gets in the way.
+NO_RATE_LIMITS = {
+    "IM_RATE_LIMIT_PER_S": "1000000",
+    "IM_RATE_LIMIT_BURST": "1000000",
+    "IM_USER_RATE_LIMIT_PER_S": "1000000",
+    "IM_USER_RATE_LIMIT_BURST": "1000000",
+}
 READY_LINE = "consuming"
 
 
