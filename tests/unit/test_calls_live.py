@@ -34,8 +34,26 @@ async def test_a_burst_of_signals_reads_the_call_once_per_moment() -> None:
         assert (await live.get("c1")) == _call()
     assert reads == ["c1"]
     clock[0] = 1.5
-    await live.get("c1")
+    for _ in range(5):  # stale: served at once, one refresh behind it
+        assert (await live.get("c1")) == _call()
+    await live.refreshed()
     assert reads == ["c1", "c1"]
+
+
+async def test_a_refresh_replaces_a_call_another_replica_ended() -> None:
+    stored = [_call()]
+    clock = [0.0]
+
+    async def load(call_id: str) -> Call | None:
+        return stored[0]
+
+    live = LiveCalls(load, fresh_for_s=1.0, clock=lambda: clock[0])
+    await live.get("c1")
+    stored[0] = _call(CallState.ENDED)  # changed elsewhere
+    clock[0] = 2.0
+    assert (await live.get("c1")) == _call()  # stale, served while the refresh runs
+    await live.refreshed()
+    assert (await live.get("c1")) == _call(CallState.ENDED)
 
 
 async def test_this_replicas_own_change_is_seen_at_once_and_unknown_calls_are_not_kept() -> None:
