@@ -68,8 +68,10 @@ class ChatHandlers:
         sent = await self.writer.submit(SendOp(draft))
         message = sent.message
         req.out.reply = views.sent_ack(message)
-        if not sent.created:
-            return  # a repeat (or a redelivery): its pushes belong to the first attempt
+        if not sent.created and (req.command_id is None or message.command_id != req.command_id):
+            return  # a client's resend of a delivered message: the first attempt pushed it
+        # Created now, or this very command redelivered (its pushes may never have gone out:
+        # a broker blip or a crash after the commit): push (again). Clients dedupe by id.
         view = views.received(message)
         req.out.push_user(message.recipient_id, MESSAGE_RECEIVED, view)
         req.out.push_user(
