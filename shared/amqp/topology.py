@@ -9,7 +9,8 @@
 * ``<ns>.<service>.transient`` (classic, non-persistent, bounded, single active consumer):
   the light path of transient commands (typing, call signals), in order, shed first.
 * ``<ns>.gateway.<id>`` (exclusive): one per gateway process; user bindings come and go.
-* ``<ns>.delay.<service>.<ms>`` (classic, TTL): a durable timer of one duration.
+* ``<ns>.delay.<service>.<ms>`` (classic, TTL): a durable timer of one duration; deleted by
+  the broker once nobody has declared it for its duration plus ``DELAY_QUEUE_SPARE_MS``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 BROADCAST_ALL = "broadcast.all"
+# A delay queue outlives its last declaration by its duration plus this; publishers declare it
+# again at least every DELAY_QUEUE_REDECLARE_S, so no queue goes while a timer is in it, and
+# the one-off durations (a help request's remaining lifetime) do not pile up.
+DELAY_QUEUE_SPARE_MS = 120_000
+DELAY_QUEUE_REDECLARE_S = 60.0
 
 
 def user_key(user_id: str) -> str:
@@ -92,6 +98,7 @@ class Topology:
     def delay_queue_arguments(self, service: str, delay_ms: int) -> dict[str, Any]:
         return {
             "x-message-ttl": delay_ms,
+            "x-expires": delay_ms + DELAY_QUEUE_SPARE_MS,
             "x-dead-letter-exchange": self.commands,
             "x-dead-letter-routing-key": self.timer_key(service),
         }

@@ -15,22 +15,25 @@ order the handler made them; everything else at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
-from shared.amqp.topology import BROADCAST_ALL, reply_key, user_key
+from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_key, user_key
 from shared.protocol.envelope import Reply, dumps, dumps_bytes
 from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, UserPush
+
+MAX_KNOWN_DELAYS = 1_000  # one-off durations remembered at most (they are declared again)
 
 
 class Publisher:
     def __init__(self, broker: Broker, service: str) -> None:
         self.broker = broker
         self.service = service
-        self._delay_queues: dict[int, str] = {}
+        self._delay_queues: dict[int, tuple[str, float]] = {}  # ms → (queue, declared at)
 
     async def outcome(
         self,
@@ -137,10 +140,13 @@ class Publisher:
 
     async def timer(self, event: str, data: dict[str, Any], delay_s: float) -> None:
         delay_ms = max(1, round(delay_s * 1000))
-        queue = self._delay_queues.get(delay_ms)
-        if queue is None:
+        now = time.monotonic()
+        queue, declared_at = self._delay_queues.get(delay_ms, ("", 0.0))
+        if not queue or now - declared_at > DELAY_QUEUE_REDECLARE_S:
             queue = await self.broker.declare_delay_queue(self.service, delay_ms)
-            self._delay_queues[delay_ms] = queue
+            if len(self._delay_queues) > MAX_KNOWN_DELAYS:
+                self._delay_queues.clear()
+            self._delay_queues[delay_ms] = (queue, now)
         await self.broker.publish("", queue, command_body(event, data))
 
 

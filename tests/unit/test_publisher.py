@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import pytest
+
+from shared.amqp.broker import Broker
+from shared.amqp.topology import DELAY_QUEUE_REDECLARE_S, Topology
+from shared.runtime import publisher
 from shared.runtime.outbox import (
     BroadcastPush,
     ConnectionPush,
@@ -10,7 +17,7 @@ from shared.runtime.outbox import (
     Push,
     UserPush,
 )
-from shared.runtime.publisher import in_order_groups, merge_same_frames
+from shared.runtime.publisher import Publisher, in_order_groups, merge_same_frames
 
 
 def test_one_frame_to_two_users_is_one_message_with_the_exclusion_kept() -> None:
@@ -49,3 +56,38 @@ def test_pushes_sharing_a_destination_stay_in_order_in_one_group() -> None:
     groups = in_order_groups([first, to_carol, elsewhere, both, everyone])
     assert [first, to_carol, both] in groups
     assert [elsewhere] in groups and [everyone] in groups and len(groups) == 3
+
+
+class RecordingBroker:
+    def __init__(self) -> None:
+        self.declared: list[int] = []
+        self.published: list[str] = []
+
+    async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
+        self.declared.append(delay_ms)
+        return f"delay.{service}.{delay_ms}"
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes, **_: object) -> bool:
+        self.published.append(routing_key)
+        return True
+
+
+async def test_delay_queues_are_declared_again_before_they_could_expire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
+    broker = RecordingBroker()
+    timers = Publisher(cast(Broker, cast(Any, broker)), "help")
+    await timers.timer("expire", {}, 900)
+    await timers.timer("expire", {}, 900)
+    assert broker.declared == [900_000]  # remembered...
+    clock[0] += DELAY_QUEUE_REDECLARE_S + 1
+    await timers.timer("expire", {}, 900)
+    assert broker.declared == [900_000, 900_000]  # ...but declared again in time
+    assert broker.published == ["delay.help.900000"] * 3
+
+
+def test_a_delay_queue_outlives_its_timers() -> None:
+    arguments = Topology("im").delay_queue_arguments("help", 900_000)
+    assert arguments["x-expires"] >= arguments["x-message-ttl"] + 2 * DELAY_QUEUE_REDECLARE_S * 1000
