@@ -36,6 +36,7 @@ from shared.runtime.publisher import Publisher
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+DRAIN_S = 10.0  # SIGTERM: how long the commands in hand may take to finish
 
 Handler = Callable[[Request], Awaitable[None]]
 BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
@@ -84,6 +85,7 @@ class ServiceRunner:
                 await stop.wait()
                 for tag in consumers:
                     await self.broker.cancel(tag)
+                await self._drain()
                 for task in (*extras, *workers):
                     task.cancel()
         finally:
@@ -124,6 +126,18 @@ class ServiceRunner:
             ),
         )
 
+    async def _drain(self) -> None:
+        """SIGTERM: finish every command already delivered to this replica (the background
+        jobs, such as chat's writer, still run), within ``DRAIN_S``; whatever is left is
+        requeued by the broker when the connection closes."""
+        inboxes = (self._inbox, self._transient_inbox)
+        waiting = sum(inbox.qsize() for inbox in inboxes)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(i.join() for i in inboxes)), DRAIN_S)
+            log.info("%s: finished the commands in hand (%d queued)", self.definition.name, waiting)
+        except TimeoutError:
+            log.warning("%s: commands still in hand after %.0f s", self.definition.name, DRAIN_S)
+
     async def _work(self) -> None:
         while True:
             message = await self._inbox.get()
@@ -131,6 +145,8 @@ class ServiceRunner:
                 await self.process(message)
             except Exception:
                 log.exception("failed to settle a message")
+            finally:
+                self._inbox.task_done()
 
     async def _work_transient(self) -> None:
         """One at a time, so that one sender's signals are relayed in the order sent."""
@@ -140,6 +156,8 @@ class ServiceRunner:
                 await self.process(message, transient=True)
             except Exception:
                 log.exception("failed to settle a transient message")
+            finally:
+                self._transient_inbox.task_done()
 
     async def process(self, message: Delivery, transient: bool = False) -> None:
         if h.is_past_deadline(message.headers):

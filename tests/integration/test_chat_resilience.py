@@ -231,3 +231,32 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack) -> None:
         assert replica.terminate() == 0
         written = re.search(r"wrote (\d+) operations in (\d+) batches", replica.log())
         assert written is not None and int(written.group(1)) > 0, replica.log()[-2000:]
+
+
+async def test_sigterm_finishes_the_commands_in_hand(stack: Stack) -> None:
+    chat = stack.start_service("chat")
+    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    alice = await connect(stack, gateway, "alice")
+    total = 200
+    for i in range(total):
+        await alice.send("send_message", {"recipient_id": "bob", "text": f"t{i}"}, f"t{i}")
+    await alice.wait_for(
+        lambda f: f.get("event") == "ack" and f.get("ref") == "t0", timeout=10, what="a first ack"
+    )
+    assert chat.terminate() == 0
+    assert "finished the commands in hand" in chat.log(), chat.log()[-2000:]
+
+    def replies() -> list[Frame]:
+        return [
+            f
+            for f in alice.frames
+            if f.get("event") in ("ack", "error") and str(f.get("ref")).startswith("t")
+        ]
+
+    stack.start_service("chat")  # the rest was requeued, never half done
+    await alice.wait_for(
+        lambda f: len(replies()) >= total, timeout=30, what="a reply to every message"
+    )
+    answered = replies()
+    assert all(f["event"] == "ack" for f in answered), [f for f in answered if f["event"] != "ack"]
+    assert len({f["data"]["seq"] for f in answered}) == total
