@@ -65,28 +65,38 @@ class Mentor:
 
     @property
     def status(self) -> Status:
-        if not self.online:
+        if not self.online or self.chosen is Status.OFFLINE:
             return Status.OFFLINE
         if self.session_calls:
             return Status.IN_SESSION
         return self.chosen
+
+    @property
+    def shown_online(self) -> bool:
+        """``online`` as others see it: a mentor who chose ``offline`` while connected looks
+        exactly like a disconnected one (PROTOCOL v1.1 §5, "appear offline")."""
+        return self.online and self.chosen is not Status.OFFLINE
 
     def visible(self) -> tuple[object, ...]:
         """What clients see, apart from the timestamp: a change here is broadcast."""
         data = tuple(sorted((self.status_data or {}).items(), key=lambda kv: kv[0]))
         return (self.name, self.status, self.status_message, repr(data), self.online)
 
-    def view(self) -> dict[str, Any]:
-        """The mentor status of PROTOCOL §5."""
+    def view(self, to_self: bool = False) -> dict[str, Any]:
+        """The mentor status of PROTOCOL §5, as everyone sees it, or (``to_self``) as the
+        mentor's own connections do: only they see ``online: true`` while appearing offline."""
         return {
             "mentor_id": self.mentor_id,
             "name": self.name,
             "status": self.status.value,
             "status_message": self.status_message,
             "status_data": self.status_data,
-            "online": self.online,
+            "online": self.online if to_self else self.shown_online,
             "updated_at": iso(self.updated_at),
         }
+
+    def view_for(self, user_id: str) -> dict[str, Any]:
+        return self.view(to_self=user_id == self.mentor_id)
 
 
 def choose_status(

@@ -50,12 +50,13 @@ class PresenceHandlers:
             after = domain.choose_status(current, status, message, data, now())
             await tx.save_mentor(after)
         self._publish_if_changed(req.out, before, after)
-        req.out.reply = after.view()
+        req.out.reply = after.view(to_self=True)
 
     async def get_mentors(self, req: Request) -> None:
         async with self.store.snapshot() as tx:
             mentors = await tx.mentors()
-        req.out.reply = {"mentors": [m.view() for m in domain.listing_order(mentors)]}
+        me = req.sender.user_id
+        req.out.reply = {"mentors": [m.view_for(me) for m in domain.listing_order(mentors)]}
 
     # -- connections -----------------------------------------------------------------------
 
@@ -81,7 +82,7 @@ class PresenceHandlers:
             origin = CommandOrigin(
                 gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
             )
-            views = [m.view() for m in domain.listing_order(mentors)]
+            views = [m.view_for(fact.user_id) for m in domain.listing_order(mentors)]
             req.out.push_connection(origin, "mentor_status_snapshot", {"mentors": views})
 
     async def connection_closed(self, req: Request) -> None:
@@ -175,3 +176,6 @@ class PresenceHandlers:
             view = after.view()
             out.push_all("mentor_status_update", view)
             out.emit(MENTOR_STATUS_CHANGED, view)
+            own = after.view(to_self=True)
+            if own != view:  # appearing offline: their own connections still see the truth
+                out.push_user(after.mentor_id, "mentor_status_update", own)

@@ -26,6 +26,7 @@ from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_k
 from shared.protocol.envelope import Reply, dumps, dumps_bytes
 from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, UserPush
 
+BROADCAST = "all"
 MAX_KNOWN_DELAYS = 1_000  # one-off durations remembered at most (they are declared again)
 
 
@@ -190,7 +191,7 @@ def in_order_groups(pushes: list[Push]) -> list[list[Push]]:
     groups: list[tuple[set[str], list[Push]]] = []
     for push in pushes:
         keys = _destinations(push)
-        overlapping = [group for group in groups if group[0] & keys]
+        overlapping = [group for group in groups if _overlap(group[0], keys)]
         if not overlapping:
             groups.append((set(keys), [push]))
             continue
@@ -204,12 +205,17 @@ def in_order_groups(pushes: list[Push]) -> list[list[Push]]:
     return [group[1] for group in groups]
 
 
+def _overlap(a: set[str], b: set[str]) -> bool:
+    """A broadcast reaches every connection, so it shares a destination with every push."""
+    return bool(a & b) or BROADCAST in a or BROADCAST in b
+
+
 def _destinations(push: Push) -> set[str]:
     if isinstance(push, UserPush):
         return {f"user:{u}" for u in (push.user_id, *push.also_to)}
     if isinstance(push, ConnectionPush):
         return {f"connection:{push.connection_id}"}
-    return {"all"}
+    return {BROADCAST}
 
 
 def _user_push_headers(push: UserPush) -> dict[str, Any]:

@@ -28,3 +28,29 @@ async def test_connect_snapshot_and_live_status(stack: Stack) -> None:
     await mentor.event("mentor_status_update", mentor_id="m1", status="break")
     await student.close()
     await mentor.close()
+
+
+async def test_appear_offline_looks_disconnected_to_everyone_else(stack: Stack) -> None:
+    stack.start_service("presence")
+    gateway = stack.start_gateway()
+    mentor = await WsClient.connect(gateway.ws, stack.token("m1", "mentor", "Maya"))
+    await mentor.event("mentor_status_snapshot")
+    student = await WsClient.connect(gateway.ws, stack.token("s1", "student", "Sam"))
+    await student.event("mentor_status_snapshot")
+
+    ack = await mentor.ack("mentor_busy", {"status": "offline"})
+    assert (ack["status"], ack["online"]) == ("offline", True)
+    seen = await student.event("mentor_status_update", mentor_id="m1", status="offline")
+    assert seen["data"]["online"] is False
+    await mentor.event("mentor_status_update", mentor_id="m1", status="offline", online=True)
+    last_own = [f for f in mentor.frames if f.get("event") == "mentor_status_update"][-1]
+    assert last_own["data"]["online"] is True, "the mentor's own last word is the truth"
+    listed = {m["mentor_id"]: m for m in (await student.ack("get_mentors"))["mentors"]}
+    assert (listed["m1"]["status"], listed["m1"]["online"]) == ("offline", False)
+    mine = {m["mentor_id"]: m for m in (await mentor.ack("get_mentors"))["mentors"]}
+    assert mine["m1"]["online"] is True
+    late = await WsClient.connect(gateway.ws, stack.token("s2", "student", "Sue"))
+    snapshot = await late.event("mentor_status_snapshot")
+    assert snapshot["data"]["mentors"][0]["online"] is False
+    for client in (mentor, student, late):
+        await client.close()

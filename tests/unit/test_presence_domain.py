@@ -82,3 +82,15 @@ def test_listing_puts_online_available_first() -> None:
     )
     c = Mentor("c", "Ann")
     assert [m.mentor_id for m in domain.listing_order([c, b, a])] == ["a", "b", "c"]
+
+
+def test_a_mentor_appearing_offline_looks_disconnected_to_others_only() -> None:
+    from services.presence.domain import Mentor, Status, choose_status
+
+    online = Mentor("maya", "Maya", online=True)
+    hidden = choose_status(online, Status.OFFLINE, "away", None, now=1.0)
+    public, own = hidden.view(), hidden.view_for("maya")
+    disconnected = Mentor("maya", "Maya", chosen=Status.AVAILABLE, online=False).view()
+    assert (public["status"], public["online"]) == (disconnected["status"], disconnected["online"])
+    assert (own["status"], own["online"]) == ("offline", True)
+    assert hidden.view_for("someone-else") == public

@@ -52,10 +52,17 @@ def test_pushes_sharing_a_destination_stay_in_order_in_one_group() -> None:
     to_carol = UserPush("carol", {"event": "2", "data": {}})
     both = UserPush("dave", {"event": "3", "data": {}}, also_to=("bob", "carol"))
     elsewhere = ConnectionPush("q", "c9", {"event": "4", "data": {}})
-    everyone = BroadcastPush({"event": "5", "data": {}})
-    groups = in_order_groups([first, to_carol, elsewhere, both, everyone])
-    assert [first, to_carol, both] in groups
-    assert [elsewhere] in groups and [everyone] in groups and len(groups) == 3
+    groups = in_order_groups([first, to_carol, elsewhere, both])
+    assert groups == [[first, to_carol, both], [elsewhere]]
+
+
+def test_a_broadcast_is_ordered_after_everything_before_it_and_before_what_follows() -> None:
+    to_maya = UserPush("maya", {"event": "1", "data": {}})
+    everyone = BroadcastPush({"event": "2", "data": {}})
+    to_maya_again = UserPush("maya", {"event": "3", "data": {}})
+    other = UserPush("bob", {"event": "4", "data": {}})
+    (group,) = in_order_groups([to_maya, everyone, to_maya_again, other])
+    assert group.index(to_maya) < group.index(everyone) < group.index(to_maya_again)
 
 
 class RecordingBroker:
