@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     reconnect_grace_s: float = Field(default=10.0, ge=0)
     call_ring_timeout_s: float = Field(default=30.0, gt=0)
     help_expiry_s: float = Field(default=900.0, gt=0)
+    max_open_help_requests: int = Field(
+        default=5, ge=1, description="Open help requests one student may have at once."
+    )
     typing_timeout_s: float = Field(default=6.0, gt=0)
     presence_db_url: str | None = None
     chat_db_url: str | None = None

@@ -85,8 +85,10 @@ class HelpHandlers:
         expiry_s: float,
         clock: Callable[[], float] = now,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        max_open: int = 5,
     ) -> None:
         self.expiry_s = expiry_s
+        self.max_open = max_open  # open requests a student may have at once
         self.clock = clock
         self.new_id = new_id
         self._store: HelpStore | None = None
@@ -122,6 +124,11 @@ class HelpHandlers:
             request, since=at - DUPLICATE_WINDOW_S, any_status=req.redelivered
         )
         if same is None:
+            if await self.store.open_count(request.student_id) >= self.max_open:
+                raise Conflict(
+                    f"you already have {self.max_open} open help requests: cancel one, or wait "
+                    "until a mentor answers"
+                )
             target = [] if request.mentor_id is None else [request.mentor_id]
             audience = await self.store.create(request, target)
             delivered = await deliver(req, [UserPush(m, received(request)) for m in audience])

@@ -38,7 +38,9 @@ async def request_mentor_snapshot(runner: ServiceRunner) -> None:
 
 
 def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefinition:
-    handlers = HelpHandlers(expiry_s=settings.help_expiry_s, clock=clock)
+    handlers = HelpHandlers(
+        expiry_s=settings.help_expiry_s, clock=clock, max_open=settings.max_open_help_requests
+    )
     reactions = HelpReactions(handlers)
     table: dict[str, Handler] = {
         "student_request_help": handlers.student_request_help,

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -240,6 +240,14 @@ class HelpStore:
             select(R).where(R.c.status == Status.OPEN.value, or_(*audience)).order_by(*PRIORITY)
         )
         return [to_request(r) for r in rows]
+
+    async def open_count(self, student_id: str) -> int:
+        """How many of the student's requests are still open."""
+        async with self._read() as conn:
+            query = select(func.count()).where(
+                R.c.student_id == student_id, R.c.status == Status.OPEN.value
+            )
+            return int((await conn.execute(query)).scalar_one())
 
     async def of_student(self, student_id: str, limit: int) -> list[HelpRequest]:
         """``list_help_requests`` for a student: their own, newest first."""

@@ -578,3 +578,17 @@ async def test_templates(h: Harness) -> None:
     assert [u["value"] for u in out.reply["urgencies"]] == ["low", "medium", "high"]
     assert all(u["color"].startswith("#") for u in out.reply["urgencies"])
     assert {q["subject"] for q in out.reply["quick_actions"]} == set(out.reply["subjects"])
+
+
+async def test_a_student_has_at_most_five_open_requests(h: Harness) -> None:
+    await h.online("m1")
+    opened = [await h.ask(message=f"question {i}") for i in range(5)]
+    assert all(o.error is None for o in opened)
+    refused = await h.ask(message="one more")
+    assert refused.error == "conflict" and not refused.pushes
+    assert (await h.ask(user="s2", message="mine")).error is None  # others are not affected
+    first = opened[0].reply
+    assert first is not None
+    cancelled = await h.run("cancel_help_request", {"request_id": first["request_id"]}, "s1")
+    assert cancelled.error is None
+    assert (await h.ask(message="one more")).error is None  # room again
