@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Services
     data_dir: Path = Path("./data")
     reconnect_grace_s: float = Field(default=10.0, ge=0)
+    status_coalesce_ms: int = Field(
+        default=250, ge=1, description="Per mentor, at most one status broadcast per this."
+    )
     call_ring_timeout_s: float = Field(default=30.0, gt=0)
     help_expiry_s: float = Field(default=900.0, gt=0)
     max_open_help_requests: int = Field(

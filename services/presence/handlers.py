@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.presence import domain
 from services.presence.domain import Mentor, Status
+from services.presence.pacing import BroadcastPacer, Pace
 from services.presence.store import PresenceStore, PresenceTx
 from shared.clock import now
 from shared.protocol.domain import (
@@ -22,12 +23,14 @@ from shared.settings import Settings
 MENTOR = "mentor"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
+FLUSH_STATUS = "flush_status"
 
 
 class PresenceHandlers:
     def __init__(self, settings: Settings, store: PresenceStore) -> None:
         self.settings = settings
         self.store = store
+        self.pacer = BroadcastPacer(settings.status_coalesce_ms / 1000)
 
     # -- client commands -------------------------------------------------------------------
 
@@ -170,12 +173,30 @@ class PresenceHandlers:
 
     # -- effects ---------------------------------------------------------------------------
 
+    def _publish_if_changed(self, out: Outbox, before: Mentor | None, after: Mentor) -> None:
+        """Other services hear of a change at once; clients at the pace of the broadcasts."""
+        if not domain.changed(before, after):
+            return
+        out.emit(MENTOR_STATUS_CHANGED, after.view())
+        pace = self.pacer.decide(after.mentor_id)
+        if pace is Pace.NOW:
+            self._broadcast(out, after)
+        elif pace is Pace.ARM:
+            out.schedule(FLUSH_STATUS, {"mentor_id": after.mentor_id}, self.pacer.window_s)
+
+    async def flush_status(self, req: Request) -> None:
+        """Timer: broadcast the mentor's status as it is now (the latest of a burst)."""
+        mentor_id = str(req.data.get("mentor_id", ""))
+        async with self.store.snapshot() as tx:
+            mentor = await tx.mentor(mentor_id)
+        self.pacer.flushed(mentor_id)
+        if mentor is not None:
+            self._broadcast(req.out, mentor)
+
     @staticmethod
-    def _publish_if_changed(out: Outbox, before: Mentor | None, after: Mentor) -> None:
-        if domain.changed(before, after):
-            view = after.view()
-            out.push_all("mentor_status_update", view)
-            out.emit(MENTOR_STATUS_CHANGED, view)
-            own = after.view(to_self=True)
-            if own != view:  # appearing offline: their own connections still see the truth
-                out.push_user(after.mentor_id, "mentor_status_update", own)
+    def _broadcast(out: Outbox, mentor: Mentor) -> None:
+        view = mentor.view()
+        out.push_all("mentor_status_update", view)
+        own = mentor.view(to_self=True)
+        if own != view:  # appearing offline: their own connections still see the truth
+            out.push_user(mentor.mentor_id, "mentor_status_update", own)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.presence.handlers import GATEWAY_EXPIRED, GRACE_EXPIRED, PresenceHandlers
+from services.presence.handlers import (
+    FLUSH_STATUS,
+    GATEWAY_EXPIRED,
+    GRACE_EXPIRED,
+    PresenceHandlers,
+)
 from services.presence.store import PresenceStore
 from shared.clock import now
 from shared.errors import Unavailable
@@ -50,6 +55,7 @@ def build(settings: Settings) -> ServiceDefinition:
             GATEWAY_HEARTBEAT: h.gateway_heartbeat,
             GATEWAY_EXPIRED: h.gateway_expired,
             GRACE_EXPIRED: h.grace_expired,
+            FLUSH_STATUS: h.flush_status,
             CALL_ACCEPTED: h.call_accepted,
             CALL_ENDED: h.call_ended,
             SNAPSHOT_REQUESTED: h.snapshot_requested,

@@ -54,3 +54,28 @@ async def test_appear_offline_looks_disconnected_to_everyone_else(stack: Stack) 
     assert snapshot["data"]["mentors"][0]["online"] is False
     for client in (mentor, student, late):
         await client.close()
+
+
+async def test_a_flapping_mentor_costs_others_a_few_updates_ending_with_the_latest(
+    stack: Stack,
+) -> None:
+    stack.start_service("presence")
+    gateway = stack.start_gateway(IM_RATE_LIMIT_BURST="200", IM_USER_RATE_LIMIT_BURST="200")
+    mentor = await WsClient.connect(gateway.ws, stack.token("m1", "mentor", "Maya"))
+    await mentor.event("mentor_status_snapshot")
+    student = await WsClient.connect(gateway.ws, stack.token("s1", "student", "Sam"))
+    await student.event("mentor_status_snapshot")
+    flips = 60
+    for i in range(flips):  # as fast as the socket takes them
+        if i % 2:
+            await mentor.send("mentor_busy", {"status_message": f"f{i}"}, f"f{i}")
+        else:
+            await mentor.send("mentor_available", {"status_message": f"f{i}"}, f"f{i}")
+    await mentor.wait_for(lambda f: f.get("ref") == f"f{flips - 1}", timeout=20, what="the acks")
+    last = f"f{flips - 1}"
+    await student.event("mentor_status_update", mentor_id="m1", status_message=last, timeout=5)
+    updates = [f for f in student.frames if f.get("event") == "mentor_status_update"]
+    assert updates[-1]["data"]["status_message"] == last, "the latest state arrives, last"
+    assert len(updates) < flips / 3, f"{len(updates)} updates for {flips} changes"
+    await student.close()
+    await mentor.close()
