@@ -78,9 +78,9 @@ class ServiceRunner:
         log.info("service %s consuming %s", d.name, queue.name)
         try:
             async with asyncio.TaskGroup() as group:
-                workers = [group.create_task(self._work()) for _ in range(d.workers)]
+                workers = [group.create_task(self._work(self._inbox)) for _ in range(d.workers)]
                 if transient is not None:
-                    workers.append(group.create_task(self._work_transient()))
+                    workers.append(group.create_task(self._work(self._transient_inbox, True)))
                 extras = [group.create_task(job(self)) for job in d.background]
                 await stop.wait()
                 for tag in consumers:
@@ -138,26 +138,17 @@ class ServiceRunner:
         except TimeoutError:
             log.warning("%s: commands still in hand after %.0f s", self.definition.name, DRAIN_S)
 
-    async def _work(self) -> None:
+    async def _work(self, inbox: asyncio.Queue[Delivery], transient: bool = False) -> None:
+        """One worker. The transient inbox has exactly one, so that one sender's signals are
+        relayed in the order sent."""
         while True:
-            message = await self._inbox.get()
+            message = await inbox.get()
             try:
-                await self.process(message)
+                await self.process(message, transient)
             except Exception:
                 log.exception("failed to settle a message")
             finally:
-                self._inbox.task_done()
-
-    async def _work_transient(self) -> None:
-        """One at a time, so that one sender's signals are relayed in the order sent."""
-        while True:
-            message = await self._transient_inbox.get()
-            try:
-                await self.process(message, transient=True)
-            except Exception:
-                log.exception("failed to settle a transient message")
-            finally:
-                self._transient_inbox.task_done()
+                inbox.task_done()
 
     async def process(self, message: Delivery, transient: bool = False) -> None:
         if h.is_past_deadline(message.headers):
