@@ -4,8 +4,10 @@ about ten updates, not 150.
 
 Pure bookkeeping, no I/O: the handler broadcasts at once (``NOW``), or arms one timer that
 broadcasts the mentor's state as stored when it fires (``ARM``), or does nothing because such
-a timer is already on its way (``FOLDED``). The timer may fire on another replica; a replica
-that armed one and never heard back decides afresh after a few windows.
+a timer was armed less than half a window ago, so it fires at least half a window after this
+change is committed and reads it (``FOLDED``). The timer may fire on another replica, so a
+replica never trusts its own timer for longer than that: later changes arm another (at most
+two timers per window; a broadcast of the same state twice is harmless).
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from enum import Enum
-
-STALE_ARM_WINDOWS = 4
 
 
 class Pace(Enum):
@@ -33,7 +33,7 @@ class BroadcastPacer:
     def decide(self, mentor_id: str) -> Pace:
         at = self._clock()
         armed_at = self._armed.get(mentor_id)
-        if armed_at is not None and at - armed_at < self.window_s * STALE_ARM_WINDOWS:
+        if armed_at is not None and at - armed_at < self.window_s / 2:
             return Pace.FOLDED
         last = self._last.get(mentor_id)
         if last is None or at - last >= self.window_s:
