@@ -52,6 +52,11 @@ class Connection:
     def user_id(self) -> str:
         return self.identity.user_id
 
+    def may_send(self) -> bool:
+        """Take one event from this connection's budget and, when there is one, from the
+        budget its user shares over all their connections here."""
+        return self.limiter.allow() and (self.user_limiter is None or self.user_limiter.allow())
+
     def send(self, text: str) -> None:
         """Queue one frame (JSON text). Never blocks. Raises :class:`SlowConsumer` when the
         client has ``queue_limit`` frames unread; frames for a closing connection are dropped."""

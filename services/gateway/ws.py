@@ -181,9 +181,7 @@ class SocketHandler:
             )
 
     async def handle_frame(self, connection: Connection, raw: str | bytes) -> None:
-        if not connection.limiter.allow() or not (
-            connection.user_limiter is None or connection.user_limiter.allow()
-        ):
+        if not connection.may_send():
             ref, event = salvage_ref_and_event_quietly(raw, self.settings.max_frame_bytes)
             self._error(connection, FrameError(RateLimited("rate limit exceeded"), ref, event))
             return

@@ -46,16 +46,15 @@ class Publisher:
     ) -> None:
         """Every effect of one handled command, then its reply (when one was asked for)."""
         pushes = merge_same_frames(outbox.pushes)
-        wants_reply = reply_to is not None and correlation_id is not None
+        answer = (reply, reply_to, correlation_id) if reply_to and correlation_id else None
         if (
-            wants_reply
+            answer is not None
             and len(pushes) == 1
             and isinstance(pushes[0], UserPush)
             and not outbox.facts
             and not outbox.timers
         ):
-            assert reply_to is not None and correlation_id is not None
-            await self.push(pushes[0], confirm, reply=(reply, reply_to, correlation_id))
+            await self.push(pushes[0], confirm, reply=answer)
             return
         jobs: list[Awaitable[object]] = [
             self._in_order(group, confirm) for group in in_order_groups(pushes)
@@ -64,9 +63,8 @@ class Publisher:
         jobs += [self.timer(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
         if jobs:
             await asyncio.gather(*jobs)
-        if wants_reply:
-            assert reply_to is not None and correlation_id is not None
-            await self.reply(reply, reply_to, correlation_id, confirm)
+        if answer is not None:
+            await self.reply(*answer, confirm)
 
     async def _in_order(self, pushes: list[Push], confirm: bool) -> None:
         for push in pushes:
