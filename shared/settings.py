@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = Field(
         default=15.0, gt=0, description="Silence after which presence declares a gateway dead."
     )
+    connection_batch_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="Connections opened/closed within this are announced to the services as "
+        "one fact (a further batch gathers while one is being confirmed).",
+    )
 
     # Services
     data_dir: Path = Path("./data")
@@ -90,6 +96,12 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Open help requests one student may have at once."
     )
     typing_timeout_s: float = Field(default=6.0, gt=0)
+    catchup_limit: int = Field(
+        default=100,
+        ge=1,
+        description="Items of each kind a connection is pushed on connect at most (the newest);"
+        " the client fetches the rest with sync / get_history / list_help_requests.",
+    )
     presence_db_url: str | None = None
     chat_db_url: str | None = None
     calls_db_url: str | None = None

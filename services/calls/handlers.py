@@ -26,10 +26,10 @@ from shared.protocol import calls as wire
 from shared.protocol.domain import (
     CALL_ACCEPTED,
     CALL_ENDED,
-    CONNECTION_OPENED,
+    CONNECTIONS_CHANGED,
     USER_OFFLINE,
     CallFact,
-    ConnectionFact,
+    ConnectionsChanged,
     UserPresenceFact,
 )
 from shared.protocol.envelope import CommandOrigin, push_frame
@@ -93,7 +93,7 @@ class CallHandlers:
             LIST_CALLS: self.list_calls,
             RING_TIMEOUT: self.ring_timeout,
             USER_OFFLINE: self.user_offline,
-            CONNECTION_OPENED: self.connection_opened,
+            CONNECTIONS_CHANGED: self.connections_changed,
         }
 
     # -- shared steps ----------------------------------------------------------------------
@@ -271,15 +271,19 @@ class CallHandlers:
                 continue  # it ended meanwhile
             announce(req.out, call)
 
-    async def connection_opened(self, req: Request) -> None:
-        """Catch-up: a party who (re)connects while a call rings sees it ring."""
-        fact = ConnectionFact.model_validate(req.data)
-        if fact.resumed:  # re-announced after a broker reconnect: the client saw it all
+    async def connections_changed(self, req: Request) -> None:
+        """Catch-up: a party who (re)connects while a call rings sees it ring (one query for
+        a gateway's whole batch of connections)."""
+        # resumed: re-announced after a broker reconnect, the client saw it all
+        opened = [f for f in ConnectionsChanged.model_validate(req.data).opened if not f.resumed]
+        if not opened:
             return
-        origin = CommandOrigin(
-            gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
-        )
+        calls = await self.store.active_calls_of_users({f.user_id for f in opened})
         now = self.now()
-        for call in await self.store.active_calls_of(fact.user_id):
-            if call.rings_at(now):
-                req.out.push_connection(origin, wire.CALL_INITIATED, views.initiated(call))
+        for fact in opened:
+            origin = CommandOrigin(
+                gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+            )
+            for call in calls.get(fact.user_id, ()):
+                if call.rings_at(now):
+                    req.out.push_connection(origin, wire.CALL_INITIATED, views.initiated(call))

@@ -18,6 +18,7 @@ a writer waits on the lock with ``busy_timeout`` instead of failing on a stale s
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import JSON, Float, Index, String, delete, insert, or_, select, update
@@ -158,14 +159,24 @@ class CallStore:
 
     async def active_calls_of(self, user_id: str) -> list[Call]:
         """The calls (ringing or accepted) that hold ``user_id``'s line: at most one."""
+        return (await self.active_calls_of_users([user_id])).get(user_id, [])
+
+    async def active_calls_of_users(self, user_ids: Collection[str]) -> dict[str, list[Call]]:
+        """:meth:`active_calls_of` for many users in one query (a batch of connections)."""
+        if not user_ids:
+            return {}
         query = (
-            select(_CALLS)
+            select(LineRow.user_id, _CALLS)
             .join(LineRow.__table__, LineRow.call_id == _CALLS.c.id)
-            .where(LineRow.user_id == user_id)
+            .where(LineRow.user_id.in_(list(user_ids)))
         )
         async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_to_call(row) for row in rows if CallState(row.state).active]
+        found: dict[str, list[Call]] = {}
+        for row in rows:
+            if CallState(row.state).active:
+                found.setdefault(row.user_id, []).append(_to_call(row))
+        return found
 
     async def placed_from(
         self, caller_id: str, receiver_id: str, connection_id: str, since: float

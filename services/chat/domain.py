@@ -227,6 +227,14 @@ def plan_sends(
     return plan
 
 
+def catch_up(undelivered: Sequence[Message], limit: int) -> list[Message]:
+    """What a connection is pushed on connect (PROTOCOL §1): the newest ``limit`` of the
+    messages waiting for it, in conversation and seq order; the client fetches any older ones
+    with ``sync`` (it sees the gap in seq)."""
+    newest = sorted(undelivered, key=lambda m: (m.sent_at, m.seq), reverse=True)[:limit]
+    return sorted(newest, key=lambda m: (m.conversation_id, m.seq))
+
+
 def page(newest_first: Sequence[Message], limit: int) -> tuple[list[Message], bool]:
     """A history page from up to ``limit + 1`` rows, newest first: ascending, and whether
     older messages remain."""

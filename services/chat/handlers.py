@@ -27,7 +27,7 @@ from shared.protocol.chat import (
     Sync,
     Typing,
 )
-from shared.protocol.domain import ConnectionFact
+from shared.protocol.domain import ConnectionsChanged
 from shared.protocol.envelope import CommandOrigin, push_frame
 from shared.runtime.outbox import Followup, Request
 from shared.settings import Settings
@@ -170,16 +170,23 @@ class ChatHandlers:
 
     # -- connections -----------------------------------------------------------------------
 
-    async def connection_opened(self, req: Request) -> None:
-        """Catch-up: each message the user has not marked delivered, to the new connection.
+    async def connections_changed(self, req: Request) -> None:
+        """Catch-up: each message a user has not marked delivered, to their new connection
+        (the newest ``IM_CATCHUP_LIMIT``; the client fetches the rest with ``sync``).
 
         Only messages sent before the gateway announced the connection (``fact.at``, after it
-        bound the user): later ones reach the connection live, and must not come twice."""
-        fact = ConnectionFact.model_validate(req.data)
-        if fact.resumed:
-            return  # the gateway re-announced a connection that was never gone
-        origin = CommandOrigin(
-            gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+        bound the user): later ones reach the connection live, and must not come twice. One
+        query for the whole batch of connections."""
+        opened = [f for f in ConnectionsChanged.model_validate(req.data).opened if not f.resumed]
+        if not opened:
+            return  # resumed: the gateway re-announced connections that were never gone
+        pending = await self.store.undelivered(
+            {f.user_id for f in opened}, sent_before=max(f.at for f in opened)
         )
-        for message in await self.store.undelivered(fact.user_id, sent_before=fact.at):
-            req.out.push_connection(origin, MESSAGE_RECEIVED, views.received(message))
+        for fact in opened:
+            waiting = [m for m in pending.get(fact.user_id, ()) if m.sent_at < fact.at]
+            origin = CommandOrigin(
+                gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+            )
+            for message in domain.catch_up(waiting, self.settings.catchup_limit):
+                req.out.push_connection(origin, MESSAGE_RECEIVED, views.received(message))

@@ -7,7 +7,7 @@ import logging
 from services.chat.handlers import SYNC_PUSH, ChatHandlers
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from shared.protocol.domain import CONNECTION_OPENED
+from shared.protocol.domain import CONNECTIONS_CHANGED
 from shared.runtime.service import ServiceDefinition
 from shared.settings import Settings
 
@@ -39,9 +39,9 @@ def build(settings: Settings) -> ServiceDefinition:
             "list_conversations": h.list_conversations,
             "sync": h.sync,
             SYNC_PUSH: h.sync_push,
-            CONNECTION_OPENED: h.connection_opened,
+            CONNECTIONS_CHANGED: h.connections_changed,
         },
-        facts=[CONNECTION_OPENED],
+        facts=[CONNECTIONS_CHANGED],
         workers=min(WORKERS, settings.prefetch),
         startup=store.create,
         shutdown=shutdown,

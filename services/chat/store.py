@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import BindParameter, Connection, and_, bindparam, func, or_, select
 
 from services.chat import writes
 from services.chat.domain import Conversation, Markers, Message
@@ -22,6 +22,29 @@ from services.chat.tables import (
 from services.chat.writer import Outcome, WriteOp
 from shared.clock import now
 from shared.db import ThreadedDatabase
+
+_USERS: BindParameter[str] = bindparam("users", expanding=True)
+_UNDELIVERED = (
+    select(messages)
+    .select_from(conversations)
+    .join(
+        messages,
+        and_(messages.c.conversation_id == conversations.c.id, messages.c.recipient_id.in_(_USERS)),
+    )
+    .outerjoin(
+        markers,
+        and_(
+            markers.c.conversation_id == conversations.c.id,
+            markers.c.user_id == messages.c.recipient_id,
+        ),
+    )
+    .where(
+        or_(conversations.c.user_a.in_(_USERS), conversations.c.user_b.in_(_USERS)),
+        messages.c.seq > func.coalesce(markers.c.delivered_seq, 0),
+        messages.c.sent_at < bindparam("before"),
+    )
+    .order_by(messages.c.recipient_id, conversations.c.id, messages.c.seq)
+)
 
 # Conversations whose two participants are remembered (they never change), so that typing
 # addressed by conversation id costs no read after the first.
@@ -128,33 +151,22 @@ class ChatStore:
 
         return await self.db.read(read)
 
-    async def undelivered(self, user_id: str, sent_before: float) -> list[Message]:
-        """Every message to ``user_id`` above their delivered marker and sent before
-        ``sent_before``, by conversation and seq."""
-        query = (
-            select(messages)
-            .select_from(conversations)
-            .outerjoin(
-                markers,
-                and_(markers.c.conversation_id == conversations.c.id, markers.c.user_id == user_id),
-            )
-            .join(
-                messages,
-                and_(
-                    messages.c.conversation_id == conversations.c.id,
-                    messages.c.seq > func.coalesce(markers.c.delivered_seq, 0),
-                ),
-            )
-            .where(
-                or_(conversations.c.user_a == user_id, conversations.c.user_b == user_id),
-                messages.c.recipient_id == user_id,
-                messages.c.sent_at < sent_before,
-            )
-            .order_by(conversations.c.id, messages.c.seq)
-        )
-        return await self.db.read(
-            lambda conn: [to_message(r) for r in conn.execute(query).mappings().all()]
-        )
+    async def undelivered(
+        self, user_ids: Collection[str], sent_before: float
+    ) -> dict[str, list[Message]]:
+        """Every message to each of ``user_ids`` above their delivered marker and sent before
+        ``sent_before``, by user, conversation and seq: one query for a whole batch."""
+        if not user_ids:
+            return {}
+
+        def read(conn: Connection) -> dict[str, list[Message]]:
+            found: dict[str, list[Message]] = {}
+            params = {"users": list(user_ids), "before": sent_before}
+            for row in conn.execute(_UNDELIVERED, params).mappings():
+                found.setdefault(row["recipient_id"], []).append(to_message(row))
+            return found
+
+        return await self.db.read(read)
 
     async def after(self, since: dict[str, int]) -> list[Message]:
         """The messages of each conversation in ``since`` above its seq, by conversation, seq."""

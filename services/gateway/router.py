@@ -19,19 +19,21 @@ from aio_pika.abc import AbstractQueue
 
 from services.gateway import metrics
 from services.gateway.admission import Admission, Lane, Limits
+from services.gateway.announcer import Announcer
 from services.gateway.connections import Connection, Registry, SlowConsumer
+from services.gateway.snapshot import MentorSnapshot
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
 from shared.amqp.topology import BROADCAST_ALL, reply_key, user_key
-from shared.auth import Identity
+from shared.auth import Identity, Role
 from shared.errors import ErrorCode, Overloaded, Unavailable
 from shared.logs import Tally
 from shared.protocol.domain import (
-    CONNECTION_CLOSED,
-    CONNECTION_OPENED,
+    CONNECTIONS_CHANGED,
     GATEWAY_HEARTBEAT,
     ConnectionFact,
+    ConnectionsChanged,
     GatewayHeartbeat,
 )
 from shared.protocol.envelope import Reply, ack_frame, dumps, dumps_bytes, error_frame
@@ -46,6 +48,7 @@ SlowConsumerHandler = Callable[[Connection], None]
 # command is never executed after its sender was told ``unavailable`` (PROTOCOL §2).
 DEADLINE_MARGIN_S = 1.0
 QUEUE_FULL_RETRY_MS = 1_000
+SNAPSHOT_RETRY_S = 1.0
 
 
 @dataclass
@@ -84,6 +87,10 @@ class Router:
         )
         self.admission = Admission(limits, Tally(log, "refused %d commands: a service is behind"))
         self._timeouts = Tally(log, "%d commands timed out (answered unavailable)")
+        self.announcer = Announcer(self._publish_changes, self.settings.connection_batch_ms / 1000)
+        self.snapshot = MentorSnapshot()
+        self._snapshot_stale = asyncio.Event()
+        self._snapshot_stale.set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -100,15 +107,18 @@ class Router:
         log.info("gateway %s consuming %s", self.gateway_id, self.queue_name)
 
     async def _rebind(self) -> None:
-        """After a broker reconnect, before traffic resumes: bind every user again."""
+        """After a broker reconnect, before traffic resumes: bind every user again (and
+        reload the mentor snapshot: broadcasts may have been missed)."""
+        self.snapshot.invalidate()
+        self._snapshot_stale.set()
         self._bound.clear()
         for user_id in self.registry.users():
             await self.sync_binding(user_id)
 
     async def _announce_all(self) -> None:
         """After a broker reconnect: tell presence again about every connection held here."""
-        for connection in self.registry:
-            await self._publish_fact(CONNECTION_OPENED, self._fact(connection, resumed=True))
+        facts = [self._fact(connection, resumed=True) for connection in self.registry]
+        await asyncio.gather(*(self.announcer.opened(fact) for fact in facts))
 
     # -- bindings --------------------------------------------------------------------------
 
@@ -133,8 +143,10 @@ class Router:
 
     # -- connection facts ------------------------------------------------------------------
 
-    def _fact(self, connection: Connection, resumed: bool = False) -> dict[str, Any]:
-        fact = ConnectionFact(
+    def _fact(
+        self, connection: Connection, resumed: bool = False, snapshot_sent: bool = False
+    ) -> ConnectionFact:
+        return ConnectionFact(
             gateway_id=self.gateway_id,
             connection_id=connection.id,
             user_id=connection.user_id,
@@ -143,14 +155,43 @@ class Router:
             reply_to=self.queue_name,
             at=time.time(),
             resumed=resumed,
+            snapshot_sent=snapshot_sent,
         )
-        return fact.model_dump()
 
-    async def announce_opened(self, connection: Connection) -> None:
-        await self._publish_fact(CONNECTION_OPENED, self._fact(connection))
+    async def announce_opened(self, connection: Connection, snapshot_sent: bool) -> None:
+        """Tell the services (batched with other connections); returns once confirmed."""
+        await self.announcer.opened(self._fact(connection, snapshot_sent=snapshot_sent))
 
     async def announce_closed(self, connection: Connection) -> None:
-        await self._publish_fact(CONNECTION_CLOSED, self._fact(connection))
+        await self.announcer.closed(self._fact(connection))
+
+    async def _publish_changes(self, batch: ConnectionsChanged) -> None:
+        await self._publish_fact(CONNECTIONS_CHANGED, batch.model_dump())
+
+    # -- the mentor snapshot ---------------------------------------------------------------
+
+    def snapshot_frame(self, identity: Identity) -> str | None:
+        """The snapshot this gateway can send itself: a student's, once loaded. A mentor's
+        own entry may differ from the broadcast one (appearing offline): presence sends it."""
+        return self.snapshot.frame() if identity.role is Role.STUDENT else None
+
+    async def snapshot_loop(self) -> None:
+        """Load the snapshot from presence at start and after every broker reconnect."""
+        reader = Identity(f"gateway-{self.gateway_id}", Role.STUDENT, "gateway")
+        while True:
+            await self._snapshot_stale.wait()
+            self._snapshot_stale.clear()
+            try:
+                reply = await self.call(reader, "presence", "get_mentors", {})
+            except Unavailable:
+                reply = None
+            mentors = reply.data.get("mentors") if reply is not None and reply.ok else None
+            if isinstance(mentors, list):
+                self.snapshot.load(mentors)
+            else:
+                log.info("mentor snapshot not loaded yet; presence will send it meanwhile")
+                self._snapshot_stale.set()
+                await asyncio.sleep(SNAPSHOT_RETRY_S)
 
     async def _publish_fact(self, name: str, data: dict[str, Any], persistent: bool = True) -> None:
         body = dumps_bytes({"event": name, "data": data})
@@ -301,7 +342,10 @@ class Router:
             return
         excluded = headers.get(h.EXCLUDE)
         followup = _followup(headers)
-        for connection in self._recipients(message.routing_key or "", headers.get("CC")):
+        key = message.routing_key or ""
+        if key == BROADCAST_ALL:
+            self.snapshot.observe_frame(text)
+        for connection in self._recipients(key, headers.get("CC")):
             if connection.id != excluded:
                 self._deliver(connection, text)
                 if followup is not None:

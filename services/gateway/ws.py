@@ -112,10 +112,18 @@ class SocketHandler:
         # `connected` is the first frame queued, but nothing is written until the user is
         # bound here (see _session): pushes that arrive meanwhile wait behind it, in order.
         connection.send(self._connected_frame(connection))
+        # The cached snapshot, and registered in the same step: every status broadcast this
+        # gateway handles later reaches the connection as an update (no await in between).
+        snapshot = self.router.snapshot_frame(connection.identity)
+        if snapshot is not None:
+            connection.send(snapshot)
         expiry = self._close_at_expiry(connection)
         self.registry.add(connection)
         writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
-        reader = asyncio.create_task(self._session(connection), name=f"read-{connection.id}")
+        reader = asyncio.create_task(
+            self._session(connection, snapshot_sent=snapshot is not None),
+            name=f"read-{connection.id}",
+        )
         try:
             # Whichever ends first ends the connection: the client leaving (reader), or the
             # writer closing it (slow consumer, shutdown, broker gone, dead socket).
@@ -133,7 +141,7 @@ class SocketHandler:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             await self._forget(connection)
-            log.info("disconnected")
+            log.debug("disconnected")
 
     @staticmethod
     def _close_at_expiry(connection: Connection) -> asyncio.TimerHandle | None:
@@ -145,18 +153,18 @@ class SocketHandler:
             max(0.0, expires_at - time.time()), connection.close_after_queued, CLOSE_UNAUTHORIZED
         )
 
-    async def _session(self, connection: Connection) -> None:
+    async def _session(self, connection: Connection, snapshot_sent: bool) -> None:
         try:
             # Bound before `connected` goes out: from the client's first frame on, every push
             # to the user reaches this connection live (a signal right after connect included).
             await self.router.sync_binding(connection.user_id)
             connection.start_writing()
-            await self.router.announce_opened(connection)
+            await self.router.announce_opened(connection, snapshot_sent)
         except Unavailable:
             connection.close_after_queued(CLOSE_TRY_AGAIN)
             connection.start_writing()
             return
-        log.info("connected")
+        log.debug("connected")
         await self._read_loop(connection)
 
     async def _forget(self, connection: Connection) -> None:

@@ -86,9 +86,11 @@ class HelpHandlers:
         clock: Callable[[], float] = now,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         max_open: int = 5,
+        catchup_limit: int = 100,
     ) -> None:
         self.expiry_s = expiry_s
         self.max_open = max_open  # open requests a student may have at once
+        self.catchup_limit = catchup_limit  # requests pushed to a mentor at once, at most
         self.clock = clock
         self.new_id = new_id
         self._store: HelpStore | None = None

@@ -27,7 +27,7 @@ from services.help.domain import (
 )
 from services.help.handlers import HelpHandlers, deliver_in_order, notify_closed, received
 from services.help.templates import templates
-from shared.protocol.domain import ConnectionFact
+from shared.protocol.domain import ConnectionFact, ConnectionsChanged
 from shared.protocol.help import HELP_REQUEST_EXPIRED
 from shared.protocol.presence import MentorStatusView
 from shared.runtime.outbox import ConnectionPush, Request, UserPush
@@ -59,20 +59,31 @@ class HelpReactions:
         # A redelivered fact may have been stored without its pushes leaving: push again.
         if became_available(old, new) or (req.redelivered and new.available):
             requests = await self.h.store.catch_up(
-                new.mentor_id, broadcasts=True, targeted=False, now=self.h.clock()
+                new.mentor_id,
+                broadcasts=True,
+                targeted=False,
+                now=self.h.clock(),
+                limit=self.h.catchup_limit,
             )
             await deliver_in_order(req, [UserPush(new.mentor_id, received(r)) for r in requests])
 
-    async def connection_opened(self, req: Request) -> None:
-        fact = _parse(req, ConnectionFact)
-        if fact is None or fact.role != "mentor" or fact.resumed:
-            return  # resumed: re-announced after a broker reconnect, caught up already
+    async def connections_changed(self, req: Request) -> None:
+        """Catch-up of each mentor's new connection: the open requests they may take."""
+        batch = _parse(req, ConnectionsChanged)
+        # resumed: re-announced after a broker reconnect, caught up already
+        opened = [] if batch is None else [f for f in batch.opened if not f.resumed]
+        for fact in opened:
+            if fact.role == "mentor":
+                await self._catch_up(req, fact)
+
+    async def _catch_up(self, req: Request, fact: ConnectionFact) -> None:
         state = await self.h.store.mentor(fact.user_id)
         requests = await self.h.store.catch_up(
             fact.user_id,
             broadcasts=state is not None and state.available,
             targeted=True,
             now=self.h.clock(),
+            limit=self.h.catchup_limit,
         )
         await deliver_in_order(
             req,

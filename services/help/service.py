@@ -11,7 +11,11 @@ from services.help.reactions import HelpReactions
 from services.help.store import HelpStore
 from shared.clock import now
 from shared.errors import Unavailable
-from shared.protocol.domain import CONNECTION_OPENED, MENTOR_STATUS_CHANGED, SNAPSHOT_REQUESTED
+from shared.protocol.domain import (
+    CONNECTIONS_CHANGED,
+    MENTOR_STATUS_CHANGED,
+    SNAPSHOT_REQUESTED,
+)
 from shared.runtime.service import Handler, ServiceDefinition, ServiceRunner
 from shared.settings import Settings
 
@@ -39,7 +43,10 @@ async def request_mentor_snapshot(runner: ServiceRunner) -> None:
 
 def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefinition:
     handlers = HelpHandlers(
-        expiry_s=settings.help_expiry_s, clock=clock, max_open=settings.max_open_help_requests
+        expiry_s=settings.help_expiry_s,
+        clock=clock,
+        max_open=settings.max_open_help_requests,
+        catchup_limit=settings.catchup_limit,
     )
     reactions = HelpReactions(handlers)
     table: dict[str, Handler] = {
@@ -51,7 +58,7 @@ def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefini
         TEMPLATES_COMMAND: reactions.help_templates,
         EXPIRY_TIMER: reactions.help_expired,
         MENTOR_STATUS_CHANGED: reactions.mentor_status_changed,
-        CONNECTION_OPENED: reactions.connection_opened,
+        CONNECTIONS_CHANGED: reactions.connections_changed,
     }
 
     async def startup() -> None:
@@ -63,7 +70,7 @@ def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefini
     return ServiceDefinition(
         name=NAME,
         handlers=table,
-        facts=[MENTOR_STATUS_CHANGED, CONNECTION_OPENED],
+        facts=[MENTOR_STATUS_CHANGED, CONNECTIONS_CHANGED],
         startup=startup,
         shutdown=shutdown,
         background=[request_mentor_snapshot],

@@ -196,12 +196,13 @@ class HelpStore:
             return True
 
     async def catch_up(
-        self, mentor_id: str, *, broadcasts: bool, targeted: bool, now: float
+        self, mentor_id: str, *, broadcasts: bool, targeted: bool, now: float, limit: int = 100
     ) -> list[HelpRequest]:
         """The open requests to push to a mentor (targeted at them; broadcasts they did not
-        decline), most urgent then oldest, recorded as shown in the same transaction."""
+        decline), most urgent then oldest, at most ``limit`` (the mentor lists the rest with
+        ``list_help_requests``), recorded as shown in the same transaction."""
         async with self._write() as conn:
-            requests = await self._visible(conn, mentor_id, broadcasts, targeted)
+            requests = (await self._visible(conn, mentor_id, broadcasts, targeted))[:limit]
             if requests:
                 stmt = self._upsert(S).on_conflict_do_nothing(
                     index_elements=[S.c.request_id, S.c.mentor_id]

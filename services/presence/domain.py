@@ -135,9 +135,3 @@ def session_ended(mentor: Mentor, call_id: str, now: float) -> Mentor:
 
 def changed(before: Mentor | None, after: Mentor) -> bool:
     return before is None or before.visible() != after.visible()
-
-
-def listing_order(mentors: list[Mentor]) -> list[Mentor]:
-    """Online mentors first, available before others, then by name."""
-    rank = {Status.AVAILABLE: 0, Status.BUSY: 1, Status.BREAK: 1, Status.IN_SESSION: 1}
-    return sorted(mentors, key=lambda m: (not m.online, rank.get(m.status, 2), m.name, m.mentor_id))

@@ -1,9 +1,15 @@
-"""Presence's handlers: each turns one command, fact or timer into domain steps and effects."""
+"""Presence's handlers: each turns one command, fact or timer into domain steps and effects.
+
+The database part of each is a synchronous unit of work (``_…_in``) run whole in a
+database thread; it returns what changed, and the effects are decided back on the loop.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from services.presence import domain
-from services.presence.domain import Mentor, Status
+from services.presence.domain import Mentor, Status, UserPresence
 from services.presence.pacing import BroadcastPacer, Pace
 from services.presence.store import PresenceStore, PresenceTx
 from shared.clock import now
@@ -13,10 +19,11 @@ from shared.protocol.domain import (
     USER_ONLINE,
     CallFact,
     ConnectionFact,
+    ConnectionsChanged,
     GatewayHeartbeat,
 )
 from shared.protocol.envelope import CommandOrigin
-from shared.protocol.presence import MentorAvailable, MentorBusy
+from shared.protocol.presence import MentorAvailable, MentorBusy, listing_order
 from shared.runtime.outbox import Outbox, Request
 from shared.settings import Settings
 
@@ -24,6 +31,17 @@ MENTOR = "mentor"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
 FLUSH_STATUS = "flush_status"
+
+
+@dataclass
+class Changes:
+    """What one unit of work changed, for the effects decided after it."""
+
+    online: list[UserPresence] = field(default_factory=list)  # came online
+    offline: list[UserPresence] = field(default_factory=list)  # grace expired
+    graces: list[tuple[str, int]] = field(default_factory=list)  # (user, stamp) to arm
+    mentors: list[tuple[Mentor | None, Mentor]] = field(default_factory=list)
+    listing: list[Mentor] = field(default_factory=list)
 
 
 class PresenceHandlers:
@@ -45,103 +63,132 @@ class PresenceHandlers:
     async def _choose(
         self, req: Request, status: Status, message: str | None, data: dict[str, object] | None
     ) -> None:
-        sender = req.sender
-        async with self.store.transaction() as tx:
-            before = await tx.mentor(sender.user_id)
-            online = before.online if before else (await tx.connection_count(sender.user_id)) > 0
+        sender, at = req.sender, now()
+
+        def choose_in(tx: PresenceTx) -> tuple[Mentor | None, Mentor]:
+            before = tx.mentor(sender.user_id)
+            online = before.online if before else tx.connection_count(sender.user_id) > 0
             current = before or Mentor(sender.user_id, sender.name, online=online)
-            after = domain.choose_status(current, status, message, data, now())
-            await tx.save_mentor(after)
+            after = domain.choose_status(current, status, message, data, at)
+            tx.save_mentor(after)
+            return before, after
+
+        before, after = await self.store.write(choose_in)
         self._publish_if_changed(req.out, before, after)
         req.out.reply = after.view(to_self=True)
 
     async def get_mentors(self, req: Request) -> None:
-        async with self.store.snapshot() as tx:
-            mentors = await tx.mentors()
+        mentors = await self.store.read(lambda tx: tx.mentors())
         me = req.sender.user_id
-        req.out.reply = {"mentors": [m.view_for(me) for m in domain.listing_order(mentors)]}
+        req.out.reply = {"mentors": listing_order([m.view_for(me) for m in mentors])}
 
     # -- connections -----------------------------------------------------------------------
 
-    async def connection_opened(self, req: Request) -> None:
-        fact = ConnectionFact.model_validate(req.data)
-        async with self.store.transaction() as tx:
-            await tx.gateway_seen(fact.gateway_id, now())
-            await tx.add_connection(fact.connection_id, fact.user_id, fact.gateway_id, fact.at)
-            user = await tx.user(fact.user_id, fact.role)
-            came_online = not user.online
-            await tx.save_user(user.connected())
-            if came_online:
-                req.out.emit(USER_ONLINE, {"user_id": fact.user_id, "role": fact.role})
-            if fact.role == MENTOR:
-                before = await tx.mentor(fact.user_id)
-                current = before or Mentor(fact.user_id, fact.name)
-                after = domain.set_online(current, True, now(), name=fact.name)
-                if domain.changed(before, after):
-                    await tx.save_mentor(after)
-                    self._publish_if_changed(req.out, before, after)
-            mentors = [] if fact.resumed else await tx.mentors()
-        if not fact.resumed:
+    async def connections_changed(self, req: Request) -> None:
+        """A gateway's batch of opened and closed connections, in one transaction."""
+        batch = ConnectionsChanged.model_validate(req.data)
+        wants_snapshot = [f for f in batch.opened if not f.resumed and not f.snapshot_sent]
+        at = now()
+
+        def apply_in(tx: PresenceTx) -> Changes:
+            changes = Changes()
+            for gateway_id in {f.gateway_id for f in (*batch.opened, *batch.closed)}:
+                tx.gateway_seen(gateway_id, at)
+            self._open_in(tx, batch.opened, at, changes)
+            for fact in batch.closed:
+                self._close_in(tx, fact.connection_id, changes)
+            if wants_snapshot:
+                changes.listing = tx.mentors()
+            return changes
+
+        changes = await self.store.write(apply_in)
+        self._effects(req.out, changes)
+        for fact in wants_snapshot:
             origin = CommandOrigin(
                 gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
             )
-            views = [m.view_for(fact.user_id) for m in domain.listing_order(mentors)]
+            views = listing_order([m.view_for(fact.user_id) for m in changes.listing])
             req.out.push_connection(origin, "mentor_status_snapshot", {"mentors": views})
 
-    async def connection_closed(self, req: Request) -> None:
-        fact = ConnectionFact.model_validate(req.data)
-        async with self.store.transaction() as tx:
-            await self._close(tx, req.out, fact.connection_id)
-
-    async def _close(self, tx: PresenceTx, out: Outbox, connection_id: str) -> None:
-        user_id = await tx.remove_connection(connection_id)
-        if user_id is None or await tx.connection_count(user_id) > 0:
+    @staticmethod
+    def _open_in(tx: PresenceTx, opened: list[ConnectionFact], at: float, changes: Changes) -> None:
+        new = tx.add_connections(opened)
+        if not new:
             return
-        user = await tx.user(user_id, role="")
-        advanced, stamp = user.last_connection_closed()
-        await tx.save_user(advanced)
-        out.schedule(
-            GRACE_EXPIRED,
-            {"user_id": user_id, "generation": stamp},
-            self.settings.reconnect_grace_s,
-        )
+        roles = {f.user_id: f.role for f in new}
+        before = tx.users(roles)
+        after = {user_id: user.connected() for user_id, user in before.items()}
+        tx.save_users(list(after.values()))
+        changes.online += [after[u] for u, user in before.items() if not user.online]
+        names = {f.user_id: f.name for f in new if f.role == MENTOR}
+        known = tx.mentors_of(list(names))
+        for mentor_id, name in names.items():
+            current = known.get(mentor_id) or Mentor(mentor_id, name)
+            turned = domain.set_online(current, True, at, name=name)
+            if domain.changed(known.get(mentor_id), turned):
+                tx.save_mentor(turned)
+                changes.mentors.append((known.get(mentor_id), turned))
+
+    @staticmethod
+    def _close_in(tx: PresenceTx, connection_id: str, changes: Changes) -> None:
+        user_id = tx.remove_connection(connection_id)
+        if user_id is None or tx.connection_count(user_id) > 0:
+            return
+        advanced, stamp = tx.user(user_id, role="").last_connection_closed()
+        tx.save_user(advanced)
+        changes.graces.append((user_id, stamp))
 
     async def grace_expired(self, req: Request) -> None:
         user_id, stamp = str(req.data["user_id"]), int(req.data["generation"])
-        async with self.store.transaction() as tx:
-            user = await tx.user(user_id, role="")
-            offline = user.grace_expired(stamp, await tx.connection_count(user_id) > 0)
+        at = now()
+
+        def expire_in(tx: PresenceTx) -> Changes:
+            changes = Changes()
+            user = tx.user(user_id, role="")
+            offline = user.grace_expired(stamp, tx.connection_count(user_id) > 0)
             if offline is None:
-                return
-            await tx.save_user(offline)
-            req.out.emit(USER_OFFLINE, {"user_id": user_id, "role": user.role})
-            before = await tx.mentor(user_id)
+                return changes
+            tx.save_user(offline)
+            changes.offline.append(offline)
+            before = tx.mentor(user_id)
             if before is not None:
-                after = domain.set_online(before, False, now())
-                await tx.save_mentor(after)
-                self._publish_if_changed(req.out, before, after)
+                after = domain.set_online(before, False, at)
+                tx.save_mentor(after)
+                changes.mentors.append((before, after))
+            return changes
+
+        self._effects(req.out, await self.store.write(expire_in))
 
     # -- gateways --------------------------------------------------------------------------
 
     async def gateway_heartbeat(self, req: Request) -> None:
         """A gateway lives: note it, and close the connections it no longer holds."""
         beat = GatewayHeartbeat.model_validate(req.data)
-        async with self.store.transaction() as tx:
-            await tx.gateway_seen(beat.gateway_id, now())
-            for connection_id in await tx.stale_connections(
-                beat.gateway_id, set(beat.connection_ids), before=beat.at
-            ):
-                await self._close(tx, req.out, connection_id)
+        at = now()
+
+        def beat_in(tx: PresenceTx) -> Changes:
+            changes = Changes()
+            tx.gateway_seen(beat.gateway_id, at)
+            live = set(beat.connection_ids)
+            for connection_id in tx.stale_connections(beat.gateway_id, live, before=beat.at):
+                self._close_in(tx, connection_id, changes)
+            return changes
+
+        self._effects(req.out, await self.store.write(beat_in))
 
     async def gateway_expired(self, req: Request) -> None:
         """A gateway went silent (killed, partitioned): all its connections are gone."""
         gateway_id = str(req.data["gateway_id"])
         cutoff = now() - self.settings.gateway_timeout_s
-        async with self.store.transaction() as tx:
-            if not await tx.claim_dead_gateway(gateway_id, cutoff):
-                return
-            for connection_id in await tx.connections_of_gateway(gateway_id):
-                await self._close(tx, req.out, connection_id)
+
+        def expire_in(tx: PresenceTx) -> Changes:
+            changes = Changes()
+            if tx.claim_dead_gateway(gateway_id, cutoff):
+                for connection_id in tx.connections_of_gateway(gateway_id):
+                    self._close_in(tx, connection_id, changes)
+            return changes
+
+        self._effects(req.out, await self.store.write(expire_in))
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -154,24 +201,39 @@ class PresenceHandlers:
     async def _session(self, req: Request, started: bool) -> None:
         fact = CallFact.model_validate(req.data)
         step = domain.session_started if started else domain.session_ended
-        async with self.store.transaction() as tx:
-            for party in (fact.caller_id, fact.receiver_id):
-                before = await tx.mentor(party)
-                if before is None:
-                    continue
-                after = step(before, fact.call_id, now())
+        at = now()
+
+        def session_in(tx: PresenceTx) -> Changes:
+            changes = Changes()
+            for before in tx.mentors_of([fact.caller_id, fact.receiver_id]).values():
+                after = step(before, fact.call_id, at)
                 if after is not before:
-                    await tx.save_mentor(after)
-                    self._publish_if_changed(req.out, before, after)
+                    tx.save_mentor(after)
+                    changes.mentors.append((before, after))
+            return changes
+
+        self._effects(req.out, await self.store.write(session_in))
 
     async def snapshot_requested(self, req: Request) -> None:
         """Another service rebuilds its view of mentors: tell it every mentor's state."""
-        async with self.store.snapshot() as tx:
-            mentors = await tx.mentors()
-        for mentor in mentors:
+        for mentor in await self.store.read(lambda tx: tx.mentors()):
             req.out.emit(MENTOR_STATUS_CHANGED, mentor.view())
 
     # -- effects ---------------------------------------------------------------------------
+
+    def _effects(self, out: Outbox, changes: Changes) -> None:
+        for user in changes.online:
+            out.emit(USER_ONLINE, {"user_id": user.user_id, "role": user.role})
+        for user in changes.offline:
+            out.emit(USER_OFFLINE, {"user_id": user.user_id, "role": user.role})
+        for user_id, stamp in changes.graces:
+            out.schedule(
+                GRACE_EXPIRED,
+                {"user_id": user_id, "generation": stamp},
+                self.settings.reconnect_grace_s,
+            )
+        for before, after in changes.mentors:
+            self._publish_if_changed(out, before, after)
 
     def _publish_if_changed(self, out: Outbox, before: Mentor | None, after: Mentor) -> None:
         """Other services hear of a change at once; clients at the pace of the broadcasts."""
@@ -187,8 +249,7 @@ class PresenceHandlers:
     async def flush_status(self, req: Request) -> None:
         """Timer: broadcast the mentor's status as it is now (the latest of a burst)."""
         mentor_id = str(req.data.get("mentor_id", ""))
-        async with self.store.snapshot() as tx:
-            mentor = await tx.mentor(mentor_id)
+        mentor = await self.store.read(lambda tx: tx.mentor(mentor_id))
         self.pacer.flushed(mentor_id)
         if mentor is not None:
             self._broadcast(req.out, mentor)

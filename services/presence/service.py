@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from services.presence.handlers import (
     FLUSH_STATUS,
@@ -11,14 +12,13 @@ from services.presence.handlers import (
     GRACE_EXPIRED,
     PresenceHandlers,
 )
-from services.presence.store import PresenceStore
+from services.presence.store import PresenceStore, PresenceTx
 from shared.clock import now
 from shared.errors import Unavailable
 from shared.protocol.domain import (
     CALL_ACCEPTED,
     CALL_ENDED,
-    CONNECTION_CLOSED,
-    CONNECTION_OPENED,
+    CONNECTIONS_CHANGED,
     GATEWAY_HEARTBEAT,
     SNAPSHOT_REQUESTED,
 )
@@ -26,6 +26,10 @@ from shared.runtime.service import ServiceDefinition, ServiceRunner
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def silent_since(cutoff: float, tx: PresenceTx) -> list[str]:
+    return tx.silent_gateways(cutoff)
 
 
 def build(settings: Settings) -> ServiceDefinition:
@@ -37,8 +41,7 @@ def build(settings: Settings) -> ServiceDefinition:
         while True:
             await asyncio.sleep(settings.gateway_heartbeat_s)
             try:
-                async with store.snapshot() as tx:
-                    silent = await tx.silent_gateways(now() - settings.gateway_timeout_s)
+                silent = await store.read(partial(silent_since, now() - settings.gateway_timeout_s))
                 for gateway_id in silent:
                     await runner.command(GATEWAY_EXPIRED, {"gateway_id": gateway_id})
             except Unavailable:
@@ -50,8 +53,7 @@ def build(settings: Settings) -> ServiceDefinition:
             "mentor_available": h.mentor_available,
             "mentor_busy": h.mentor_busy,
             "get_mentors": h.get_mentors,
-            CONNECTION_OPENED: h.connection_opened,
-            CONNECTION_CLOSED: h.connection_closed,
+            CONNECTIONS_CHANGED: h.connections_changed,
             GATEWAY_HEARTBEAT: h.gateway_heartbeat,
             GATEWAY_EXPIRED: h.gateway_expired,
             GRACE_EXPIRED: h.grace_expired,
@@ -61,8 +63,7 @@ def build(settings: Settings) -> ServiceDefinition:
             SNAPSHOT_REQUESTED: h.snapshot_requested,
         },
         facts=[
-            CONNECTION_OPENED,
-            CONNECTION_CLOSED,
+            CONNECTIONS_CHANGED,
             GATEWAY_HEARTBEAT,
             CALL_ACCEPTED,
             CALL_ENDED,

@@ -1,212 +1,296 @@
-"""Presence's own database: connections, users, mentors and gateways."""
+"""Presence's own database: connections, users, mentors and gateways.
+
+Each unit of work is a plain function of a :class:`PresenceTx`, run whole in a database
+thread (:class:`shared.db.ThreadedDatabase`): one thread hop per unit, not several per
+statement. Statements work on sets of keys, so a batch of a hundred connections costs a
+handful of statements, not a hundred times as many.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import Any, TypeVar
 
-from sqlalchemy import JSON, Boolean, Float, Integer, String, delete, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
 
 from services.presence.domain import Mentor, Status, UserPresence
-from shared.db import create_engine, create_tables, reader, sessions
+from shared.db import ThreadedDatabase
+from shared.protocol.domain import ConnectionFact
+
+T = TypeVar("T")
+ID = 64
+
+metadata = MetaData()
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("connection_id", String(ID), primary_key=True),
+    Column("user_id", String(ID), index=True, nullable=False),
+    Column("gateway_id", String(ID), index=True, nullable=False),
+    Column("opened_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", String(ID), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("online", Boolean, nullable=False, default=False),
+    Column("generation", Integer, nullable=False, default=0),
+)
+
+mentors = Table(
+    "mentors",
+    metadata,
+    Column("mentor_id", String(ID), primary_key=True),
+    Column("name", String(80), nullable=False),
+    Column("chosen", String(16), nullable=False),
+    Column("status_message", String(140), nullable=True),
+    Column("status_data", JSON, nullable=True),
+    Column("online", Boolean, nullable=False, default=False),
+    Column("session_calls", String, nullable=False, default="[]"),
+    Column("ended_calls", String, nullable=False, default="[]"),
+    Column("updated_at", Float, nullable=False),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("gateway_id", String(ID), primary_key=True),
+    Column("last_seen", Float, nullable=False),
+)
+
+_UPDATE_USER = (
+    update(users)
+    .where(users.c.user_id == bindparam("key"))
+    .values(online=bindparam("online"), generation=bindparam("generation"))
+)
+_UPDATE_GATEWAY = (
+    update(gateways)
+    .where(gateways.c.gateway_id == bindparam("key"))
+    .values(last_seen=bindparam("last_seen"))
+)
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class ConnectionRow(Base):
-    __tablename__ = "connections"
-    connection_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[str] = mapped_column(String(64), index=True)
-    gateway_id: Mapped[str] = mapped_column(String(64), index=True)
-    opened_at: Mapped[float] = mapped_column(Float)
-
-
-class UserRow(Base):
-    __tablename__ = "users"
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    role: Mapped[str] = mapped_column(String(16))
-    online: Mapped[bool] = mapped_column(Boolean, default=False)
-    generation: Mapped[int] = mapped_column(Integer, default=0)
-
-
-class MentorRow(Base):
-    __tablename__ = "mentors"
-    mentor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(80))
-    chosen: Mapped[str] = mapped_column(String(16))
-    status_message: Mapped[str | None] = mapped_column(String(140), nullable=True)
-    status_data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    online: Mapped[bool] = mapped_column(Boolean, default=False)
-    session_calls: Mapped[str] = mapped_column(String, default="[]")
-    ended_calls: Mapped[str] = mapped_column(String, default="[]")
-    updated_at: Mapped[float] = mapped_column(Float)
-
-
-class GatewayRow(Base):
-    __tablename__ = "gateways"
-    gateway_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    last_seen: Mapped[float] = mapped_column(Float)
-
-
-def _mentor(row: MentorRow) -> Mentor:
+def _to_mentor(row: RowMapping) -> Mentor:
     return Mentor(
-        mentor_id=row.mentor_id,
-        name=row.name,
-        chosen=Status(row.chosen),
-        status_message=row.status_message,
-        status_data=row.status_data,
-        online=row.online,
-        session_calls=frozenset(json.loads(row.session_calls)),
-        ended_calls=tuple(json.loads(row.ended_calls)),
-        updated_at=row.updated_at,
+        mentor_id=row["mentor_id"],
+        name=row["name"],
+        chosen=Status(row["chosen"]),
+        status_message=row["status_message"],
+        status_data=row["status_data"],
+        online=bool(row["online"]),
+        session_calls=frozenset(json.loads(row["session_calls"])),
+        ended_calls=tuple(json.loads(row["ended_calls"])),
+        updated_at=row["updated_at"],
     )
 
 
-class PresenceTx:
-    """The reads and writes of one transaction."""
+def _mentor_values(mentor: Mentor) -> dict[str, Any]:
+    return {
+        "name": mentor.name,
+        "chosen": mentor.chosen.value,
+        "status_message": mentor.status_message,
+        "status_data": mentor.status_data,
+        "online": mentor.online,
+        "session_calls": json.dumps(sorted(mentor.session_calls)),
+        "ended_calls": json.dumps(list(mentor.ended_calls)),
+        "updated_at": mentor.updated_at,
+    }
 
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+
+class PresenceTx:
+    """The reads and writes of one transaction (synchronous: it runs in a database thread)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
 
     # connections
-    async def add_connection(
-        self, connection_id: str, user_id: str, gateway_id: str, at: float
-    ) -> bool:
-        """Record a connection; False if it was known already."""
-        if await self.session.get(ConnectionRow, connection_id) is not None:
-            return False
-        self.session.add(
-            ConnectionRow(
-                connection_id=connection_id, user_id=user_id, gateway_id=gateway_id, opened_at=at
+    def add_connections(self, opened: Iterable[ConnectionFact]) -> list[ConnectionFact]:
+        """Record connections; returns those that were not known already."""
+        wanted = {fact.connection_id: fact for fact in opened}
+        if not wanted:
+            return []
+        known = set(
+            self.conn.execute(
+                select(connections.c.connection_id).where(
+                    connections.c.connection_id.in_(list(wanted))
+                )
+            ).scalars()
+        )
+        new = [fact for cid, fact in wanted.items() if cid not in known]
+        if new:
+            self.conn.execute(
+                insert(connections),
+                [
+                    {
+                        "connection_id": f.connection_id,
+                        "user_id": f.user_id,
+                        "gateway_id": f.gateway_id,
+                        "opened_at": f.at,
+                    }
+                    for f in new
+                ],
             )
-        )
-        await self.session.flush()
-        return True
+        return new
 
-    async def remove_connection(self, connection_id: str) -> str | None:
+    def remove_connection(self, connection_id: str) -> str | None:
         """Forget a connection; its user id, or None if it was not known."""
-        row = await self.session.get(ConnectionRow, connection_id)
-        if row is None:
-            return None
-        await self.session.delete(row)
-        await self.session.flush()
-        return row.user_id
+        user_id = self.conn.execute(
+            select(connections.c.user_id).where(connections.c.connection_id == connection_id)
+        ).scalar_one_or_none()
+        if user_id is not None:
+            self.conn.execute(
+                delete(connections).where(connections.c.connection_id == connection_id)
+            )
+        return user_id
 
-    async def connection_count(self, user_id: str) -> int:
-        query = (
-            select(func.count()).select_from(ConnectionRow).where(ConnectionRow.user_id == user_id)
-        )
-        return int((await self.session.execute(query)).scalar_one())
+    def connection_counts(self, user_ids: Collection[str]) -> dict[str, int]:
+        """How many connections each of ``user_ids`` has (0 for none)."""
+        counts = dict.fromkeys(user_ids, 0)
+        if counts:
+            query = (
+                select(connections.c.user_id, func.count())
+                .where(connections.c.user_id.in_(list(counts)))
+                .group_by(connections.c.user_id)
+            )
+            counts.update({user_id: int(n) for user_id, n in self.conn.execute(query).tuples()})
+        return counts
 
-    async def stale_connections(self, gateway_id: str, live: set[str], before: float) -> list[str]:
+    def connection_count(self, user_id: str) -> int:
+        return self.connection_counts([user_id])[user_id]
+
+    def stale_connections(self, gateway_id: str, live: set[str], before: float) -> list[str]:
         """Connections of ``gateway_id`` opened before ``before`` that it no longer holds."""
-        query = select(ConnectionRow.connection_id).where(
-            ConnectionRow.gateway_id == gateway_id, ConnectionRow.opened_at < before
+        query = select(connections.c.connection_id).where(
+            connections.c.gateway_id == gateway_id, connections.c.opened_at < before
         )
-        known = (await self.session.execute(query)).scalars().all()
-        return [c for c in known if c not in live]
+        return [c for c in self.conn.execute(query).scalars() if c not in live]
 
-    async def connections_of_gateway(self, gateway_id: str) -> list[str]:
-        query = select(ConnectionRow.connection_id).where(ConnectionRow.gateway_id == gateway_id)
-        return list((await self.session.execute(query)).scalars().all())
+    def connections_of_gateway(self, gateway_id: str) -> list[str]:
+        query = select(connections.c.connection_id).where(connections.c.gateway_id == gateway_id)
+        return list(self.conn.execute(query).scalars())
 
     # gateways
-    async def gateway_seen(self, gateway_id: str, now: float) -> None:
-        row = await self.session.get(GatewayRow, gateway_id)
-        if row is None:
-            self.session.add(GatewayRow(gateway_id=gateway_id, last_seen=now))
-        else:
-            row.last_seen = now
-        await self.session.flush()
+    def gateway_seen(self, gateway_id: str, now: float) -> None:
+        found = self.conn.execute(_UPDATE_GATEWAY, [{"key": gateway_id, "last_seen": now}])
+        if not found.rowcount:
+            self.conn.execute(insert(gateways).values(gateway_id=gateway_id, last_seen=now))
 
-    async def silent_gateways(self, since: float) -> list[str]:
-        query = select(GatewayRow.gateway_id).where(GatewayRow.last_seen < since)
-        return list((await self.session.execute(query)).scalars().all())
+    def silent_gateways(self, since: float) -> list[str]:
+        query = select(gateways.c.gateway_id).where(gateways.c.last_seen < since)
+        return list(self.conn.execute(query).scalars())
 
-    async def claim_dead_gateway(self, gateway_id: str, since: float) -> bool:
+    def claim_dead_gateway(self, gateway_id: str, since: float) -> bool:
         """Delete the gateway if still silent; True for exactly one claimant."""
-        result = await self.session.execute(
-            delete(GatewayRow).where(
-                GatewayRow.gateway_id == gateway_id, GatewayRow.last_seen < since
+        result = self.conn.execute(
+            delete(gateways).where(
+                gateways.c.gateway_id == gateway_id, gateways.c.last_seen < since
             )
         )
-        return bool(getattr(result, "rowcount", 0))
+        return bool(result.rowcount)
 
     # users
-    async def user(self, user_id: str, role: str) -> UserPresence:
-        row = await self.session.get(UserRow, user_id)
-        if row is None:
-            return UserPresence(user_id=user_id, role=role)
-        return UserPresence(row.user_id, row.role, row.online, row.generation)
-
-    async def save_user(self, user: UserPresence) -> None:
-        row = await self.session.get(UserRow, user.user_id)
-        if row is None:
-            self.session.add(
-                UserRow(
-                    user_id=user.user_id,
-                    role=user.role,
-                    online=user.online,
-                    generation=user.generation,
-                )
+    def users(self, roles: dict[str, str]) -> dict[str, UserPresence]:
+        """Each user of ``roles`` (user id → role for one not seen before)."""
+        found = {
+            row["user_id"]: UserPresence(
+                row["user_id"], row["role"], bool(row["online"]), row["generation"]
             )
-        else:
-            row.online, row.generation = user.online, user.generation
-        await self.session.flush()
+            for row in self.conn.execute(
+                select(users).where(users.c.user_id.in_(list(roles)))
+            ).mappings()
+        }
+        return {uid: found.get(uid) or UserPresence(uid, role) for uid, role in roles.items()}
+
+    def user(self, user_id: str, role: str) -> UserPresence:
+        return self.users({user_id: role})[user_id]
+
+    def save_users(self, changed: Collection[UserPresence]) -> None:
+        if not changed:
+            return
+        rows = [{"key": u.user_id, "online": u.online, "generation": u.generation} for u in changed]
+        known = set(
+            self.conn.execute(
+                select(users.c.user_id).where(users.c.user_id.in_([u.user_id for u in changed]))
+            ).scalars()
+        )
+        updates = [row for row in rows if row["key"] in known]
+        if updates:
+            self.conn.execute(_UPDATE_USER, updates)
+        new = [u for u in changed if u.user_id not in known]
+        if new:
+            self.conn.execute(
+                insert(users),
+                [
+                    {
+                        "user_id": u.user_id,
+                        "role": u.role,
+                        "online": u.online,
+                        "generation": u.generation,
+                    }
+                    for u in new
+                ],
+            )
+
+    def save_user(self, user: UserPresence) -> None:
+        self.save_users([user])
 
     # mentors
-    async def mentor(self, mentor_id: str) -> Mentor | None:
-        row = await self.session.get(MentorRow, mentor_id)
-        return None if row is None else _mentor(row)
+    def mentor(self, mentor_id: str) -> Mentor | None:
+        return self.mentors_of([mentor_id]).get(mentor_id)
 
-    async def mentors(self) -> list[Mentor]:
-        rows = (await self.session.execute(select(MentorRow))).scalars().all()
-        return [_mentor(row) for row in rows]
+    def mentors_of(self, mentor_ids: Collection[str]) -> dict[str, Mentor]:
+        if not mentor_ids:
+            return {}
+        query = select(mentors).where(mentors.c.mentor_id.in_(list(mentor_ids)))
+        return {row["mentor_id"]: _to_mentor(row) for row in self.conn.execute(query).mappings()}
 
-    async def save_mentor(self, mentor: Mentor) -> None:
-        values = dict(
-            name=mentor.name,
-            chosen=mentor.chosen.value,
-            status_message=mentor.status_message,
-            status_data=mentor.status_data,
-            online=mentor.online,
-            session_calls=json.dumps(sorted(mentor.session_calls)),
-            ended_calls=json.dumps(list(mentor.ended_calls)),
-            updated_at=mentor.updated_at,
+    def mentors(self) -> list[Mentor]:
+        return [_to_mentor(row) for row in self.conn.execute(select(mentors)).mappings()]
+
+    def save_mentor(self, mentor: Mentor) -> None:
+        values = _mentor_values(mentor)
+        result = self.conn.execute(
+            update(mentors).where(mentors.c.mentor_id == mentor.mentor_id).values(**values)
         )
-        result = await self.session.execute(
-            update(MentorRow).where(MentorRow.mentor_id == mentor.mentor_id).values(**values)
-        )
-        if not getattr(result, "rowcount", 0):
-            self.session.add(MentorRow(mentor_id=mentor.mentor_id, **values))
-        await self.session.flush()
+        if not result.rowcount:
+            self.conn.execute(insert(mentors).values(mentor_id=mentor.mentor_id, **values))
 
 
 class PresenceStore:
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
-        self._sessions = sessions(self.engine)
-        self._read_sessions = sessions(reader(self.engine))
+        self.db = ThreadedDatabase(url)
 
     async def create(self) -> None:
-        await create_tables(self.engine, Base)
+        await self.db.create(metadata)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.db.close()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PresenceTx]:
-        async with self._sessions() as session, session.begin():
-            yield PresenceTx(session)
+    async def write(self, work: Callable[[PresenceTx], T]) -> T:
+        """Run ``work`` in one read-write transaction (replicas' writes are serialized)."""
+        return await self.db.write(lambda conn: work(PresenceTx(conn)))
 
-    @asynccontextmanager
-    async def snapshot(self) -> AsyncIterator[PresenceTx]:
-        """A read-only transaction: does not wait for writers."""
-        async with self._read_sessions() as session, session.begin():
-            yield PresenceTx(session)
+    async def read(self, work: Callable[[PresenceTx], T]) -> T:
+        """Run ``work`` in a read-only transaction: it does not wait for writers."""
+        return await self.db.read(lambda conn: work(PresenceTx(conn)))

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-CONNECTION_OPENED = "gateway.connection_opened"
-CONNECTION_CLOSED = "gateway.connection_closed"
+CONNECTIONS_CHANGED = "gateway.connections_changed"
 GATEWAY_HEARTBEAT = "gateway.heartbeat"
 MENTOR_STATUS_CHANGED = "presence.mentor_status_changed"
 CALL_ACCEPTED = "calls.call_accepted"
@@ -26,6 +25,17 @@ class ConnectionFact(BaseModel):
     reply_to: str
     at: float
     resumed: bool = False  # re-announced after a broker reconnect: no catch-up needed
+    # the gateway sent the mentor status snapshot itself (from its cache of the broadcasts)
+    snapshot_sent: bool = False
+
+
+class ConnectionsChanged(BaseModel):
+    """The connections one gateway opened and closed within a few milliseconds, in one fact:
+    a connect storm costs each service one unit of work per batch, not one per connection.
+    A connection opened and closed within the same batch is in both lists."""
+
+    opened: list[ConnectionFact] = []
+    closed: list[ConnectionFact] = []
 
 
 class GatewayHeartbeat(BaseModel):

@@ -33,3 +33,16 @@ class MentorStatusView(BaseModel):
     status_data: dict[str, Any] | None
     online: bool
     updated_at: str
+
+
+_RANK = {"available": 0, "busy": 1, "break": 1, "in_session": 1}
+
+
+def listing_order(views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The order of a mentor list (snapshot, ``get_mentors``), from what its reader sees:
+    online first, available before others, then by name. A mentor appearing offline sorts
+    exactly like a disconnected one."""
+    return sorted(
+        views,
+        key=lambda v: (not v["online"], _RANK.get(v["status"], 2), v["name"], v["mentor_id"]),
+    )

@@ -8,6 +8,7 @@ import itertools
 import re
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from services.chat.domain import conversation_id_for
@@ -16,6 +17,9 @@ from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
 
 WINDOW = 200  # messages in flight per sender
 _refs = itertools.count(1)
+
+# The catch-up pushes the newest IM_CATCHUP_LIMIT messages; these tests check it has them all.
+WHOLE_CATCH_UP = {"IM_CATCHUP_LIMIT": "10000"}
 
 
 class Sender:
@@ -122,7 +126,7 @@ def received_ids(client: WsClient) -> list[str]:
 
 async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -> None:
     total = 1000
-    chat = stack.start_service("chat")
+    chat = stack.start_service("chat", **WHOLE_CATCH_UP)
     # a short request timeout: commands caught in the crash time out, and the client resends
     gateway = stack.start_gateway(IM_REQUEST_TIMEOUT_S="1", **NO_RATE_LIMITS)
     alice = await connect(stack, gateway, "alice")
@@ -133,7 +137,7 @@ async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -
 
     async def restart_when_requests_fail() -> None:
         await alice.event("error", code="unavailable", timeout=30)
-        await asyncio.to_thread(stack.start_service, "chat")
+        await asyncio.to_thread(partial(stack.start_service, "chat", **WHOLE_CATCH_UP))
 
     async def crash_at_300(i: int) -> None:
         if i == 300:

@@ -15,6 +15,9 @@ async def test_connect_snapshot_and_live_status(stack: Stack) -> None:
     assert connected["data"]["user_id"] == "m1"
     assert connected["data"]["role"] == "mentor"
     assert connected["data"]["protocol_version"] == 1
+    # The mentor's own snapshot follows the broadcast of their coming online: from here on,
+    # every gateway's cached snapshot (or presence's) has them.
+    await mentor.event("mentor_status_snapshot")
     student = await WsClient.connect(gateway.ws, stack.token("s1", "student", "Sam"))
     snapshot = await student.event("mentor_status_snapshot")
     assert [m["mentor_id"] for m in snapshot["data"]["mentors"]] == ["m1"]

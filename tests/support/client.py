@@ -85,6 +85,35 @@ class WsClient:
     async def send_raw(self, text: str) -> None:
         await self.connection.send(text)
 
+    def mentors_seen(self) -> dict[str, dict[str, Any]]:
+        """Mentor statuses as a client knows them: the snapshot, merged with every update
+        received since, by ``updated_at`` (PROTOCOL §1)."""
+        known: dict[str, dict[str, Any]] = {}
+        for frame in self.frames:
+            if frame.get("event") == "mentor_status_snapshot":
+                views = list(frame["data"]["mentors"])
+            elif frame.get("event") == "mentor_status_update":
+                views = [frame["data"]]
+            else:
+                continue
+            for view in views:
+                old = known.get(view["mentor_id"])
+                if old is None or old["updated_at"] <= view["updated_at"]:
+                    known[view["mentor_id"]] = view
+        return known
+
+    async def until_mentor(
+        self, mentor_id: str, timeout: float = 10.0, **fields: object
+    ) -> dict[str, Any]:
+        """Wait until the merged view of ``mentor_id`` (:meth:`mentors_seen`) has ``fields``."""
+
+        def shows() -> bool:
+            view = self.mentors_seen().get(mentor_id, {})
+            return all(view.get(k) == v for k, v in fields.items())
+
+        await self.wait_for(lambda _: shows(), timeout, f"{mentor_id} with {fields}")
+        return self.mentors_seen()[mentor_id]
+
     async def wait_for(
         self, predicate: Callable[[Frame], bool], timeout: float = 10.0, what: str = "frame"
     ) -> Frame:

@@ -31,6 +31,8 @@ BOB = Identity("bob", Role.MENTOR, "Bob")
 CAROL = Identity("carol", Role.STUDENT, "Carol")
 EVE = Identity("eve", Role.STUDENT, "Eve")
 
+CONNECTIONS = "gateway.connections_changed"
+
 
 @dataclass
 class Result:
@@ -409,16 +411,16 @@ async def test_a_party_connecting_while_a_call_rings_gets_it_in_the_catch_up(
         }
 
     for user in (BOB, ALICE):
-        result = await calls.run("gateway.connection_opened", opened(user, f"{user.user_id}-2"))
+        result = await calls.run(CONNECTIONS, {"opened": [opened(user, f"{user.user_id}-2")]})
         [push] = result.out.pushes
         assert isinstance(push, ConnectionPush)
         assert (push.reply_to, push.connection_id) == ("gw2.q", f"{user.user_id}-2")
         assert push.frame["event"] == "call_initiated"
         assert push.frame["data"]["call_id"] == call_id
-    nobody = await calls.run("gateway.connection_opened", opened(CAROL, "carol-1"))
+    nobody = await calls.run(CONNECTIONS, {"opened": [opened(CAROL, "carol-1")]})
     assert nobody.out.pushes == []
     await calls.run("accept_call", {"call_id": call_id}, BOB)
-    answered = await calls.run("gateway.connection_opened", opened(BOB, "bob-3"))
+    answered = await calls.run(CONNECTIONS, {"opened": [opened(BOB, "bob-3")]})
     assert answered.out.pushes == []
 
 
@@ -621,9 +623,9 @@ async def test_a_resumed_connection_gets_no_catch_up(calls: Harness, clock: Cloc
         "at": clock.t,
         "resumed": True,
     }
-    assert (await calls.run("gateway.connection_opened", fact)).out.pushes == []
+    assert (await calls.run(CONNECTIONS, {"opened": [fact]})).out.pushes == []
     fact["resumed"] = False
-    assert len((await calls.run("gateway.connection_opened", fact)).out.pushes) == 1
+    assert len((await calls.run(CONNECTIONS, {"opened": [fact]})).out.pushes) == 1
 
 
 async def test_a_call_that_could_not_be_announced_is_forgotten(

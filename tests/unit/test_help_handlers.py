@@ -19,7 +19,7 @@ from services.help.handlers import EXPIRY_TIMER
 from services.help.service import TEMPLATES_COMMAND, build
 from shared.auth import Identity, Role
 from shared.errors import RealtimeError
-from shared.protocol.domain import CONNECTION_OPENED, MENTOR_STATUS_CHANGED
+from shared.protocol.domain import CONNECTIONS_CHANGED, MENTOR_STATUS_CHANGED
 from shared.protocol.envelope import CommandOrigin
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import ConnectionPush, Push, Request, Timer, UserPush
@@ -144,7 +144,7 @@ class Harness:
             "at": self.clock[0],
             "resumed": resumed,
         }
-        return await self.run(CONNECTION_OPENED, fact)
+        return await self.run(CONNECTIONS_CHANGED, {"opened": [fact]})
 
     async def online(self, *mentor_ids: str, status: str = "available") -> None:
         for m in mentor_ids:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.presence import domain
 from services.presence.domain import Mentor, Status, UserPresence
+from shared.protocol.presence import listing_order
 
 
 def test_grace_timer_of_a_quick_reconnect_is_stale() -> None:
@@ -81,7 +82,11 @@ def test_listing_puts_online_available_first() -> None:
         domain.set_online(Mentor("b", "Amy"), True, 1), Status.BUSY, None, None, 1
     )
     c = Mentor("c", "Ann")
-    assert [m.mentor_id for m in domain.listing_order([c, b, a])] == ["a", "b", "c"]
+    hidden = domain.choose_status(
+        domain.set_online(Mentor("d", "Abe"), True, 1), Status.OFFLINE, None, None, 1
+    )
+    views = [m.view() for m in (hidden, c, b, a)]
+    assert [v["mentor_id"] for v in listing_order(views)] == ["a", "b", "d", "c"]
 
 
 def test_a_mentor_appearing_offline_looks_disconnected_to_others_only() -> None:
