@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -42,9 +43,20 @@ class Identity:
 
 
 def verify_token(token: str | None, secret: str) -> Identity:
-    """Return the identity in ``token`` or raise :class:`AuthError` saying why not."""
+    """Return the identity in ``token`` or raise :class:`AuthError` saying why not.
+
+    Tokens verified recently are remembered (a reconnect storm presents the same tokens
+    again); their expiry is still checked on every use."""
     if not token:
         raise AuthError("missing token")
+    identity = _verified(token, secret)
+    if identity.expires_at is not None and identity.expires_at <= time.time():
+        raise AuthError("token expired")
+    return identity
+
+
+@functools.lru_cache(maxsize=4096)  # only successes are cached: a bad token costs each time
+def _verified(token: str, secret: str) -> Identity:
     try:
         claims = jwt.decode(
             token, secret, algorithms=["HS256"], options={"require": ["exp", "sub", "role"]}

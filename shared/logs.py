@@ -86,6 +86,18 @@ class RedactTokens(logging.Filter):
         return True
 
 
+# uvicorn logs every WebSocket handshake and close at INFO: at thousands of connections per
+# second that is most of the log and several percent of the gateway's CPU. Kept at DEBUG.
+_PER_CONNECTION = ('%s - "WebSocket %s" [accepted]', "connection open", "connection closed")
+
+
+class PerConnectionLines(logging.Filter):
+    """Drops uvicorn's per-connection lines unless the level is DEBUG (metrics count them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg not in _PER_CONNECTION or logging.getLogger().level <= logging.DEBUG
+
+
 def configure_logging(process_name: str, level: str, as_json: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(process_name) if as_json else TextFormatter(process_name))
@@ -95,3 +107,4 @@ def configure_logging(process_name: str, level: str, as_json: bool) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("uvicorn.error").addFilter(PerConnectionLines())

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     max_connections_per_user: int = Field(
         default=10, ge=1, description="More sockets for one user are refused with close 4429."
     )
+    max_pending_connects: int = Field(
+        default=256,
+        ge=1,
+        description="Sockets set up at once (token, binding, announcement); more are closed "
+        "with 1013 and retry_after_ms, spread out at the measured set-up rate.",
+    )
     request_timeout_s: float = Field(default=10.0, gt=0)
     send_queue_limit: int = Field(
         default=2048, ge=16, description="Frames queued for one client before it is dropped."

@@ -28,3 +28,7 @@ OVERLOADED = Counter(
     "im_gateway_queue_full_total", "Commands refused by a full service queue", ["service"]
 )
 SLOW_CLOSES = Counter("im_gateway_slow_consumer_closes_total", "Connections closed for not reading")
+CONNECTS_REFUSED = Counter(
+    "im_gateway_connects_refused_total",
+    "New sockets closed with 1013 + retry_after_ms: too many connections being set up",
+)

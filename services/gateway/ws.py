@@ -9,6 +9,7 @@ import time
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway import metrics
+from services.gateway.connect_gate import ConnectGate, Ticket
 from services.gateway.connections import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
@@ -47,11 +48,25 @@ class SocketHandler:
 
     def __init__(self, settings: Settings, registry: Registry, router: Router) -> None:
         self.settings = settings
+        self.gate = ConnectGate(settings.max_pending_connects)
         self.registry = registry
         self.router = router
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def serve(self, websocket: WebSocket) -> None:
+        ticket = self.gate.enter()
+        if ticket is None:  # a storm: come back later, at the slot given
+            retry_ms = self.gate.retry_after_ms()
+            metrics.CONNECTS_REFUSED.inc()
+            await websocket.accept()
+            await websocket.close(CLOSE_TRY_AGAIN, reason=f"server busy; retry_after_ms={retry_ms}")
+            return
+        try:
+            await self._admitted(websocket, ticket)
+        finally:
+            ticket.done()
+
+    async def _admitted(self, websocket: WebSocket, ticket: Ticket) -> None:
         token = websocket.query_params.get("token") or bearer_token(
             websocket.headers.get("authorization")
         )
@@ -87,7 +102,7 @@ class SocketHandler:
         assert task is not None
         self._handlers.add(task)
         try:
-            await self._run(connection)
+            await self._run(connection, ticket)
         finally:
             self._handlers.discard(task)
 
@@ -108,7 +123,7 @@ class SocketHandler:
             )
         )
 
-    async def _run(self, connection: Connection) -> None:
+    async def _run(self, connection: Connection, ticket: Ticket) -> None:
         # `connected` is the first frame queued, but nothing is written until the user is
         # bound here (see _session): pushes that arrive meanwhile wait behind it, in order.
         connection.send(self._connected_frame(connection))
@@ -121,7 +136,7 @@ class SocketHandler:
         self.registry.add(connection)
         writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
         reader = asyncio.create_task(
-            self._session(connection, snapshot_sent=snapshot is not None),
+            self._session(connection, ticket, snapshot_sent=snapshot is not None),
             name=f"read-{connection.id}",
         )
         try:
@@ -153,7 +168,7 @@ class SocketHandler:
             max(0.0, expires_at - time.time()), connection.close_after_queued, CLOSE_UNAUTHORIZED
         )
 
-    async def _session(self, connection: Connection, snapshot_sent: bool) -> None:
+    async def _session(self, connection: Connection, ticket: Ticket, snapshot_sent: bool) -> None:
         try:
             # Bound before `connected` goes out: from the client's first frame on, every push
             # to the user reaches this connection live (a signal right after connect included).
@@ -164,6 +179,8 @@ class SocketHandler:
             connection.close_after_queued(CLOSE_TRY_AGAIN)
             connection.start_writing()
             return
+        finally:
+            ticket.done()
         log.debug("connected")
         await self._read_loop(connection)
 

@@ -220,6 +220,33 @@ async def test_while_disconnected_requests_wait_then_raise_not_connected() -> No
         await im.close()
 
 
+async def test_a_busy_server_s_retry_hint_is_honoured_with_jitter_never_sooner() -> None:
+    """Close 1013 with retry_after_ms (a connect storm): the next attempt waits at least that
+    long, and at most half as long again, instead of the (much shorter) backoff."""
+
+    async def script(gateway: FakeGateway, ws: ServerConnection, n: int) -> None:
+        if n in (1, 3):
+            await ws.send(connected(n))
+            await answer(gateway, ws, n, drop_on="end_call")
+        else:
+            await ws.close(1013, "server busy; retry_after_ms=300")
+
+    async with fake_gateway(script) as gateway:
+        attempts: list[sdk.ReconnectAttempt] = []
+        im = client(gateway.url, on_reconnect_attempt=attempts.append)
+        await im.connect()
+        with pytest.raises(sdk.ConnectionLost):
+            await im.end_call("c")
+        await gateway.wait(lambda: gateway.connections >= 3)
+        await im.wait_connected(timeout=5)
+        first, second = attempts[:2]
+        assert first.delay <= first.ceiling <= 0.05, "a plain drop: the usual backoff"
+        assert isinstance(second.error, sdk.ServerBusy)
+        assert second.error.retry_after_s == 0.3
+        assert 0.3 <= second.delay <= second.ceiling == pytest.approx(0.45)
+        await im.close()
+
+
 async def test_after_a_reconnect_it_syncs_from_the_watermark_and_drops_duplicates() -> None:
     async def script(gateway: FakeGateway, ws: ServerConnection, n: int) -> None:
         await ws.send(connected(n))

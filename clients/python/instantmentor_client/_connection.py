@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ from instantmentor_client.errors import (
     InternalError,
     NotConnected,
     ProtocolViolation,
+    ServerBusy,
 )
 from instantmentor_client.models import Event, Session
 from instantmentor_client.reliability import Backoff
@@ -159,6 +161,10 @@ class ConnectionSupervisor(ChatDelivery):
                 return None
             ceiling = self._backoff.ceiling(attempt)
             delay = self._backoff.delay(attempt)
+            hint = _server_hint(error)
+            if hint is not None:  # the server said when to come back: never sooner
+                ceiling = hint * (1 + HINT_JITTER)
+                delay = random.uniform(hint, ceiling)
             self.stats.reconnect_attempts += 1
             if self._on_reconnect_attempt is not None:
                 try:
@@ -264,3 +270,17 @@ class ConnectionSupervisor(ChatDelivery):
             if task is not None and task is not me:
                 task.cancel()
         self._dispatch.put_nowait(None)
+
+
+# A server's retry_after_ms is honoured with up to this much more, at random: clients
+# refused together must not all come back in the same instant.
+HINT_JITTER = 0.5
+
+
+def _server_hint(error: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait before reconnecting (close 1013), if it did."""
+    if isinstance(error, ServerBusy):
+        return error.retry_after_s
+    if isinstance(error, ConnectionClosed):
+        return _transport.retry_after_s(*_transport.close_info(error))
+    return None

@@ -16,7 +16,12 @@ from typing import Any
 
 from instantmentor_client import _transport
 from instantmentor_client._transport import ConnectionClosed, InvalidHandshake, Socket
-from instantmentor_client.errors import AuthenticationFailed, NotConnected, ProtocolViolation
+from instantmentor_client.errors import (
+    AuthenticationFailed,
+    NotConnected,
+    ProtocolViolation,
+    ServerBusy,
+)
 from instantmentor_client.models import Session
 
 TokenProvider = Callable[[], str | Awaitable[str]]
@@ -59,7 +64,11 @@ async def open_connection(
         code, reason = _transport.close_info(exc, ws)
         if code == CLOSE_UNAUTHORIZED:
             raise AuthenticationFailed(reason or "the server refused the token") from None
-        raise NotConnected(f"closed before connected ({code} {reason})".strip()) from None
+        message = f"closed before connected ({code} {reason})".strip()
+        hint = _transport.retry_after_s(code, reason)
+        if hint is not None:
+            raise ServerBusy(message, retry_after_s=hint) from None
+        raise NotConnected(message) from None
     except TimeoutError:
         _transport.abort(ws)
         raise NotConnected("no connected frame within connect_timeout") from None

@@ -8,6 +8,7 @@ header argument and of the HTTP-refusal exception differ.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
@@ -66,6 +67,19 @@ def close_info(
             getattr(socket, "close_reason", "") or ""
         )
     return None, ""
+
+
+CLOSE_TRY_AGAIN = 1013
+_RETRY_AFTER = re.compile(r"retry_after_ms=(\d{1,7})")
+
+
+def retry_after_s(code: int | None, reason: str) -> float | None:
+    """The server's "come back in" hint of a close 1013 (``retry_after_ms=<n>`` in its
+    reason), in seconds; None when there is none."""
+    if code != CLOSE_TRY_AGAIN:
+        return None
+    found = _RETRY_AFTER.search(reason)
+    return int(found.group(1)) / 1000 if found else None
 
 
 def abort(socket: Socket) -> None:

@@ -164,6 +164,15 @@ class NotConnected(Unavailable):
     code = "unavailable"
 
 
+class ServerBusy(NotConnected):
+    """The server refused the connection for now (close 1013) and said when to come back:
+    ``retry_after_s``. The SDK waits that long, plus its own jitter, before the next try."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ConnectionLost(Unavailable):
     """The connection dropped after the request was sent and before its reply (outcome
     unknown). Idempotent requests are resent by the SDK instead; this reaches the caller only
