@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket
 
@@ -28,25 +28,53 @@ class SlowConsumer(Exception):
     """The client does not read its frames fast enough."""
 
 
-@dataclass(eq=False)
 class Connection:
-    """One WebSocket. Frames are queued and written by :meth:`write_loop` in order."""
+    """One WebSocket. Frames are queued and written in order by a writer task that exists
+    only while there is something to write: an idle connection holds no task, no queue
+    object and no event, which is most of what a connection costs (PROTOCOL targets
+    thousands per gateway). :attr:`ended` is done once the socket is closed, broken, or
+    :meth:`finish` let the last queued frame out."""
 
-    websocket: WebSocket
-    identity: Identity
-    limiter: TokenBucket
-    queue_limit: int
-    user_limiter: TokenBucket | None = None  # shared by the user's connections here
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    send_timeout_s: float = SEND_TIMEOUT_S
-    _outbox: asyncio.Queue[str | int | None] = field(default_factory=asyncio.Queue)
-    _closing: bool = False
-    _followups: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
-    _writable: asyncio.Event = field(default_factory=asyncio.Event)
+    __slots__ = (
+        "websocket",
+        "identity",
+        "limiter",
+        "user_limiter",
+        "queue_limit",
+        "send_timeout_s",
+        "id",
+        "ended",
+        "_outbox",
+        "_writable",
+        "_closing",
+        "_finished",
+        "_writer",
+        "_followups",
+    )
 
-    def start_writing(self) -> None:
-        """Let the writer go: frames queued so far (``connected`` first) go out in order."""
-        self._writable.set()
+    def __init__(
+        self,
+        websocket: WebSocket,
+        identity: Identity,
+        limiter: TokenBucket,
+        queue_limit: int,
+        user_limiter: TokenBucket | None = None,  # shared by the user's connections here
+        send_timeout_s: float = SEND_TIMEOUT_S,
+    ) -> None:
+        self.websocket = websocket
+        self.identity = identity
+        self.limiter = limiter
+        self.user_limiter = user_limiter
+        self.queue_limit = queue_limit
+        self.send_timeout_s = send_timeout_s
+        self.id = uuid.uuid4().hex
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox: deque[str | int] = deque()  # frames, or a close code (the last item)
+        self._writable = False
+        self._closing = False
+        self._finished = False
+        self._writer: asyncio.Task[None] | None = None
+        self._followups: dict[str, asyncio.TimerHandle] | None = None
 
     @property
     def user_id(self) -> str:
@@ -57,74 +85,118 @@ class Connection:
         budget its user shares over all their connections here."""
         return self.limiter.allow() and (self.user_limiter is None or self.user_limiter.allow())
 
+    # -- queueing ------------------------------------------------------------------------
+
+    def start_writing(self) -> None:
+        """Let the writer go: frames queued so far (``connected`` first) go out in order."""
+        self._writable = True
+        self._kick()
+
     def send(self, text: str) -> None:
         """Queue one frame (JSON text). Never blocks. Raises :class:`SlowConsumer` when the
         client has ``queue_limit`` frames unread; frames for a closing connection are dropped."""
-        if self._closing:
+        if self._closing or self._finished:
             return
-        if self._outbox.qsize() >= self.queue_limit:
+        if len(self._outbox) >= self.queue_limit:
             raise SlowConsumer(self.id)
-        self._outbox.put_nowait(text)
+        self._outbox.append(text)
+        self._kick()
+
+    def close_after_queued(self, code: int) -> None:
+        """Close the socket with ``code`` once the frames already queued are written."""
+        if not self._closing:
+            self._closing = True
+            self._outbox.append(code)
+            self._kick()
+
+    def abort(self, code: int) -> None:
+        """Close the socket with ``code`` now, dropping the frames not yet written."""
+        self._closing = True
+        self._cancel_followups()
+        self._outbox.clear()
+        self._outbox.append(code)
+        self._writable = True
+        self._kick()
+
+    def finish(self) -> None:
+        """No more frames: :attr:`ended` once those already queued are written."""
+        self._finished = True
+        self._cancel_followups()
+        self._writable = True
+        self._kick()
+        if self._writer is None and not self._outbox:
+            self._end()
+
+    async def wait_ended(self, timeout_s: float) -> None:
+        """Wait for :attr:`ended`; past ``timeout_s`` stop writing (the client is stuck)."""
+        await asyncio.wait({self.ended}, timeout=timeout_s)
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        self._end()
+
+    # -- follow-ups ----------------------------------------------------------------------
 
     def replace_followup(self, key: str, after_s: float, frame: str | None) -> None:
         """Cancel what is pending under ``key``; with a ``frame``, send it after ``after_s``
         unless replaced again first (see :class:`shared.runtime.outbox.Followup`)."""
-        pending = self._followups.pop(key, None)
+        followups = self._followups
+        pending = followups.pop(key, None) if followups else None
         if pending is not None:
             pending.cancel()
-        if frame is not None and not self._closing:
+        if frame is not None and not self._closing and not self._finished:
+            if followups is None:
+                followups = self._followups = {}
             loop = asyncio.get_running_loop()
-            self._followups[key] = loop.call_later(after_s, self._fire_followup, key, frame)
+            followups[key] = loop.call_later(after_s, self._fire_followup, key, frame)
 
     def _fire_followup(self, key: str, frame: str) -> None:
-        self._followups.pop(key, None)
+        if self._followups:
+            self._followups.pop(key, None)
         try:
             self.send(frame)
         except SlowConsumer:
             pass  # the writer is already cutting this client off
 
     def _cancel_followups(self) -> None:
-        for pending in self._followups.values():
-            pending.cancel()
-        self._followups.clear()
+        if self._followups:
+            for pending in self._followups.values():
+                pending.cancel()
+        self._followups = None
 
-    def finish(self) -> None:
-        """Let the writer end after the frames already queued."""
-        self._cancel_followups()
-        self._outbox.put_nowait(None)
-        self._writable.set()
+    # -- writing -------------------------------------------------------------------------
 
-    def close_after_queued(self, code: int) -> None:
-        """Close the socket with ``code`` once the frames already queued are written."""
-        if not self._closing:
-            self._closing = True
-            self._outbox.put_nowait(code)
+    def _kick(self) -> None:
+        if self._writable and self._writer is None and self._outbox and not self.ended.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
 
-    def abort(self, code: int) -> None:
-        """Close the socket with ``code`` now, dropping the frames not yet written."""
-        self._closing = True
-        self._cancel_followups()
-        self._writable.set()
-        while not self._outbox.empty():
-            self._outbox.get_nowait()
-        self._outbox.put_nowait(code)
-
-    async def write_loop(self) -> None:
-        """Write queued frames until :meth:`finish`, a close request, or a dead socket."""
+    async def _drain(self) -> None:
+        """Write what is queued, then stop (a later frame starts a new writer)."""
         try:
-            await self._writable.wait()
-            while True:
-                item = await self._outbox.get()
-                if item is None:
-                    return
+            while self._outbox:
+                item = self._outbox.popleft()
                 if isinstance(item, int):
                     await asyncio.wait_for(self.websocket.close(item), self.send_timeout_s)
+                    self._end()
                     return
-                async with asyncio.timeout(self.send_timeout_s):  # no task per frame
+                async with asyncio.timeout(self.send_timeout_s):
                     await self.websocket.send_text(item)
                 metrics.FRAMES_OUT.inc()
         except (OSError, RuntimeError, TimeoutError) as exc:  # the socket went away under us
             log.debug("writer of %s stopped: %r", self.id, exc)
+            self._end()
+            return
+        finally:
+            self._writer = None
+        if self._finished:
+            self._end()
+
+    def _end(self) -> None:
+        self._closing = True
+        self._outbox.clear()
+        if not self.ended.done():
+            self.ended.set_result(None)
 
 
 class Registry:

@@ -62,6 +62,7 @@ class Pending:
     ref: str | None = None
     future: asyncio.Future[Reply] | None = None
     deadline: float = field(default=0.0)
+    internal: bool = False  # the gateway's own (snapshot load): neither shed nor counted
 
     @property
     def service(self) -> str:
@@ -182,7 +183,7 @@ class Router:
             await self._snapshot_stale.wait()
             self._snapshot_stale.clear()
             try:
-                reply = await self.call(reader, "presence", "get_mentors", {})
+                reply = await self.call(reader, "presence", "get_mentors", {}, internal=True)
             except Unavailable:
                 reply = None
             mentors = reply.data.get("mentors") if reply is not None and reply.ok else None
@@ -247,13 +248,19 @@ class Router:
         )
 
     async def call(
-        self, identity: Identity, service: str, event: str, data: dict[str, Any]
+        self,
+        identity: Identity,
+        service: str,
+        event: str,
+        data: dict[str, Any],
+        internal: bool = False,
     ) -> Reply:
-        """Request/reply for HTTP routes: the service's reply, or Unavailable on timeout."""
+        """Request/reply for HTTP routes (and, ``internal``, the gateway's own requests): the
+        service's reply, or Unavailable on timeout."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         correlation_id = uuid.uuid4().hex
         body = self._command(identity, event, data, f"http-{correlation_id}")
-        pending = Pending((service, False), event, 0.0, future=future)
+        pending = Pending((service, False), event, 0.0, future=future, internal=internal)
         try:
             await self._send((service, False), event, body, pending, correlation_id)
             return await future
@@ -268,13 +275,15 @@ class Router:
         pending: Pending,
         correlation_id: str | None = None,
     ) -> None:
-        self.admission.admit(lane)
+        if not pending.internal:
+            self.admission.admit(lane)
         correlation_id = correlation_id or uuid.uuid4().hex
         now = time.monotonic()
         timeout_s = self.settings.request_timeout_s
         pending.started, pending.deadline = now, now + timeout_s
         self._pending[correlation_id] = pending
-        self.admission.started(lane, correlation_id, now)
+        if not pending.internal:
+            self.admission.started(lane, correlation_id, now)
         service, transient = lane
         start_by_ms = max(1, round((timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)) * 1000))
         topology = self.broker.topology

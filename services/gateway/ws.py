@@ -134,27 +134,33 @@ class SocketHandler:
             connection.send(snapshot)
         expiry = self._close_at_expiry(connection)
         self.registry.add(connection)
-        writer = asyncio.create_task(connection.write_loop(), name=f"write-{connection.id}")
-        reader = asyncio.create_task(
-            self._session(connection, ticket, snapshot_sent=snapshot is not None),
-            name=f"read-{connection.id}",
-        )
+        # This task reads. When the writing side ends the connection first (slow consumer,
+        # a close sent, a dead socket), the read is interrupted: a cancel of our own, told
+        # apart from one from outside (shutdown) by Task.cancelling().
+        reading = asyncio.current_task()
+        assert reading is not None
+
+        def stop_reading(_: object) -> None:
+            if reading is not None and not reading.done():
+                reading.cancel()
+
+        connection.ended.add_done_callback(stop_reading)
         try:
-            # Whichever ends first ends the connection: the client leaving (reader), or the
-            # writer closing it (slow consumer, shutdown, broker gone, dead socket).
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            await self._session(connection, ticket, snapshot_sent=snapshot is not None)
+        except asyncio.CancelledError:
+            if not connection.ended.done() or reading.cancelling() > 1:
+                raise
+            reading.uncancel()
+        except Exception:
+            log.exception("connection handler failed")
         finally:
+            connection.ended.remove_done_callback(stop_reading)
+            reading = None
             if expiry is not None:
                 expiry.cancel()
-            reader.cancel()
             self.registry.remove(connection)
             connection.finish()
-            (outcome,) = await asyncio.gather(reader, return_exceptions=True)
-            if isinstance(outcome, Exception):
-                log.error("connection handler failed", exc_info=outcome)
-            await asyncio.wait({writer}, timeout=CLOSE_TIMEOUT_S)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+            await connection.wait_ended(CLOSE_TIMEOUT_S)
             await self._forget(connection)
             log.debug("disconnected")
 

@@ -45,6 +45,14 @@ def _connection(
     return connection
 
 
+async def ended(connection: Connection) -> None:
+    await asyncio.wait_for(asyncio.shield(connection.ended), 1)
+
+
+def _queued(connection: Connection) -> list[str]:
+    return [item for item in connection._outbox if isinstance(item, str)]
+
+
 async def test_frames_are_written_in_order_then_closed() -> None:
     socket = FakeSocket()
     connection = _connection(socket)
@@ -52,15 +60,31 @@ async def test_frames_are_written_in_order_then_closed() -> None:
         connection.send(text)
     connection.close_after_queued(1001)
     connection.send("dropped: the connection is closing")
-    await asyncio.wait_for(connection.write_loop(), 1)
+    await ended(connection)
     assert socket.sent == ["a", "b", "c"]
     assert socket.closed_with == 1001
+
+
+async def test_an_idle_connection_holds_no_writer_task() -> None:
+    socket = FakeSocket()
+    connection = _connection(socket)
+    connection.send("a")
+    assert connection._writer is not None
+    await asyncio.wait_for(socket.sending.wait(), 1)
+    await asyncio.wait_for(_writer_gone(connection), 1)
+    connection.send("b")  # a later frame starts a writer again
+    await asyncio.wait_for(_writer_gone(connection), 1)
+    assert socket.sent == ["a", "b"] and not connection.ended.done()
+
+
+async def _writer_gone(connection: Connection) -> None:
+    while connection._writer is not None:
+        await asyncio.sleep(0)
 
 
 async def test_a_client_that_does_not_read_is_dropped() -> None:
     socket = FakeSocket(stuck=True)
     connection = _connection(socket, limit=3, send_timeout_s=0.05)
-    writer = asyncio.create_task(connection.write_loop())
     connection.send("a")
     await asyncio.wait_for(socket.sending.wait(), 1)  # the writer is stuck sending "a"
     for text in ("b", "c", "d"):
@@ -69,7 +93,7 @@ async def test_a_client_that_does_not_read_is_dropped() -> None:
         connection.send("e")
     connection.abort(1008)
     connection.send("ignored after abort")
-    await asyncio.wait_for(writer, 1)  # the send timeout ends the writer: no hang
+    await ended(connection)  # the send timeout ends the writer: no hang
     assert socket.sent == []
 
 
@@ -78,22 +102,43 @@ async def test_abort_skips_queued_frames() -> None:
     connection = _connection(socket)
     connection.send("a")
     connection.abort(1008)
-    await asyncio.wait_for(connection.write_loop(), 1)
+    await ended(connection)
     assert socket.sent == [] and socket.closed_with == 1008
 
 
-def _queued(connection: Connection) -> list[str]:
-    return [item for item in connection._outbox._queue if isinstance(item, str)]  # type: ignore[attr-defined]
+async def test_finish_ends_after_the_queued_frames_or_at_once_when_none() -> None:
+    socket = FakeSocket()
+    connection = _connection(socket)
+    connection.send("last words")
+    connection.finish()
+    connection.send("too late")
+    await ended(connection)
+    assert socket.sent == ["last words"] and socket.closed_with is None
+    idle = _connection(FakeSocket())
+    idle.finish()
+    assert idle.ended.done()
+
+
+async def test_a_stuck_client_does_not_hold_up_the_end() -> None:
+    socket = FakeSocket(stuck=True)
+    connection = _connection(socket)  # a 5 s send timeout
+    connection.send("never taken")
+    await asyncio.wait_for(socket.sending.wait(), 1)
+    connection.finish()
+    await asyncio.wait_for(connection.wait_ended(0.05), 1)
+    assert connection.ended.done() and connection._writer is None
 
 
 async def test_a_followup_is_sent_when_nothing_replaces_it() -> None:
-    connection = _connection(FakeSocket(), limit=10)
+    socket = FakeSocket()
+    connection = _connection(socket, limit=10)
     connection.replace_followup("typing:c:alice", 0.01, "stopped")
-    assert await asyncio.wait_for(connection._outbox.get(), timeout=2) == "stopped"
+    await asyncio.wait_for(socket.sending.wait(), 2)
+    assert socket.sent == ["stopped"]
 
 
 async def test_a_followup_replaced_or_cancelled_in_time_never_comes() -> None:
-    connection = _connection(FakeSocket(), limit=10)
+    connection = _connection(FakeSocket(), limit=10, writable=False)
     connection.replace_followup("typing:c:alice", 0.05, "first")
     connection.replace_followup("typing:c:alice", 0.05, "second")  # refreshed
     connection.replace_followup("typing:c:bob", 0.05, "other")
@@ -105,13 +150,14 @@ async def test_a_followup_replaced_or_cancelled_in_time_never_comes() -> None:
 
 
 async def test_closing_a_connection_drops_its_followups() -> None:
-    connection = _connection(FakeSocket(), limit=10)
+    socket = FakeSocket()
+    connection = _connection(socket, limit=10)
     connection.replace_followup("k", 0.01, "late")
     connection.finish()
     done = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().call_later(0.1, done.set_result, None)
     await done
-    assert _queued(connection) == []
+    assert socket.sent == [] and connection.ended.done()
 
 
 async def test_nothing_is_written_before_the_connection_may_write() -> None:
@@ -119,10 +165,9 @@ async def test_nothing_is_written_before_the_connection_may_write() -> None:
     connection = _connection(socket, limit=10, writable=False)
     connection.send("connected")
     connection.send("an early push")
-    writer = asyncio.create_task(connection.write_loop())
-    await asyncio.wait({writer}, timeout=0.05)
-    assert socket.sent == [] and not writer.done()
+    await asyncio.wait({connection.ended}, timeout=0.05)
+    assert socket.sent == [] and connection._writer is None
     connection.start_writing()
     connection.finish()
-    await asyncio.wait_for(writer, timeout=2)
+    await ended(connection)
     assert socket.sent == ["connected", "an early push"]
