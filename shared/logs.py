@@ -107,4 +107,8 @@ def configure_logging(process_name: str, level: str, as_json: bool) -> None:
     root.setLevel(level.upper())
     for noisy in ("aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # At DEBUG these would log user text: aiosqlite every statement with its parameters
+    # (past SQLAlchemy's hide_parameters), uvicorn every WebSocket frame.
+    for leaky in ("aiosqlite", "uvicorn.error"):
+        logging.getLogger(leaky).setLevel(max(logging.INFO, root.level))
     logging.getLogger("uvicorn.error").addFilter(PerConnectionLines())

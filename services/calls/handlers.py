@@ -58,7 +58,8 @@ def new_call_id() -> str:
 def announce(out: Outbox, call: Call) -> None:
     """Tell both parties the state ``call`` has reached; tell presence when a call starts
     or stops occupying its parties."""
-    log.info("call %s %s (%s)", call.call_id, call.state.value, call.reason or "-")
+    # Not the reason: a rejecting user may have typed it (user text never reaches the logs).
+    log.info("call %s %s", call.call_id, call.state.value)
     event, data = views.state_push(call)
     for user_id in call.parties:
         out.push_user(user_id, event, data)

@@ -20,12 +20,13 @@ from aio_pika.abc import AbstractQueue
 from services.gateway import metrics
 from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.announcer import Announcer
+from services.gateway.bindings import Bindings
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from services.gateway.snapshot import MentorSnapshot
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
-from shared.amqp.topology import BROADCAST_ALL, reply_key, user_key
+from shared.amqp.topology import BROADCAST_ALL, reply_key
 from shared.auth import Identity, Role
 from shared.errors import ErrorCode, Overloaded, Unavailable
 from shared.logs import Tally
@@ -81,14 +82,14 @@ class Router:
         self._on_slow_consumer = on_slow_consumer
         self._queue: AbstractQueue | None = None
         self._pending: dict[str, Pending] = {}
-        self._bound: set[str] = set()
-        self._binding_locks: dict[str, asyncio.Lock] = {}
         limits = Limits(
             self.settings.shed_after_ms / 1000, self.settings.transient_shed_after_ms / 1000
         )
         self.admission = Admission(limits, Tally(log, "refused %d commands: a service is behind"))
         self._timeouts = Tally(log, "%d commands timed out (answered unavailable)")
-        self.announcer = Announcer(self._publish_changes, self.settings.connection_batch_ms / 1000)
+        batch_s = self.settings.connection_batch_ms / 1000
+        self.announcer = Announcer(self._publish_changes, batch_s)
+        self.bindings = Bindings(broker, registry, self.queue_name, batch_s)
         self.snapshot = MentorSnapshot()
         self._snapshot_stale = asyncio.Event()
         self._snapshot_stale.set()
@@ -112,9 +113,8 @@ class Router:
         reload the mentor snapshot: broadcasts may have been missed)."""
         self.snapshot.invalidate()
         self._snapshot_stale.set()
-        self._bound.clear()
-        for user_id in self.registry.users():
-            await self.sync_binding(user_id)
+        self.bindings.forget()
+        await asyncio.gather(*(self.bindings.sync(u) for u in self.registry.users()))
 
     async def _announce_all(self) -> None:
         """After a broker reconnect: tell presence again about every connection held here."""
@@ -124,23 +124,9 @@ class Router:
     # -- bindings --------------------------------------------------------------------------
 
     async def sync_binding(self, user_id: str) -> None:
-        """Make the binding of ``user_id`` match whether they have a connection here."""
-        assert self._queue is not None
-        lock = self._binding_locks.setdefault(user_id, asyncio.Lock())
-        async with lock:
-            wanted = self.registry.has_user(user_id)
-            if wanted and user_id not in self._bound:
-                # robust=False: we restore user bindings ourselves (see _rebind); aio-pika's
-                # own bookkeeping of them would make every unbind O(bindings).
-                await self._queue.bind(  # type: ignore[call-arg]
-                    self.broker.topology.push, user_key(user_id), robust=False
-                )
-                self._bound.add(user_id)
-            elif not wanted and user_id in self._bound:
-                await self._queue.unbind(self.broker.topology.push, user_key(user_id))
-                self._bound.discard(user_id)
-        if not lock.locked() and not self.registry.has_user(user_id):
-            self._binding_locks.pop(user_id, None)
+        """Make the binding of ``user_id`` match whether they have a connection here
+        (batched with the other users whose connections changed; see :class:`Bindings`)."""
+        await self.bindings.sync(user_id)
 
     # -- connection facts ------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+BIND_TIMEOUT_S = 10.0
 ReconnectHook = Callable[[], Awaitable[None]]
 OnDelivery = Callable[[Delivery], Awaitable[None]]
 
@@ -188,6 +189,37 @@ class Broker:
         return await self._consume_channel.declare_queue(
             name, durable=durable, exclusive=exclusive, arguments=arguments
         )
+
+    async def bind_many(self, queue: str, exchange: str, routing_keys: list[str]) -> None:
+        """Bind ``queue`` to ``exchange`` under every key, as one batch: all but the last
+        without waiting for the broker's reply (AMQP ``nowait``), the last with it. A channel's
+        methods are applied in order, so that reply means every bind is in place."""
+        if not routing_keys:
+            return
+        channel = await self._underlay(self._consume_channel)
+        try:
+            async with asyncio.timeout(BIND_TIMEOUT_S):
+                for key in routing_keys[:-1]:
+                    await channel.queue_bind(queue, exchange, key, nowait=True)
+                await channel.queue_bind(queue, exchange, routing_keys[-1])
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            raise Unavailable("message broker unavailable") from exc
+
+    async def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
+        channel = await self._underlay(self._consume_channel)
+        try:
+            async with asyncio.timeout(BIND_TIMEOUT_S):
+                await channel.queue_unbind(queue, exchange, routing_key)
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
+            raise Unavailable("message broker unavailable") from exc
+
+    async def _underlay(self, channel: AbstractRobustChannel | None) -> aiormq.abc.AbstractChannel:
+        if channel is None:
+            raise Unavailable("message broker unavailable")
+        try:
+            return await channel.get_underlay_channel()
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            raise Unavailable("message broker unavailable") from exc
 
     async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
         """The durable timer queue of one duration; expired messages go back to ``service``."""
