@@ -8,6 +8,7 @@ from typing import Any
 from services.chat.domain import Conversation, Markers, Message, Status, StatusChange, status_of
 from shared.clock import iso
 from shared.protocol import chat as wire
+from shared.protocol.envelope import fit
 
 
 def _message(message: Message) -> wire.ChatMessage:
@@ -63,12 +64,15 @@ def status(change: StatusChange) -> dict[str, Any]:
 def history(
     conversation_id: str, page: list[Message], markers: Mapping[str, Markers], has_more: bool
 ) -> dict[str, Any]:
-    """The ``ack`` of ``get_history``."""
-    return wire.History(
-        conversation_id=conversation_id,
-        messages=[_history_message(m, status_of(m, markers)) for m in page],
-        has_more=has_more,
-    ).model_dump()
+    """The ``ack`` of ``get_history``: the newest of the page that fit in one frame (the
+    client asks for the older ones with ``before_seq``, as ``has_more`` says)."""
+    messages = [history_message(m, status_of(m, markers)) for m in page]
+    fitted = fit(messages, keep_last=True)
+    return {
+        "conversation_id": conversation_id,
+        "messages": fitted,
+        "has_more": has_more or len(fitted) < len(messages),
+    }
 
 
 def summary(
@@ -87,8 +91,8 @@ def summary(
 
 
 def conversation_list(summaries: list[wire.ConversationSummary]) -> dict[str, Any]:
-    """The ``ack`` of ``list_conversations``."""
-    return wire.ConversationList(conversations=summaries).model_dump()
+    """The ``ack`` of ``list_conversations``: the most recently active that fit in a frame."""
+    return {"conversations": fit([s.model_dump() for s in summaries])}
 
 
 def typing_notice(conversation_id: str, user_id: str, user_name: str) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from services.help.store import HelpStore
 from shared.auth import Role
 from shared.clock import iso, now
 from shared.errors import Conflict, NotFound, RealtimeError
-from shared.protocol.envelope import push_frame
+from shared.protocol.envelope import fit, push_frame
 from shared.protocol.help import (
     HELP_REQUEST_ACCEPTED,
     HELP_REQUEST_CLOSED,
@@ -232,4 +232,5 @@ class HelpHandlers:
             requests = await self.store.visible_to(user.user_id)
         else:
             requests = await self.store.of_student(user.user_id, STUDENT_LIST_LIMIT)
-        req.out.reply = {"requests": [r.view() for r in requests]}
+        # most urgent (mentor) or newest (student) first, as many as fit in one frame
+        req.out.reply = {"requests": fit([r.view() for r in requests])}

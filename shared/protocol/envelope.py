@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -88,3 +88,26 @@ class Reply(BaseModel):
     code: str | None = None
     message: str | None = None
     retry_after_ms: int | None = None
+
+
+# PROTOCOL v1.1 §2: a server frame stays within 256 KiB. Lists are cut to fit, leaving room
+# for the envelope and the reply's other fields.
+MAX_SERVER_FRAME_BYTES = 256 * 1024
+LIST_BUDGET_BYTES = MAX_SERVER_FRAME_BYTES - 4 * 1024
+
+
+T = TypeVar("T")
+
+
+def fit(items: list[T], budget: int = LIST_BUDGET_BYTES, keep_last: bool = False) -> list[T]:
+    """The longest run of ``items`` whose JSON fits ``budget`` bytes: from the start (the
+    first are the most wanted), or with ``keep_last`` from the end (the newest of a page)."""
+    ordered = reversed(items) if keep_last else iter(items)
+    kept: list[T] = []
+    used = 0
+    for item in ordered:
+        used += len(dumps_bytes(item)) + 1  # and its comma
+        if used > budget:
+            break
+        kept.append(item)
+    return kept[::-1] if keep_last else kept

@@ -47,6 +47,7 @@ class WsClient:
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
         self.frames: list[Frame] = []  # every frame received, in order
+        self.sizes: list[int] = []  # and its size in bytes on the wire
         self._new_frame = asyncio.Condition()
         self._reader = asyncio.create_task(self._read())
         self.closed_code: int | None = None
@@ -60,6 +61,7 @@ class WsClient:
     async def _read(self) -> None:
         try:
             async for raw in self.connection:
+                self.sizes.append(len(raw if isinstance(raw, bytes) else raw.encode()))
                 frame = json.loads(raw)
                 check_frame(frame)
                 async with self._new_frame:
