@@ -12,6 +12,9 @@ from shared.logs import configure_logging
 from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
 
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this the socket is closed with 1009
+# Handshakes waiting to be accepted: a reconnect storm overflowed uvicorn's 2048 (the kernel
+# caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 8192
 
 
 class GatewayServer(uvicorn.Server):
@@ -49,6 +52,7 @@ def main() -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        backlog=LISTEN_BACKLOG,
     )
     GatewayServer(config, app.state.sockets).run()
 

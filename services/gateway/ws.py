@@ -13,6 +13,7 @@ from services.gateway.connect_gate import ConnectGate, Ticket
 from services.gateway.connections import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
     CLOSE_TOO_MANY,
     CLOSE_TRY_AGAIN,
     CLOSE_UNAUTHORIZED,
@@ -49,11 +50,16 @@ class SocketHandler:
     def __init__(self, settings: Settings, registry: Registry, router: Router) -> None:
         self.settings = settings
         self.gate = ConnectGate(settings.max_pending_connects)
+        self.stopping = False
         self.registry = registry
         self.router = router
         self._handlers: set[asyncio.Task[None]] = set()
 
     async def serve(self, websocket: WebSocket) -> None:
+        if self.stopping:  # a client reconnecting at once must go to another gateway
+            await websocket.accept()
+            await websocket.close(CLOSE_SERVICE_RESTART, reason="gateway restarting")
+            return
         ticket = self.gate.enter()
         if ticket is None:  # a storm: come back later, at the slot given
             retry_ms = self.gate.retry_after_ms()
@@ -192,7 +198,8 @@ class SocketHandler:
 
     async def _forget(self, connection: Connection) -> None:
         try:
-            await self.router.sync_binding(connection.user_id)
+            if not self.stopping:  # stopping: the exclusive queue goes, its bindings with it
+                await self.router.sync_binding(connection.user_id)
             await self.router.announce_closed(connection)
         except Unavailable:
             log.warning("broker unavailable while closing; presence will reconcile")
@@ -253,7 +260,9 @@ class SocketHandler:
         connection.abort(CLOSE_POLICY)
 
     async def close_all(self, timeout_s: float = 5.0) -> None:
-        """Shutdown: close every socket with 1001 and wait for their handlers to clean up."""
+        """Shutdown: refuse new sockets, close every socket with 1001 and wait for their
+        handlers to clean up."""
+        self.stopping = True
         for connection in self.registry:
             connection.close_after_queued(CLOSE_GOING_AWAY)
         if self._handlers:
