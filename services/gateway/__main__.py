@@ -6,7 +6,7 @@ import socket
 
 import uvicorn
 
-from services.gateway.app import create_app
+from services.gateway.app import create_app, sockets_first
 from services.gateway.ws import SocketHandler
 from shared.logs import configure_logging
 from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
@@ -40,7 +40,7 @@ def main() -> None:
         )
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        sockets_first(app),
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from services.gateway.connections import Registry
 from services.gateway.dev import dev_routes
@@ -51,8 +53,24 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes)
     app.include_router(dev_routes)
 
-    # A plain Starlette route: FastAPI's dependency solving (it builds a Response per call)
-    # has nothing to do for a socket, and cost several percent of a connect storm.
+    # Also reachable through FastAPI's stack (tests, other servers); the process itself
+    # serves /ws through `sockets_first` below.
     app.router.routes.insert(0, WebSocketRoute("/ws", sockets.serve))
 
     return app
+
+
+def sockets_first(app: FastAPI) -> ASGIApp:
+    """The ASGI app the gateway serves: ``/ws`` straight to the socket handler, everything
+    else to FastAPI. A socket lives for hours: each middleware layer (error pages, body
+    limits, exit stacks, routing) would keep a coroutine frame per connection alive all that
+    time, and costs a few percent of every connect in a storm; none of them applies to it."""
+    sockets: SocketHandler = app.state.sockets
+
+    async def serve(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            await sockets.serve(WebSocket(scope, receive, send))
+        else:
+            await app(scope, receive, send)
+
+    return serve

@@ -13,63 +13,61 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-MIN_RATE_PER_S = 50.0  # assumed before anything was measured, and the floor of the estimate
+MIN_RATE_PER_S = 20.0  # the floor of the estimate
+START_SETUP_S = 1.0  # assumed before the first set-up completed
 MIN_RETRY_MS = 100
 MAX_RETRY_MS = 30_000
-WINDOW_S = 1.0
+SMOOTHING = 0.1  # weight of the latest set-up time in the running average
 
 
 class Ticket:
     """One admitted socket's set-up; :meth:`done` (idempotent) when it is set up or gone."""
 
-    __slots__ = ("_gate",)
+    __slots__ = ("_gate", "_started")
 
-    def __init__(self, gate: ConnectGate) -> None:
+    def __init__(self, gate: ConnectGate, started: float) -> None:
         self._gate: ConnectGate | None = gate
+        self._started = started
 
     def done(self) -> None:
         if self._gate is not None:
-            self._gate.finished()
+            self._gate.finished(self._started)
             self._gate = None
 
 
 class ConnectGate:
+    """Little's law: with ``max_pending`` set-ups in flight, each taking ``setup_s`` on
+    average, set-ups complete at ``max_pending / setup_s`` per second. That is the pace at
+    which the slots of the refused are handed out."""
+
     def __init__(self, max_pending: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_pending = max_pending
         self.pending = 0
+        self.setup_s = START_SETUP_S  # running average of a set-up's duration
         self._clock = clock
-        self._rate = MIN_RATE_PER_S  # set-ups completed per second, smoothed
-        self._window_start = clock()
-        self._done_in_window = 0
         self._next_slot = 0.0  # when the last refused socket was told to come back
 
     def enter(self) -> Ticket | None:
         """A ticket when the socket may be set up now; None when it must come back later
         (then :meth:`retry_after_ms` says when)."""
-        self._measure()
         if self.pending >= self.max_pending:
             return None
         self.pending += 1
-        return Ticket(self)
+        return Ticket(self, self._clock())
+
+    @property
+    def rate_per_s(self) -> float:
+        return max(MIN_RATE_PER_S, self.max_pending / max(self.setup_s, 1e-3))
 
     def retry_after_ms(self) -> int:
-        """The next free slot, at the measured set-up rate, after the ones handed out."""
-        now = self._clock()
-        # a slot for everyone being set up, then one per socket already told to come back
-        start = max(self._next_slot, now + self.pending / self._rate)
-        self._next_slot = start + 1 / self._rate
+        """The next free slot at the current pace, after the ones handed out already."""
+        now, rate = self._clock(), self.rate_per_s
+        # a slot after everyone being set up, then one per socket already told to come back
+        start = max(self._next_slot, now + self.pending / rate)
+        self._next_slot = start + 1 / rate
         return max(MIN_RETRY_MS, min(MAX_RETRY_MS, round((self._next_slot - now) * 1000)))
 
-    def finished(self) -> None:
+    def finished(self, started: float) -> None:
         self.pending -= 1
-        self._done_in_window += 1
-
-    def _measure(self) -> None:
-        elapsed = self._clock() - self._window_start
-        if elapsed < WINDOW_S:
-            return
-        if self._done_in_window or self.pending:  # idle windows say nothing about the rate
-            measured = self._done_in_window / elapsed
-            self._rate = max(MIN_RATE_PER_S, (self._rate + measured) / 2)
-        self._window_start += elapsed
-        self._done_in_window = 0
+        took = self._clock() - started
+        self.setup_s += SMOOTHING * (took - self.setup_s)

@@ -95,8 +95,7 @@ class PresenceHandlers:
             for gateway_id in {f.gateway_id for f in (*batch.opened, *batch.closed)}:
                 tx.gateway_seen(gateway_id, at)
             self._open_in(tx, batch.opened, at, changes)
-            for fact in batch.closed:
-                self._close_in(tx, fact.connection_id, changes)
+            self._close_in(tx, [fact.connection_id for fact in batch.closed], changes)
             if wants_snapshot:
                 changes.listing = tx.mentors()
             return changes
@@ -130,13 +129,17 @@ class PresenceHandlers:
                 changes.mentors.append((known.get(mentor_id), turned))
 
     @staticmethod
-    def _close_in(tx: PresenceTx, connection_id: str, changes: Changes) -> None:
-        user_id = tx.remove_connection(connection_id)
-        if user_id is None or tx.connection_count(user_id) > 0:
+    def _close_in(tx: PresenceTx, connection_ids: list[str], changes: Changes) -> None:
+        """Forget connections; a user left without any starts their reconnect grace."""
+        users = set(tx.remove_connections(connection_ids).values())
+        gone = [u for u, n in tx.connection_counts(users).items() if n == 0]
+        if not gone:
             return
-        advanced, stamp = tx.user(user_id, role="").last_connection_closed()
-        tx.save_user(advanced)
-        changes.graces.append((user_id, stamp))
+        advanced = [
+            user.last_connection_closed() for user in tx.users(dict.fromkeys(gone, "")).values()
+        ]
+        tx.save_users([user for user, _ in advanced])
+        changes.graces += [(user.user_id, stamp) for user, stamp in advanced]
 
     async def grace_expired(self, req: Request) -> None:
         user_id, stamp = str(req.data["user_id"]), int(req.data["generation"])
@@ -170,8 +173,7 @@ class PresenceHandlers:
             changes = Changes()
             tx.gateway_seen(beat.gateway_id, at)
             live = set(beat.connection_ids)
-            for connection_id in tx.stale_connections(beat.gateway_id, live, before=beat.at):
-                self._close_in(tx, connection_id, changes)
+            self._close_in(tx, tx.stale_connections(beat.gateway_id, live, before=beat.at), changes)
             return changes
 
         self._effects(req.out, await self.store.write(beat_in))
@@ -184,8 +186,7 @@ class PresenceHandlers:
         def expire_in(tx: PresenceTx) -> Changes:
             changes = Changes()
             if tx.claim_dead_gateway(gateway_id, cutoff):
-                for connection_id in tx.connections_of_gateway(gateway_id):
-                    self._close_in(tx, connection_id, changes)
+                self._close_in(tx, tx.connections_of_gateway(gateway_id), changes)
             return changes
 
         self._effects(req.out, await self.store.write(expire_in))

@@ -153,16 +153,22 @@ class PresenceTx:
             )
         return new
 
-    def remove_connection(self, connection_id: str) -> str | None:
-        """Forget a connection; its user id, or None if it was not known."""
-        user_id = self.conn.execute(
-            select(connections.c.user_id).where(connections.c.connection_id == connection_id)
-        ).scalar_one_or_none()
-        if user_id is not None:
-            self.conn.execute(
-                delete(connections).where(connections.c.connection_id == connection_id)
+    def remove_connections(self, connection_ids: Collection[str]) -> dict[str, str]:
+        """Forget connections; connection id → user id of those that were known."""
+        if not connection_ids:
+            return {}
+        ids = list(connection_ids)
+        known = {
+            cid: user_id
+            for cid, user_id in self.conn.execute(
+                select(connections.c.connection_id, connections.c.user_id).where(
+                    connections.c.connection_id.in_(ids)
+                )
             )
-        return user_id
+        }
+        if known:
+            self.conn.execute(delete(connections).where(connections.c.connection_id.in_(known)))
+        return known
 
     def connection_counts(self, user_ids: Collection[str]) -> dict[str, int]:
         """How many connections each of ``user_ids`` has (0 for none)."""
@@ -173,7 +179,7 @@ class PresenceTx:
                 .where(connections.c.user_id.in_(list(counts)))
                 .group_by(connections.c.user_id)
             )
-            counts.update({user_id: int(n) for user_id, n in self.conn.execute(query).tuples()})
+            counts.update({user_id: int(n) for user_id, n in self.conn.execute(query)})
         return counts
 
     def connection_count(self, user_id: str) -> int:

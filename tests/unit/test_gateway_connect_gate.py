@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.gateway.connect_gate import MIN_RATE_PER_S, MIN_RETRY_MS, ConnectGate
+from services.gateway.connect_gate import MIN_RETRY_MS, ConnectGate
 
 
 class Clock:
@@ -24,21 +24,28 @@ def test_sockets_beyond_the_limit_are_refused_until_one_is_set_up() -> None:
     assert gate.enter() is not None
 
 
-def test_the_refused_are_given_slots_spread_at_the_measured_rate() -> None:
+def test_the_pace_follows_how_long_set_ups_take() -> None:
     clock = Clock()
     gate = ConnectGate(max_pending=10, clock=clock)
-    tickets = [gate.enter() for _ in range(10)]
-    for ticket in tickets[:5]:  # half the set-ups complete within a second...
+    for _ in range(100):  # set-ups that take 50 ms each
+        ticket = gate.enter()
         assert ticket is not None
+        clock.t += 0.05
         ticket.done()
-    clock.t += 1.0
-    tickets += [gate.enter() for _ in range(5)]
-    assert gate.enter() is None  # ...so the rate is known, and the gate is full again
+    assert 0.049 < gate.setup_s < 0.06
+    assert 160 < gate.rate_per_s < 210  # 10 at a time, 50 ms each: 200/s
+
+
+def test_the_refused_are_given_slots_spread_at_that_pace() -> None:
+    clock = Clock()
+    gate = ConnectGate(max_pending=10, clock=clock)
+    gate.setup_s = 0.1  # 100/s
+    tickets = [gate.enter() for _ in range(10)]
+    assert all(tickets) and gate.enter() is None
     hints = [gate.retry_after_ms() for _ in range(100)]
     assert hints == sorted(hints) and len(set(hints)) == len(hints), "each gets its own slot"
-    assert hints[0] >= MIN_RETRY_MS
-    # 10 pending + 100 refused at no less than the floor rate: the last waits about that long
-    assert hints[-1] <= round(1000 * 110 / MIN_RATE_PER_S) + 1
+    # the 10 being set up first (0.1 s), then one slot per 10 ms
+    assert hints[0] == 110 and hints[-1] == 1100
 
 
 def test_slots_are_not_handed_out_in_the_past() -> None:

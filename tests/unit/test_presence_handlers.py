@@ -1,0 +1,102 @@
+"""Presence's handling of a gateway's batches of connections, on a real SQLite file (no broker):
+who comes online, whose grace starts, and who gets a snapshot from presence."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
+from services.presence.store import PresenceStore
+from shared.protocol.domain import MENTOR_STATUS_CHANGED, USER_ONLINE
+from shared.runtime.outbox import BroadcastPush, ConnectionPush, Request
+from shared.settings import Settings
+
+
+@pytest.fixture
+async def presence(tmp_path: Path) -> AsyncIterator[PresenceHandlers]:
+    store = PresenceStore(f"sqlite+aiosqlite:///{tmp_path / 'presence.db'}")
+    await store.create()
+    yield PresenceHandlers(Settings(status_coalesce_ms=1), store)
+    await store.close()
+
+
+def fact(connection_id: str, user_id: str, role: str = "student", **extra: Any) -> dict[str, Any]:
+    return {
+        "gateway_id": "g1",
+        "connection_id": connection_id,
+        "user_id": user_id,
+        "role": role,
+        "name": user_id.upper(),
+        "reply_to": "g1.q",
+        "at": 1.0,
+        **extra,
+    }
+
+
+async def run(presence: PresenceHandlers, data: dict[str, Any], event: str = "") -> Request:
+    async def deliver_now(_: object) -> bool:
+        return True
+
+    req = Request(
+        event or "gateway.connections_changed", data, None, None, None, False, deliver_now
+    )
+    handler = presence.connections_changed if not event else presence.gateway_heartbeat
+    await handler(req)
+    return req
+
+
+async def test_a_batch_brings_its_users_online_and_presence_greets_only_those_not_greeted(
+    presence: PresenceHandlers,
+) -> None:
+    req = await run(
+        presence,
+        {
+            "opened": [
+                fact("c1", "s1", snapshot_sent=True),
+                fact("c2", "s1", snapshot_sent=True),  # the same user twice: online once
+                fact("c3", "m1", role="mentor"),
+            ]
+        },
+    )
+    online = sorted(f.data["user_id"] for f in req.out.facts if f.name == USER_ONLINE)
+    assert online == ["m1", "s1"]
+    assert [f.data["mentor_id"] for f in req.out.facts if f.name == MENTOR_STATUS_CHANGED] == ["m1"]
+    assert any(isinstance(p, BroadcastPush) for p in req.out.pushes), "m1 came online"
+    greeted = [p for p in req.out.pushes if isinstance(p, ConnectionPush)]
+    assert [(p.connection_id, p.frame["event"]) for p in greeted] == [
+        ("c3", "mentor_status_snapshot")
+    ]
+    assert greeted[0].frame["data"]["mentors"][0]["online"] is True
+
+
+async def test_the_grace_starts_only_when_a_user_s_last_connection_closes(
+    presence: PresenceHandlers,
+) -> None:
+    await run(presence, {"opened": [fact("c1", "s1"), fact("c2", "s1"), fact("c3", "s2")]})
+    one_left = await run(presence, {"closed": [fact("c1", "s1")]})
+    assert one_left.out.timers == []
+    both_gone = await run(presence, {"closed": [fact("c2", "s1"), fact("c3", "s2")]})
+    assert sorted(t.data["user_id"] for t in both_gone.out.timers) == ["s1", "s2"]
+    assert {t.event for t in both_gone.out.timers} == {GRACE_EXPIRED}
+    again = await run(presence, {"closed": [fact("c2", "s1")]})  # redelivered: nothing new
+    assert again.out.timers == []
+
+
+async def test_a_connection_opened_and_closed_within_one_batch_ends_closed(
+    presence: PresenceHandlers,
+) -> None:
+    req = await run(presence, {"opened": [fact("c1", "s1")], "closed": [fact("c1", "s1")]})
+    assert [t.data["user_id"] for t in req.out.timers] == ["s1"]
+
+
+async def test_a_heartbeat_closes_the_connections_its_gateway_no_longer_holds(
+    presence: PresenceHandlers,
+) -> None:
+    await run(presence, {"opened": [fact("c1", "s1"), fact("c2", "s2")]})
+    beat = {"gateway_id": "g1", "connection_ids": ["c2"], "at": 2.0}
+    req = await run(presence, beat, event="gateway.heartbeat")
+    assert [t.data["user_id"] for t in req.out.timers] == ["s1"]
