@@ -20,7 +20,7 @@ class Batcher(Generic[T]):
         self._flush = flush
         self._window_s = window_s
         self._items: list[T] = []
-        self._done: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # one per add(), of the next batch
         self._flushing = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -29,28 +29,36 @@ class Batcher(Generic[T]):
         return len(self._items)
 
     async def add(self, item: T) -> None:
-        self._items.append(item)
-        if self._done is None:
-            loop = asyncio.get_running_loop()
-            self._done = loop.create_future()
-            task = loop.create_task(self._run(self._done))
+        loop = asyncio.get_running_loop()
+        if not self._items:
+            task = loop.create_task(self._run())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        # shielded: one caller giving up (its socket closed) must not cancel the others' batch
-        await asyncio.shield(self._done)
+        self._items.append(item)
+        # a future of its own: a caller giving up (its socket closed) cancels only its wait
+        waiter = loop.create_future()
+        self._waiters.append(waiter)
+        await waiter
 
-    async def _run(self, done: asyncio.Future[None]) -> None:
+    async def _run(self) -> None:
         async with self._flushing:  # the previous batch is done first: order is kept
             if self._window_s:
                 await asyncio.sleep(self._window_s)
-            items, self._items, self._done = self._items, [], None
+            items, self._items = self._items, []
+            waiters, self._waiters = self._waiters, []
+            outcome: Exception | None = None
             try:
                 await self._flush(items)
-            except asyncio.CancelledError:
-                done.cancel()
+            except asyncio.CancelledError:  # shutting down: nobody hears "done"
+                for waiter in waiters:
+                    waiter.cancel()
                 raise
             except Exception as exc:
-                done.set_exception(exc)
-                done.exception()  # retrieved: its callers may all have left
-            else:
-                done.set_result(None)
+                outcome = exc
+            for waiter in waiters:
+                if waiter.done():  # its caller gave up
+                    continue
+                if outcome is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(outcome)

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from typing import Any
 
 from starlette.websockets import WebSocket
 
@@ -98,6 +99,9 @@ class Connection:
         client has ``queue_limit`` frames unread; frames for a closing connection are dropped."""
         if self._closing or self._finished:
             return
+        if self._writable and self._writer is None and not self._outbox:
+            self._write_now(text)  # the common case: nothing waits before it
+            return
         if len(self._outbox) >= self.queue_limit:
             raise SlowConsumer(self.id)
         self._outbox.append(text)
@@ -172,9 +176,31 @@ class Connection:
         if self._writable and self._writer is None and self._outbox and not self.ended.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())
 
-    async def _drain(self) -> None:
+    def _write_now(self, text: str) -> None:
+        """Write one frame without a task when the socket takes it at once, as it does
+        unless the client's TCP window is full: a broadcast to thousands of connections
+        then costs no task, no timer and no loop turn per connection. When the send has to
+        wait, a writer task finishes it (within the send timeout), then the queue."""
+        sending = self.websocket.send_text(text)
+        try:
+            waiting_for = sending.send(None)
+        except StopIteration:
+            metrics.FRAMES_OUT.inc()
+            return
+        except Exception as exc:  # the socket went away under us
+            log.debug("write to %s failed: %r", self.id, exc)
+            self._end()
+            return
+        resumed = _Resumed(sending, waiting_for)
+        self._writer = asyncio.get_running_loop().create_task(self._drain(resumed))
+
+    async def _drain(self, started: Awaitable[None] | None = None) -> None:
         """Write what is queued, then stop (a later frame starts a new writer)."""
         try:
+            if started is not None:
+                async with asyncio.timeout(self.send_timeout_s):
+                    await started
+                metrics.FRAMES_OUT.inc()
             while self._outbox:
                 item = self._outbox.popleft()
                 if isinstance(item, int):
@@ -198,6 +224,33 @@ class Connection:
         self._outbox.clear()
         if not self.ended.done():
             self.ended.set_result(None)
+
+
+class _Resumed:
+    """Awaits the rest of a coroutine that was started by hand and is waiting for
+    ``waiting_for`` (what it yielded): what ``yield from`` does, so that a task can finish it."""
+
+    __slots__ = ("_coroutine", "_waiting_for")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], waiting_for: Any) -> None:
+        self._coroutine = coroutine
+        self._waiting_for = waiting_for
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        waiting_for = self._waiting_for
+        while True:
+            try:
+                sent = yield waiting_for
+            except BaseException as exc:  # a cancel or timeout: into the coroutine with it
+                try:
+                    waiting_for = self._coroutine.throw(exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                waiting_for = self._coroutine.send(sent)
+            except StopIteration:
+                return
 
 
 class Registry:

@@ -14,16 +14,20 @@ from shared.auth import Identity, Role
 
 
 class FakeSocket:
-    def __init__(self, stuck: bool = False) -> None:
+    def __init__(self, stuck: bool = False, gated: bool = False) -> None:
         self.sent: list[str] = []
         self.closed_with: int | None = None
         self.stuck = stuck
         self.sending = asyncio.Event()
+        self.gate = asyncio.Event()  # with ``gated``, sends wait for it (a full TCP window)
+        if not gated:
+            self.gate.set()
 
     async def send_text(self, text: str) -> None:
         self.sending.set()
-        if self.stuck:  # the client's TCP window is full
+        if self.stuck:  # the client's TCP window stays full
             await asyncio.Event().wait()
+        await self.gate.wait()
         self.sent.append(text)
 
     async def close(self, code: int) -> None:
@@ -65,16 +69,24 @@ async def test_frames_are_written_in_order_then_closed() -> None:
     assert socket.closed_with == 1001
 
 
-async def test_an_idle_connection_holds_no_writer_task() -> None:
+async def test_a_frame_is_written_at_once_without_a_task_when_the_socket_takes_it() -> None:
     socket = FakeSocket()
     connection = _connection(socket)
     connection.send("a")
-    assert connection._writer is not None
-    await asyncio.wait_for(socket.sending.wait(), 1)
-    await asyncio.wait_for(_writer_gone(connection), 1)
-    connection.send("b")  # a later frame starts a writer again
+    assert socket.sent == ["a"] and connection._writer is None
+
+
+async def test_a_send_that_must_wait_is_finished_by_a_writer_that_then_goes_away() -> None:
+    socket = FakeSocket(gated=True)
+    connection = _connection(socket)
+    connection.send("a")  # the client's window is full: this send waits
+    connection.send("b")  # and this one queues behind it
+    assert connection._writer is not None and socket.sent == []
+    socket.gate.set()
     await asyncio.wait_for(_writer_gone(connection), 1)
     assert socket.sent == ["a", "b"] and not connection.ended.done()
+    connection.send("c")
+    assert socket.sent == ["a", "b", "c"] and connection._writer is None
 
 
 async def _writer_gone(connection: Connection) -> None:
@@ -98,12 +110,14 @@ async def test_a_client_that_does_not_read_is_dropped() -> None:
 
 
 async def test_abort_skips_queued_frames() -> None:
-    socket = FakeSocket()
+    socket = FakeSocket(gated=True)
     connection = _connection(socket)
-    connection.send("a")
+    connection.send("a")  # waiting to be taken
+    connection.send("b")  # queued
     connection.abort(1008)
+    socket.gate.set()
     await ended(connection)
-    assert socket.sent == [] and socket.closed_with == 1008
+    assert socket.sent == ["a"] and socket.closed_with == 1008
 
 
 async def test_finish_ends_after_the_queued_frames_or_at_once_when_none() -> None:

@@ -1,0 +1,5 @@
+"""``python -m bench.connections``."""
+
+from bench.connections.main import main
+
+main()
