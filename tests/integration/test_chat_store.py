@@ -94,10 +94,9 @@ async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
     assert overview[1][2] == {"alice": Markers(2, 1)}
     assert await store.overview("eve") == []
     late = 1e12
-    assert [(m.conversation_id, m.seq) for m in await store.undelivered("alice", late)] == sorted(
-        [(ab, 3), (ac, 1)]
-    )
-    assert await store.undelivered("alice", sent_before=0) == []  # only what came before
+    waiting = (await store.undelivered({"alice", "nobody"}, late))["alice"]
+    assert [(m.conversation_id, m.seq) for m in waiting] == sorted([(ab, 3), (ac, 1)])
+    assert await store.undelivered({"alice"}, sent_before=0) == {}  # only what came before
     assert [(m.conversation_id, m.seq) for m in await store.after({ab: 1, ac: 0})] == sorted(
         [(ab, 2), (ab, 3), (ac, 1), (ac, 2)]
     )
