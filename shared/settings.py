@@ -68,10 +68,11 @@ class Settings(BaseSettings):
         default=10, ge=1, description="More sockets for one user are refused with close 4429."
     )
     max_pending_connects: int = Field(
-        default=256,
+        default=4096,
         ge=1,
         description="Sockets set up at once (token, binding, announcement); more are closed "
-        "with 1013 and retry_after_ms, spread out at the measured set-up rate.",
+        "with 1013 and retry_after_ms, spread out at the measured set-up rate. A refusal costs "
+        "the gateway a handshake, as much as an admission: the limit is for storms beyond it.",
     )
     request_timeout_s: float = Field(default=10.0, gt=0)
     send_queue_limit: int = Field(
