@@ -118,6 +118,11 @@ class Settings(BaseSettings):
         default=None, description="Touched every few seconds while the process has the broker."
     )
 
+    metrics_token: str | None = Field(
+        default=None,
+        description="When set, /metrics answers only requests bearing this token (401 else).",
+    )
+
     # Logging
     log_level: str = "INFO"
     log_json: bool = True

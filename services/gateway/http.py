@@ -3,6 +3,7 @@ each API call answered by the owning service over the broker."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -96,7 +97,16 @@ async def readyz(request: Request) -> Response:
 
 
 @routes.get("/metrics")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text; with ``IM_METRICS_TOKEN`` set, only for ``Authorization: Bearer`` it
+    (the gateway's port faces the internet; its counters describe the deployment)."""
+    expected = request.app.state.settings.metrics_token
+    if expected:
+        given = bearer_token(request.headers.get("authorization")) or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(
+                401, "metrics need IM_METRICS_TOKEN", headers={"WWW-Authenticate": "Bearer"}
+            )
     return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -109,3 +109,15 @@ async def test_health_readiness_and_metrics(gateway: Gateway, stack: Stack) -> N
     assert 'im_gateway_errors_total{code="unknown_event"} 1.0' in metrics
     assert "im_gateway_request_seconds_bucket" in metrics
     await client.close()
+
+
+async def test_metrics_can_require_a_token_of_their_own(stack: Stack) -> None:
+    gateway = stack.start_gateway(IM_METRICS_TOKEN="m" * 40)
+    async with httpx.AsyncClient(base_url=gateway.http) as http:
+        assert (await http.get("/metrics")).status_code == 401
+        wrong = {"Authorization": f"Bearer {stack.token('u1')}"}  # a user's token is not it
+        assert (await http.get("/metrics", headers=wrong)).status_code == 401
+        right = {"Authorization": "Bearer " + "m" * 40}
+        answered = await http.get("/metrics", headers=right)
+        assert answered.status_code == 200 and "im_gateway_connections" in answered.text
+        assert (await http.get("/healthz")).status_code == 200  # health stays open
