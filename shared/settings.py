@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Open help requests one student may have at once."
     )
     typing_timeout_s: float = Field(default=6.0, gt=0)
+    help_repush_after_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A mentor turning available again is re-pushed only the open help "
+        "requests not shown to them within this (status flapping must not flood them).",
+    )
     catchup_limit: int = Field(
         default=100,
         ge=1,

@@ -87,10 +87,13 @@ class HelpHandlers:
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         max_open: int = 5,
         catchup_limit: int = 100,
+        repush_after_s: float = 60.0,
     ) -> None:
         self.expiry_s = expiry_s
         self.max_open = max_open  # open requests a student may have at once
         self.catchup_limit = catchup_limit  # requests pushed to a mentor at once, at most
+        self.repush_after_s = repush_after_s  # a request shown to a mentor is not re-pushed
+        # to them by a status flip within this
         self.clock = clock
         self.new_id = new_id
         self._store: HelpStore | None = None

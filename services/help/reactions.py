@@ -57,13 +57,17 @@ class HelpReactions:
         if not applied:
             return
         # A redelivered fact may have been stored without its pushes leaving: push again.
+        # A mentor flipping back and forth gets again only what they were not shown lately
+        # (their connections have the rest; list_help_requests lists everything).
         if became_available(old, new) or (req.redelivered and new.available):
+            now = self.h.clock()
             requests = await self.h.store.catch_up(
                 new.mentor_id,
                 broadcasts=True,
                 targeted=False,
-                now=self.h.clock(),
+                now=now,
                 limit=self.h.catchup_limit,
+                not_shown_since=None if req.redelivered else now - self.h.repush_after_s,
             )
             await deliver_in_order(req, [UserPush(new.mentor_id, received(r)) for r in requests])
 

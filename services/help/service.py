@@ -47,6 +47,7 @@ def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefini
         clock=clock,
         max_open=settings.max_open_help_requests,
         catchup_limit=settings.catchup_limit,
+        repush_after_s=settings.help_repush_after_s,
     )
     reactions = HelpReactions(handlers)
     table: dict[str, Handler] = {

@@ -196,16 +196,37 @@ class HelpStore:
             return True
 
     async def catch_up(
-        self, mentor_id: str, *, broadcasts: bool, targeted: bool, now: float, limit: int = 100
+        self,
+        mentor_id: str,
+        *,
+        broadcasts: bool,
+        targeted: bool,
+        now: float,
+        limit: int = 100,
+        not_shown_since: float | None = None,
     ) -> list[HelpRequest]:
         """The open requests to push to a mentor (targeted at them; broadcasts they did not
         decline), most urgent then oldest, at most ``limit`` (the mentor lists the rest with
-        ``list_help_requests``), recorded as shown in the same transaction."""
+        ``list_help_requests``), recorded as shown (at ``now``) in the same transaction.
+        With ``not_shown_since``: only those not shown to this mentor since then."""
         async with self._write() as conn:
-            requests = (await self._visible(conn, mentor_id, broadcasts, targeted))[:limit]
+            requests = await self._visible(conn, mentor_id, broadcasts, targeted)
+            if not_shown_since is not None and requests:
+                recent = await conn.execute(
+                    select(S.c.request_id).where(
+                        S.c.mentor_id == mentor_id,
+                        S.c.shown_at >= not_shown_since,
+                        S.c.request_id.in_([r.request_id for r in requests]),
+                    )
+                )
+                shown = set(recent.scalars())
+                requests = [r for r in requests if r.request_id not in shown]
+            requests = requests[:limit]
             if requests:
-                stmt = self._upsert(S).on_conflict_do_nothing(
-                    index_elements=[S.c.request_id, S.c.mentor_id]
+                stmt = self._upsert(S)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[S.c.request_id, S.c.mentor_id],
+                    set_={"shown_at": stmt.excluded.shown_at},
                 )
                 await conn.execute(
                     stmt,

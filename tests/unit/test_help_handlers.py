@@ -315,10 +315,27 @@ async def test_a_mentor_who_becomes_available_gets_open_broadcasts_most_urgent_f
     pushed = became.to("m9", "help_request_received")
     assert [ids[p["request_id"]] for p in pushed] == ["high", "high", "medium", "low"]
     assert pushed[0]["created_at"] < pushed[1]["created_at"]
-    # No second copy while they stay available; again after a busy spell.
+    # No second copy while they stay available, nor after a quick busy spell (flapping);
+    # again once IM_HELP_REPUSH_AFTER_S (60 s) passed since they were shown.
     assert (await h.status("m9")).pushes == []
     assert (await h.status("m9", status="busy")).pushes == []
+    assert (await h.status("m9")).to("m9", "help_request_received") == []
+    await h.status("m9", status="busy")
+    h.clock[0] += 61
     assert len((await h.status("m9")).to("m9", "help_request_received")) == 4
+
+
+async def test_a_flapping_mentor_is_pushed_only_what_they_have_not_seen(h: Harness) -> None:
+    await h.ask(message="first")
+    await h.online("m1")
+    for _ in range(20):  # busy / available, over and over
+        await h.status("m1", status="busy")
+        assert (await h.status("m1")).to("m1", "help_request_received") == []
+    await h.status("m1", status="busy")
+    h.clock[0] += 1
+    await h.ask(message="while busy")  # not shown to m1: a busy mentor is not offered it
+    back = await h.status("m1")
+    assert [p["message"] for p in back.to("m1", "help_request_received")] == ["while busy"]
 
 
 async def test_a_redelivered_status_fact_pushes_again(h: Harness) -> None:
