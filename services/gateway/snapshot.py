@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.protocol.envelope import dumps, loads, push_frame
+from shared.protocol.envelope import dumps, fit, loads, push_frame
 from shared.protocol.presence import listing_order
 
 STATUS_UPDATE = "mentor_status_update"
@@ -54,7 +54,7 @@ class MentorSnapshot:
         if not self.ready:
             return None
         if self._frame is None:
-            mentors = listing_order(list(self._views.values()))
+            mentors = fit(listing_order(list(self._views.values())))
             self._frame = dumps(push_frame("mentor_status_snapshot", {"mentors": mentors}))
         return self._frame
 

@@ -22,7 +22,7 @@ from shared.protocol.domain import (
     ConnectionsChanged,
     GatewayHeartbeat,
 )
-from shared.protocol.envelope import CommandOrigin
+from shared.protocol.envelope import CommandOrigin, fit
 from shared.protocol.presence import MentorAvailable, MentorBusy, listing_order
 from shared.runtime.outbox import Outbox, Request
 from shared.settings import Settings
@@ -80,7 +80,7 @@ class PresenceHandlers:
     async def get_mentors(self, req: Request) -> None:
         mentors = await self.store.read(lambda tx: tx.mentors())
         me = req.sender.user_id
-        req.out.reply = {"mentors": listing_order([m.view_for(me) for m in mentors])}
+        req.out.reply = {"mentors": fit(listing_order([m.view_for(me) for m in mentors]))}
 
     # -- connections -----------------------------------------------------------------------
 
@@ -106,7 +106,7 @@ class PresenceHandlers:
             origin = CommandOrigin(
                 gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
             )
-            views = listing_order([m.view_for(fact.user_id) for m in changes.listing])
+            views = fit(listing_order([m.view_for(fact.user_id) for m in changes.listing]))
             req.out.push_connection(origin, "mentor_status_snapshot", {"mentors": views})
 
     @staticmethod

@@ -78,3 +78,19 @@ def test_the_listing_order_is_presence_s_online_and_available_first() -> None:
         ]
     )
     assert mentors(snapshot) == [("m3", "available"), ("m2", "busy"), ("m1", "offline")]
+
+
+def test_a_snapshot_of_many_mentors_with_large_status_data_fits_one_frame() -> None:
+    snapshot = MentorSnapshot()
+    big = {"bio": "x" * 4000}
+    views = []
+    for i in range(120):  # 120 × 4 KiB of status_data: more than one frame may carry
+        online = i % 2 == 0
+        one = view(f"m{i:03}", "available" if online else "offline", "2026-12-01T10:00:00.000Z")
+        views.append({**one, "online": online, "status_data": big})
+    snapshot.load(views)
+    frame = snapshot.frame()
+    assert frame is not None and len(frame.encode()) <= 256 * 1024
+    shown = loads(frame)["data"]["mentors"]
+    assert 50 < len(shown) < 120
+    assert all(m["online"] for m in shown[:60]), "the online ones come first and are kept"
