@@ -122,11 +122,11 @@ class PresenceHandlers:
         names = {f.user_id: f.name for f in new if f.role == MENTOR}
         known = tx.mentors_of(list(names))
         for mentor_id, name in names.items():
-            current = known.get(mentor_id) or Mentor(mentor_id, name)
-            turned = domain.set_online(current, True, at, name=name)
-            if domain.changed(known.get(mentor_id), turned):
+            stored = known.get(mentor_id)
+            turned = domain.set_online(stored or Mentor(mentor_id, name), True, at, name=name)
+            if domain.changed(stored, turned):
                 tx.save_mentor(turned)
-                changes.mentors.append((known.get(mentor_id), turned))
+                changes.mentors.append((stored, turned))
 
     @staticmethod
     def _close_in(tx: PresenceTx, connection_ids: list[str], changes: Changes) -> None:

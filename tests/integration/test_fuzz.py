@@ -28,9 +28,8 @@ from tests.support.hostile import (
     IdPool,
     ReplyTally,
     bad_log_lines,
-    poll,
 )
-from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
+from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack, poll
 
 pytestmark = pytest.mark.integration
 

@@ -12,17 +12,9 @@ import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 
 from tests.support.client import WsClient
-from tests.support.stack import Stack
+from tests.support.stack import Stack, poll
 
 pytestmark = pytest.mark.integration
-
-
-async def _until(condition: object, timeout_s: float, what: str) -> None:
-    assert callable(condition)
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, f"no {what} within {timeout_s}s"
-        await asyncio.sleep(0.01)
 
 
 async def _attempt(url: str) -> str:
@@ -53,7 +45,7 @@ async def test_a_stopping_gateway_closes_everyone_with_1001_and_admits_no_one(
 
     async def reconnect_when_closed(client: WsClient, user: str) -> str:
         """What a client gets that tries again the moment its socket closes."""
-        await _until(lambda: client.closed_code is not None, 20, f"close of {user}'s socket")
+        await poll(lambda: client.closed_code is not None, 20, f"close of {user}'s socket")
         return await _attempt(f"{gateway.ws}?token={stack.token(user)}")
 
     eager = [asyncio.create_task(reconnect_when_closed(c, f"s{i}")) for i, c in enumerate(clients)]

@@ -11,12 +11,10 @@ is known by construction (a ``ping``, or a frame the gateway must refuse).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
 import string
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -570,15 +568,6 @@ class ReplyTally:
 
     def duplicates(self) -> dict[str, list[Frame]]:
         return {ref: got for ref, got in self.replies.items() if len(got) != 1}
-
-
-async def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """The asyncio twin of ``stack.wait_until``: poll ``condition`` until a deadline."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # -- logs ------------------------------------------------------------------------------------

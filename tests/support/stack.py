@@ -6,6 +6,7 @@ tests never see each other's queues or databases.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -46,6 +47,15 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.05)
+
+
+async def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """The asyncio twin of ``stack.wait_until``: poll ``condition`` until a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 @dataclass
