@@ -52,6 +52,18 @@ class Settings(BaseSettings):
         description="Where the gateway listens; 127.0.0.1 in dev mode unless set.",
     )
     gateway_port: int = 8000
+    gateway_reuse_port: bool = Field(
+        default=False,
+        description="SO_REUSEPORT: several gateway processes on one machine share the port and "
+        "the kernel spreads new connections over them (one process uses one core).",
+    )
+    gateway_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="`make up` starts this many gateway processes on the port (with "
+        "IM_GATEWAY_REUSE_PORT); one per core is what a machine serving many sockets wants.",
+    )
     heartbeat_interval_s: float = Field(default=20.0, gt=0)
     ws_compression: bool = Field(
         default=False,

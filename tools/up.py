@@ -100,13 +100,13 @@ class Stack:
     def logs(self) -> Path:
         return self.settings.data_dir.resolve() / "logs"
 
-    def start(self, name: str, module: str) -> None:
+    def start(self, name: str, module: str, **extra_env: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", module],
                 cwd=REPO,
-                env=self.env(),
+                env={**self.env(), **extra_env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -118,7 +118,13 @@ class Stack:
         step(f"starting {', '.join(names)} and the gateway (logs in {self.logs}/)")
         for service in names:
             self.start(service, f"services.{service}")
-        self.start("gateway", "services.gateway")
+        gateways = self.settings.gateway_processes
+        if gateways == 1:
+            self.start("gateway", "services.gateway")
+            return
+        step(f"{gateways} gateway processes share port {self.settings.gateway_port}")
+        for number in range(1, gateways + 1):
+            self.start(f"gateway-{number}", "services.gateway", IM_GATEWAY_REUSE_PORT="true")
 
     def wait_ready(self, timeout_s: float = 120) -> None:
         base = f"http://127.0.0.1:{self.settings.gateway_port}"

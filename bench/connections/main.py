@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--clients", type=int, help="students N (default 5000; --quick: 300)")
     p.add_argument("--workers", type=int, default=4, help="load-generator processes")
+    p.add_argument(
+        "--gateways", type=int, default=1, help="gateway processes sharing the port (SO_REUSEPORT)"
+    )
     p.add_argument("--ramp", type=float, default=1.0, help="s over which handshakes start")
     p.add_argument("--idle", type=float, default=5.0, help="s idle before reading memory")
     p.add_argument("--changes", type=int, default=5, help="status changes for the fan-out")
@@ -98,7 +101,8 @@ def note(args: argparse.Namespace, phases: Phases, load: tuple[float, float]) ->
     )
     lag = phases.phases.get("storm", {}).get("generator_lag_ms", {}).get("p99_ms")
     return (
-        f"{args.clients} students over {args.workers} worker processes, handshakes over "
+        f"{args.clients} students over {args.workers} worker processes, {args.gateways} "
+        f"gateway process{'es' if args.gateways > 1 else ''}, handshakes over "
         f"{args.ramp:g} s, compression {'on' if args.compression else 'off'}; load average "
         f"(1 min) {load[0]:.2f} at start, {load[1]:.2f} at end; busiest generator worker "
         f"{busiest:.2f} cores; generator start lag p99 {lag if lag is None else round(lag)} ms."
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     raise_file_limit()  # before the stack starts: the gateway inherits the limit
     stamp = time.strftime("%Y%m%d-%H%M%S")
     load_start = os.getloadavg()[0]
-    with running(args.compression, args.logs) as target:
+    with running(args.compression, args.logs, args.gateways) as target:
         tokens = [(f"s{i}", target.system.token(f"s{i}")) for i in range(args.clients)]
         broker = psutil.Process(target.broker_pid) if target.broker_pid else None
         meta = describe_run(args, broker)
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         for change in measure_row.extra.get("changes", []):
             d = change["latency"]
             print(
-                f"  {change['tag']}: p50 {ms(d.p50_ms)} ms, p99 {ms(d.p99_ms)} ms, last "
+                f"  {change['tag']}: mentor's ack {ms(change['mentor_reply_ms'])} ms, first "
+                f"{ms(change['first_ms'])} ms, p50 {ms(d.p50_ms)} ms, p99 {ms(d.p99_ms)} ms, last "
                 f"{ms(change['last_ms'])} ms, missing {d.missing} of {d.count}"
             )
     for label, info in phases.phases.items():

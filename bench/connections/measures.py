@@ -107,6 +107,8 @@ class Phases:
         mentor = await GatewayClient.connect(url, token, MENTOR, self.compression)
         try:
             await asyncio.sleep(spacing_s)  # the mentor's own "online" broadcast goes first
+            answered_at: dict[str, float] = {}  # ref → when the mentor's reply arrived
+            mentor.on_frame = lambda frame, at: _note_reply(answered_at, frame, at)
             async with self.phase("fanout"):
                 sent_at, answers = await send_changes(mentor, changes, spacing_s)
                 until = now() + timeout_s
@@ -118,6 +120,10 @@ class Phases:
         row, per_change = fanout_measure(f"status fan-out (median of {changes})", sent_at, arrivals)
         for change in per_change:
             change["mentor_reply"] = outcomes[change["tag"]]
+            answered = answered_at.get(change["tag"])
+            change["mentor_reply_ms"] = (
+                None if answered is None else ((answered - sent_at[change["tag"]]) * 1000)
+            )
         refused = [o for o in outcomes.values() if o != "ack"]
         for outcome in refused:
             key = f"status change answered {outcome}"
@@ -141,6 +147,12 @@ class Phases:
             )
             self.measures.append(row)
         await self.read_memory(f"after_{'kill' if hard else 'term'}_reconnect")
+
+
+def _note_reply(answered_at: dict[str, float], frame: Frame, at: float) -> None:
+    reply = reply_of(frame)
+    if reply is not None and reply[0] is not None:
+        answered_at.setdefault(reply[0], at)
 
 
 async def send_changes(

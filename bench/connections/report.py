@@ -74,7 +74,7 @@ def memory_rows(memory: dict[str, dict[str, int]]) -> list[list[str]]:
     if sockets != students:  # half-open handshakes, or clients that gave up, still held
         rows[0][3] = f"KB per connection ({students} up, gateway holds {sockets} sockets)"
     for key, label in (
-        ("gateway_rss", "gateway RSS"),
+        ("gateway_rss", "gateway RSS (all gateway processes)"),
         ("broker_erlang", "broker (Erlang allocated)"),
         ("broker_rss", "broker RSS"),
     ):

@@ -86,8 +86,13 @@ def fanout_measure(
     if not dists:
         raise ValueError("no status change was sent")
     changes = [
-        {"tag": tag, "latency": dist, "last_ms": dist.max_ms}
-        for tag, dist in zip(sent_at, dists, strict=True)
+        {
+            "tag": tag,
+            "latency": dist,
+            "first_ms": _first_ms(t0, arrivals.get(tag, [])),
+            "last_ms": dist.max_ms,
+        }
+        for (tag, t0), dist in zip(sent_at.items(), dists, strict=True)
     ]
     median = Distribution(
         count=dists[0].count,
@@ -100,6 +105,12 @@ def fanout_measure(
     missing = {"update not received": median.missing} if median.missing else {}
     row = Measure(name, dists[0].count, median, median.max_ms, failures=missing)
     return row, changes
+
+
+def _first_ms(t0: float, moments: Iterable[float | None]) -> float | None:
+    """The earliest delivery (ms after ``t0``): what the path costs before the writes start."""
+    arrived = [moment for moment in moments if moment is not None]
+    return (min(arrived) - t0) * 1000 if arrived else None
 
 
 def reconnect_measure(

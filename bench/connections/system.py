@@ -1,5 +1,6 @@
-"""The system under test: a private RabbitMQ node and one stack (four services, one gateway),
-plus what the benchmark does to it: read memory and CPU, restart the gateway on its port.
+"""The system under test: a private RabbitMQ node and one stack (four services, and one gateway
+or ``--gateways`` processes sharing its port), plus what the benchmark does to it: read memory
+and CPU, restart the gateways on their port.
 
 The stack is ``bench.openloop.systems.our_system`` (production timings, no rate limits) on a
 node of our own, so the broker's memory is the stack's alone and ``rabbitmqctl`` can ask it.
@@ -45,19 +46,21 @@ class Target:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.gateway_port}/ws"
 
-    def gateway(self) -> Process:
-        """The newest gateway process (the one serving now)."""
-        return [p for p in self.system.stack.processes if p.name == "gateway"][-1]
+    def gateways(self) -> list[Process]:
+        """The gateway processes serving now (the newest)."""
+        return self.system.serving_gateways()
 
     def gateway_rss_bytes(self) -> int:
-        return int(psutil.Process(self.gateway().popen.pid).memory_info().rss)
+        return sum(int(psutil.Process(g.popen.pid).memory_info().rss) for g in self.gateways())
 
     def gateway_sockets(self) -> int:
-        """TCP sockets the gateway holds open to clients (established), for context."""
-        connections = psutil.Process(self.gateway().popen.pid).net_connections(kind="tcp")
+        """TCP sockets the gateways hold open to clients (established), for context."""
         port = self.gateway_port
         return sum(
-            1 for c in connections if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+            1
+            for g in self.gateways()
+            for c in psutil.Process(g.popen.pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
         )
 
     def broker_memory_bytes(self) -> dict[str, int]:
@@ -70,7 +73,7 @@ class Target:
 
     def processes(self) -> dict[str, int]:
         """label → pid: gateway (the newest), each service, the broker."""
-        pids = self.system.processes()  # later processes of a name win: the newest gateway
+        pids = self.system.processes()
         if self.broker_pid is not None:
             pids["broker"] = self.broker_pid
         return pids
@@ -86,29 +89,31 @@ class Target:
         return out
 
     async def restart_gateway(self, hard: bool) -> Restart:
-        """SIGKILL (``hard``) or SIGTERM the gateway, then start a new one on the same port."""
-        old = self.gateway()
+        """SIGKILL (``hard``) or SIGTERM every gateway, then start as many on the same port."""
+        old = self.gateways()
         signalled = now()
-        await asyncio.to_thread(old.kill if hard else old.terminate)
+        stop = [asyncio.to_thread(g.kill if hard else g.terminate) for g in old]
+        await asyncio.gather(*stop)
         exited = now()
-        stack = self.system.stack
         try:
-            await asyncio.to_thread(stack.start_gateway, RESTART_READY_TIMEOUT_S, self.gateway_port)
+            await asyncio.to_thread(
+                self.system.start_gateways, self.gateway_port, RESTART_READY_TIMEOUT_S
+            )
             ready: float | None = now()
         except AssertionError:  # not ready in time; the process (if alive) goes on serving
             ready = None
-        return Restart(signalled, exited, ready, old.popen.returncode)
+        return Restart(signalled, exited, ready, old[0].popen.returncode)
 
 
 @contextmanager
-def running(compression: bool, keep_dir: Path | None = None) -> Iterator[Target]:
-    """Broker, services and gateway for one run; logs under ``keep_dir`` if given."""
+def running(compression: bool, keep_dir: Path | None = None, gateways: int = 1) -> Iterator[Target]:
+    """Broker, services and gateways for one run; logs under ``keep_dir`` if given."""
     with tempfile.TemporaryDirectory(prefix="im-connections-") as tmp:
         base = keep_dir or Path(tmp)
         rabbit = LocalRabbit(Path(tmp) / "rabbit")
         rabbit.start()
         try:
-            with our_system(rabbit.url, base / "stack", compression) as system:
+            with our_system(rabbit.url, base / "stack", compression, gateways) as system:
                 port = system.stack.gateways[-1].port
                 broker = listener_of(rabbit.port)
                 yield Target(rabbit, system, port, broker.pid if broker else None)

@@ -37,9 +37,30 @@ START_TIMEOUT_S = 30.0
 class OurSystem:
     stack: Stack
     ws_url: str
+    gateways: int = 1  # gateway processes sharing the port (SO_REUSEPORT) when more than one
 
     def processes(self) -> dict[str, int]:
-        return {p.name: p.popen.pid for p in self.stack.processes}
+        """label → pid; the newest ``gateways`` gateway processes, as ``gateway`` when there is
+        one and ``gateway-1`` … otherwise."""
+        pids = {p.name: p.popen.pid for p in self.stack.processes if p.name != "gateway"}
+        serving = self.serving_gateways()
+        for number, process in enumerate(serving, start=1):
+            pids["gateway" if len(serving) == 1 else f"gateway-{number}"] = process.popen.pid
+        return pids
+
+    def serving_gateways(self) -> list[Process]:
+        """The gateway processes started last (the ones serving now)."""
+        return [p for p in self.stack.processes if p.name == "gateway"][-self.gateways :]
+
+    def start_gateways(self, port: int | None = None, timeout_s: float = START_TIMEOUT_S) -> int:
+        """Start ``gateways`` gateway processes on one port, all at once (the first would
+        otherwise take every waiting client alone); return the port once all are ready."""
+        shared = {"IM_GATEWAY_REUSE_PORT": "true"} if self.gateways > 1 else {}
+        port = port or free_port()
+        started = [self.stack.spawn_gateway(port, **shared) for _ in range(self.gateways)]
+        for gateway in started:
+            self.stack.wait_ready(gateway, timeout_s)
+        return port
 
     def token(self, user_id: str, role: str = "student") -> str:
         return self.stack.token(user_id, role, name=user_id)
@@ -56,7 +77,9 @@ class PeerSystem:
 
 
 @contextmanager
-def our_system(amqp_url: str, base_dir: Path, deflate: bool) -> Iterator[OurSystem]:
+def our_system(
+    amqp_url: str, base_dir: Path, deflate: bool, gateways: int = 1
+) -> Iterator[OurSystem]:
     base_dir.mkdir(parents=True, exist_ok=True)
     compression = {"IM_WS_COMPRESSION": "true" if deflate else "false"}
     stack = Stack(
@@ -67,8 +90,9 @@ def our_system(amqp_url: str, base_dir: Path, deflate: bool) -> Iterator[OurSyst
     try:
         for service in SERVICES:
             stack.start_service(service, timeout_s=START_TIMEOUT_S)
-        gateway = stack.start_gateway(timeout_s=START_TIMEOUT_S)
-        yield OurSystem(stack, gateway.ws)
+        system = OurSystem(stack, "", gateways)
+        system.ws_url = f"ws://127.0.0.1:{system.start_gateways()}/ws"
+        yield system
     finally:
         stack.stop()
 

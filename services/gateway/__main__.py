@@ -7,6 +7,7 @@ import socket
 import uvicorn
 
 from services.gateway.app import create_app, sockets_first
+from services.gateway.wire import GatewayWebSocketProtocol
 from services.gateway.ws import SocketHandler
 from shared.logs import configure_logging
 from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
@@ -29,6 +30,20 @@ class GatewayServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket | None:
+    """With ``reuse_port``, a socket bound with SO_REUSEPORT, so that other gateway processes
+    can bind the same port; otherwise None (uvicorn binds its own)."""
+    if not reuse_port:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
 def main() -> None:
     settings = get_settings()
     configure_logging("gateway", settings.log_level, settings.log_json)
@@ -44,7 +59,7 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",
-        ws="websockets-sansio",
+        ws=GatewayWebSocketProtocol,  # uvicorn's websockets-sansio, plus prebuilt frames
         ws_per_message_deflate=settings.ws_compression,
         ws_max_size=max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 4),
         ws_ping_interval=settings.heartbeat_interval_s,
@@ -54,7 +69,12 @@ def main() -> None:
         timeout_graceful_shutdown=10,
         backlog=LISTEN_BACKLOG,
     )
-    GatewayServer(config, app.state.sockets).run()
+    shared_port = listening_socket(
+        settings.gateway_host, settings.gateway_port, settings.gateway_reuse_port
+    )
+    GatewayServer(config, app.state.sockets).run(
+        sockets=None if shared_port is None else [shared_port]
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from starlette.websockets import WebSocket
 
 from services.gateway import metrics
 from services.gateway.ratelimit import TokenBucket
+from services.gateway.wire import PREBUILT_FRAMES, OutgoingFrame, WritePrebuilt
 from shared.auth import Identity
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Connection:
         "_finished",
         "_writer",
         "_followups",
+        "_write_prebuilt",
     )
 
     def __init__(
@@ -77,6 +79,8 @@ class Connection:
         self._finished = False
         self._writer: asyncio.Task[None] | None = None
         self._followups: dict[str, asyncio.TimerHandle] | None = None
+        prebuilt = websocket.scope.get("extensions", {}).get(PREBUILT_FRAMES)
+        self._write_prebuilt: WritePrebuilt | None = prebuilt["write"] if prebuilt else None
 
     @property
     def user_id(self) -> str:
@@ -94,17 +98,24 @@ class Connection:
         self._writable = True
         self._kick()
 
-    def send(self, text: str) -> None:
-        """Queue one frame (JSON text). Never blocks. Raises :class:`SlowConsumer` when the
-        client has ``queue_limit`` frames unread; frames for a closing connection are dropped."""
+    def send(self, frame: str | OutgoingFrame) -> None:
+        """Queue one frame (JSON text; an :class:`OutgoingFrame` when the same frame goes to
+        many sockets). Never blocks. Raises :class:`SlowConsumer` when the client has
+        ``queue_limit`` frames unread; frames for a closing connection are dropped."""
         if self._closing or self._finished:
             return
         if self._writable and self._writer is None and not self._outbox:
-            self._write_now(text)  # the common case: nothing waits before it
-            return
+            if self._write_prebuilt is not None:
+                wire = frame.wire if isinstance(frame, OutgoingFrame) else OutgoingFrame(frame).wire
+                if self._write_prebuilt(wire):  # the common case: nothing waits before it
+                    metrics.FRAMES_OUT.inc()
+                    return
+            else:
+                self._write_now(frame if isinstance(frame, str) else frame.text)
+                return
         if len(self._outbox) >= self.queue_limit:
             raise SlowConsumer(self.id)
-        self._outbox.append(text)
+        self._outbox.append(frame if isinstance(frame, str) else frame.text)
         self._kick()
 
     def close_after_queued(self, code: int) -> None:
@@ -178,9 +189,9 @@ class Connection:
 
     def _write_now(self, text: str) -> None:
         """Write one frame without a task when the socket takes it at once, as it does
-        unless the client's TCP window is full: a broadcast to thousands of connections
-        then costs no task, no timer and no loop turn per connection. When the send has to
-        wait, a writer task finishes it (within the send timeout), then the queue."""
+        unless the client's TCP window is full (sockets without prebuilt frames, i.e. with
+        compression): no task, no timer and no loop turn per connection. When the send has
+        to wait, a writer task finishes it (within the send timeout), then the queue."""
         sending = self.websocket.send_text(text)
         try:
             waiting_for = sending.send(None)

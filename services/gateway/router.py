@@ -23,6 +23,7 @@ from services.gateway.announcer import Announcer
 from services.gateway.bindings import Bindings
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from services.gateway.snapshot import MentorSnapshot
+from services.gateway.wire import OutgoingFrame
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
@@ -340,9 +341,10 @@ class Router:
         key = message.routing_key or ""
         if key == BROADCAST_ALL:
             self.snapshot.observe_frame(text)
+        frame = OutgoingFrame(text)  # framed once, for however many of them are here
         for connection in self._recipients(key, headers.get("CC")):
             if connection.id != excluded:
-                self._deliver(connection, text)
+                self._deliver(connection, frame)
                 if followup is not None:
                     connection.replace_followup(*followup)
         reply = headers.get(h.REPLY_BODY)
@@ -361,9 +363,9 @@ class Router:
             return self.registry.of_user(users.pop())
         return {c for user_id in users for c in self.registry.of_user(user_id)}
 
-    def _deliver(self, connection: Connection, text: str) -> None:
+    def _deliver(self, connection: Connection, frame: str | OutgoingFrame) -> None:
         try:
-            connection.send(text)
+            connection.send(frame)
         except SlowConsumer:
             self._on_slow_consumer(connection)
 

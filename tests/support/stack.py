@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from shared.auth import issue_token
 from tools.rabbit import free_port
@@ -34,6 +35,15 @@ NO_RATE_LIMITS = {
     "IM_USER_RATE_LIMIT_BURST": "1000000",
 }
 READY_LINE = "consuming"
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a socket listening on TCP ``port``."""
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.Error:
+        return False
+    return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
 
 
 def wait_until(
@@ -158,15 +168,28 @@ class Stack:
         self, timeout_s: float = 30.0, port: int | None = None, **env: str
     ) -> Gateway:
         """Start a gateway; return once ``/readyz`` answers 200."""
+        gateway = self.spawn_gateway(port, **env)
+        self.wait_ready(gateway, timeout_s)
+        return gateway
+
+    def spawn_gateway(self, port: int | None = None, **env: str) -> Gateway:
+        """Start a gateway process and return at once (see :meth:`wait_ready`)."""
         port = port or free_port()
         process = self._spawn(
             "gateway", "services.gateway", self.env(IM_GATEWAY_PORT=str(port), **env)
         )
-        gateway = Gateway(process, port)
+        return Gateway(process, port)
+
+    def wait_ready(self, gateway: Gateway, timeout_s: float = 30.0) -> None:
+        """Until the gateway process listens on its port and ``/readyz`` answers 200 (fails if
+        the process exits). With a port shared by several gateways, another may answer."""
+        process = gateway.process
 
         def ready() -> bool:
             if not process.alive():
                 return True
+            if not listens(process.popen.pid, gateway.port):
+                return False
             try:
                 return httpx.get(f"{gateway.http}/readyz", timeout=1).status_code == 200
             except httpx.HTTPError:
@@ -175,7 +198,6 @@ class Stack:
         wait_until(ready, timeout_s, "gateway to be ready")
         assert process.alive(), f"gateway exited:\n{process.log()}"
         self.gateways.append(gateway)
-        return gateway
 
     def token(self, user_id: str, role: str = "student", name: str | None = None) -> str:
         return issue_token(user_id, role, JWT_SECRET, name=name)
@@ -193,7 +215,7 @@ class Stack:
         stack = cls(amqp_url=amqp_url, base_dir=base_dir)
         try:
             for name, env in services.items():
-                stack.start_service(name, **env)
+                stack.start_service(name, 30.0, **env)
             stack.start_gateway()
             yield stack
         finally:

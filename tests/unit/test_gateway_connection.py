@@ -10,6 +10,7 @@ from starlette.websockets import WebSocket
 
 from services.gateway.connections import Connection, SlowConsumer
 from services.gateway.ratelimit import TokenBucket
+from services.gateway.wire import PREBUILT_FRAMES, OutgoingFrame
 from shared.auth import Identity, Role
 
 
@@ -22,6 +23,7 @@ class FakeSocket:
         self.gate = asyncio.Event()  # with ``gated``, sends wait for it (a full TCP window)
         if not gated:
             self.gate.set()
+        self.scope: dict[str, Any] = {"extensions": {}}
 
     async def send_text(self, text: str) -> None:
         self.sending.set()
@@ -87,6 +89,66 @@ async def test_a_send_that_must_wait_is_finished_by_a_writer_that_then_goes_away
     assert socket.sent == ["a", "b"] and not connection.ended.done()
     connection.send("c")
     assert socket.sent == ["a", "b", "c"] and connection._writer is None
+
+
+class PrebuiltSocket(FakeSocket):
+    """A socket whose server offers prebuilt frames; ``full`` is its write buffer's state."""
+
+    def __init__(self) -> None:
+        super().__init__(gated=True)
+        self.full = False
+        self.scope["extensions"][PREBUILT_FRAMES] = {"write": self.write_prebuilt}
+
+    def write_prebuilt(self, wire: bytes) -> bool:
+        if self.full:
+            return False
+        self.sent.append(text_of(wire))
+        return True
+
+
+def text_of(wire: bytes) -> str:
+    """The text of one final, unmasked text frame, read as a client reads it."""
+    assert wire[0] == 0x81 and not wire[1] & 0x80, wire[:2]
+    length, at = wire[1] & 0x7F, 2
+    if length == 126:
+        length, at = int.from_bytes(wire[2:4]), 4
+    elif length == 127:
+        length, at = int.from_bytes(wire[2:10]), 10
+    assert len(wire) == at + length
+    return wire[at:].decode()
+
+
+@pytest.mark.parametrize("size", [1, 125, 126, 65_535, 65_536, 300_000])
+def test_an_outgoing_frame_is_one_whole_text_frame(size: int) -> None:
+    text = "é" * (size // 2) + "x" * (size % 2)
+    assert text_of(OutgoingFrame(text).wire) == text
+
+
+async def test_prebuilt_frames_go_straight_to_the_socket_built_once_for_all() -> None:
+    sockets = [PrebuiltSocket() for _ in range(3)]
+    connections = [_connection(socket) for socket in sockets]
+    frame = OutgoingFrame('{"event":"mentor_status_update","data":{"x":"' + "é" * 200 + '"}}')
+    for connection in connections:
+        connection.send(frame)
+        connection.send("own")
+    assert all(socket.sent == [frame.text, "own"] for socket in sockets)
+    assert frame.wire is frame.wire  # serialized once
+    assert all(connection._writer is None for connection in connections)
+
+
+async def test_a_full_socket_gets_its_prebuilt_frames_in_order_through_the_writer() -> None:
+    socket = PrebuiltSocket()
+    connection = _connection(socket)
+    connection.send("a")
+    socket.full = True  # the transport paused writing: the frame must wait, in order
+    connection.send(OutgoingFrame("b"))
+    connection.send("c")
+    assert socket.sent == ["a"] and _queued(connection) == ["b", "c"]
+    socket.full = False
+    connection.send("d")  # queued behind b and c, not written past them
+    socket.gate.set()
+    await asyncio.wait_for(_writer_gone(connection), 1)
+    assert socket.sent == ["a", "b", "c", "d"]
 
 
 async def _writer_gone(connection: Connection) -> None:
