@@ -27,10 +27,10 @@ from shared.protocol.domain import (
     CALL_ACCEPTED,
     CALL_ENDED,
     CONNECTIONS_CHANGED,
-    USER_OFFLINE,
+    USERS_OFFLINE,
     CallFact,
     ConnectionsChanged,
-    UserPresenceFact,
+    UsersPresenceFact,
 )
 from shared.protocol.envelope import CommandOrigin, push_frame
 from shared.protocol.registry import describe_validation_error
@@ -93,7 +93,7 @@ class CallHandlers:
             "call_signal": self.call_signal,
             LIST_CALLS: self.list_calls,
             RING_TIMEOUT: self.ring_timeout,
-            USER_OFFLINE: self.user_offline,
+            USERS_OFFLINE: self.users_offline,
             CONNECTIONS_CHANGED: self.connections_changed,
         }
 
@@ -257,20 +257,27 @@ class CallHandlers:
             return  # otherwise answered, rejected or cancelled in time: nothing to do
         announce(req.out, call)
 
-    async def user_offline(self, req: Request) -> None:
-        fact = UserPresenceFact.model_validate(req.data)
+    async def users_offline(self, req: Request) -> None:
+        """Users gone past the reconnect grace (thousands when a gateway restarts): the calls
+        that held their line end; one query finds them all."""
+        gone = [user.user_id for user in UsersPresenceFact.model_validate(req.data).users]
         if req.redelivered:  # what our first run ended may not have been announced
-            for call in await self.store.history(fact.user_id, 5):
-                if domain.ended_by_system(call, self.now() - REANNOUNCE_WINDOW_S):
-                    announce(req.out, call)
-        for active in await self.store.active_calls_of(fact.user_id):
-            try:
-                call = await self._change(
-                    active.call_id, lambda c: domain.drop_party(c, fact.user_id, self.now())
-                )
-            except (Conflict, NotFound):
-                continue  # it ended meanwhile
-            announce(req.out, call)
+            for user_id in gone:
+                for call in await self.store.history(user_id, 5):
+                    if domain.ended_by_system(call, self.now() - REANNOUNCE_WINDOW_S):
+                        announce(req.out, call)
+        active = await self.store.active_calls_of_users(gone)
+        for user_id in gone:
+            for held in active.get(user_id, ()):
+                drop = self._dropping(user_id)
+                try:
+                    call = await self._change(held.call_id, drop)
+                except (Conflict, NotFound):
+                    continue  # it ended meanwhile (or with the other party, earlier here)
+                announce(req.out, call)
+
+    def _dropping(self, user_id: str) -> Callable[[Call], Call]:
+        return lambda call: domain.drop_party(call, user_id, self.now())
 
     async def connections_changed(self, req: Request) -> None:
         """Catch-up: a party who (re)connects while a call rings sees it ring (one query for

@@ -9,6 +9,7 @@ import uvicorn
 from services.gateway.app import create_app, sockets_first
 from services.gateway.wire import GatewayWebSocketProtocol
 from services.gateway.ws import SocketHandler
+from shared.gc_policy import tune_for_long_lived_heap
 from shared.logs import configure_logging
 from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
 
@@ -72,6 +73,7 @@ def main() -> None:
     shared_port = listening_socket(
         settings.gateway_host, settings.gateway_port, settings.gateway_reuse_port
     )
+    tune_for_long_lived_heap()  # thousands of connections: no full collection per storm
     GatewayServer(config, app.state.sockets).run(
         sockets=None if shared_port is None else [shared_port]
     )

@@ -7,6 +7,7 @@ database thread; it returns what changed, and the effects are decided back on th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from services.presence import domain
 from services.presence.domain import Mentor, Status, UserPresence
@@ -15,8 +16,9 @@ from services.presence.store import PresenceStore, PresenceTx
 from shared.clock import now
 from shared.protocol.domain import (
     MENTOR_STATUS_CHANGED,
-    USER_OFFLINE,
-    USER_ONLINE,
+    USERS_OFFLINE,
+    USERS_ONLINE,
+    USERS_PER_FACT,
     CallFact,
     ConnectionFact,
     ConnectionsChanged,
@@ -27,6 +29,7 @@ from shared.protocol.presence import MentorAvailable, MentorBusy, listing_order
 from shared.runtime.outbox import Outbox, Request
 from shared.settings import Settings
 
+T = TypeVar("T")
 MENTOR = "mentor"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
@@ -142,19 +145,21 @@ class PresenceHandlers:
         changes.graces += [(user.user_id, stamp) for user, stamp in advanced]
 
     async def grace_expired(self, req: Request) -> None:
-        user_id, stamp = str(req.data["user_id"]), int(req.data["generation"])
+        """Timer: the reconnect grace ran out for the users whose last connection closed in
+        one unit of work (a gateway's restart: thousands), decided in one transaction."""
+        stamps = grace_stamps(req.data)
         at = now()
 
         def expire_in(tx: PresenceTx) -> Changes:
             changes = Changes()
-            user = tx.user(user_id, role="")
-            offline = user.grace_expired(stamp, tx.connection_count(user_id) > 0)
-            if offline is None:
-                return changes
-            tx.save_user(offline)
-            changes.offline.append(offline)
-            before = tx.mentor(user_id)
-            if before is not None:
+            users = tx.users(dict.fromkeys(stamps, ""))
+            connected = tx.connection_counts(list(stamps))
+            for user_id, stamp in stamps.items():
+                offline = users[user_id].grace_expired(stamp, connected[user_id] > 0)
+                if offline is not None:
+                    changes.offline.append(offline)
+            tx.save_users(changes.offline)
+            for before in tx.mentors_of([user.user_id for user in changes.offline]).values():
                 after = domain.set_online(before, False, at)
                 tx.save_mentor(after)
                 changes.mentors.append((before, after))
@@ -223,16 +228,12 @@ class PresenceHandlers:
     # -- effects ---------------------------------------------------------------------------
 
     def _effects(self, out: Outbox, changes: Changes) -> None:
-        for user in changes.online:
-            out.emit(USER_ONLINE, {"user_id": user.user_id, "role": user.role})
-        for user in changes.offline:
-            out.emit(USER_OFFLINE, {"user_id": user.user_id, "role": user.role})
-        for user_id, stamp in changes.graces:
-            out.schedule(
-                GRACE_EXPIRED,
-                {"user_id": user_id, "generation": stamp},
-                self.settings.reconnect_grace_s,
-            )
+        for name, users in ((USERS_ONLINE, changes.online), (USERS_OFFLINE, changes.offline)):
+            for part in chunks(users):
+                out.emit(name, {"users": [{"user_id": u.user_id, "role": u.role} for u in part]})
+        for graces in chunks(changes.graces):
+            data = {"users": [[user_id, stamp] for user_id, stamp in graces]}
+            out.schedule(GRACE_EXPIRED, data, self.settings.reconnect_grace_s)
         for before, after in changes.mentors:
             self._publish_if_changed(out, before, after)
 
@@ -262,3 +263,18 @@ class PresenceHandlers:
         own = mentor.view(to_self=True)
         if own != view:  # appearing offline: their own connections still see the truth
             out.push_user(mentor.mentor_id, "mentor_status_update", own)
+
+
+def chunks(items: list[T], size: int = USERS_PER_FACT) -> list[list[T]]:
+    """``items`` in consecutive parts of at most ``size`` (none for no items)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def grace_stamps(data: dict[str, object]) -> dict[str, int]:
+    """user id → the generation their grace timer was armed with. A timer carries
+    ``{"users": [[user_id, generation], …]}``; one armed before timers were batched (still
+    in the delay queue across an upgrade) ``{"user_id", "generation"}``."""
+    users = data.get("users")
+    if isinstance(users, list):
+        return {str(user_id): int(stamp) for user_id, stamp in users}
+    return {str(data["user_id"]): int(str(data["generation"]))}

@@ -54,9 +54,10 @@ class CallFact(BaseModel):
     receiver_id: str
 
 
-USER_ONLINE = "presence.user_online"
-USER_OFFLINE = "presence.user_offline"
+USERS_ONLINE = "presence.users_online"
+USERS_OFFLINE = "presence.users_offline"
 SNAPSHOT_REQUESTED = "presence.snapshot_requested"
+USERS_PER_FACT = 500  # a gateway's restart takes thousands offline in one unit of work
 
 
 class UserPresenceFact(BaseModel):
@@ -64,3 +65,9 @@ class UserPresenceFact(BaseModel):
 
     user_id: str
     role: str
+
+
+class UsersPresenceFact(BaseModel):
+    """Users that came online, or went offline, in one unit of work of presence."""
+
+    users: list[UserPresenceFact]

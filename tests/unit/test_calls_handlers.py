@@ -376,13 +376,13 @@ async def test_the_ring_timeout_of_an_answered_call_does_nothing(calls: Harness)
 async def test_a_party_gone_past_the_grace_ends_or_cancels_their_call(calls: Harness) -> None:
     accepted = await calls.call(ALICE, "bob")
     await calls.run("accept_call", {"call_id": accepted}, BOB)
-    lost = await calls.run("presence.user_offline", {"user_id": "bob", "role": "mentor"})
+    lost = await calls.run("presence.users_offline", offline("bob", "mentor"))
     data = {"call_id": accepted, "ended_by": None, "reason": "connection_lost", "duration_s": 0.0}
     assert lost.pushed("call_ended") == {"alice": data, "bob": data}
     assert [name for name, _ in lost.facts] == ["calls.call_ended"]
 
     ringing = await calls.call(CAROL, "alice")
-    cancelled = await calls.run("presence.user_offline", {"user_id": "carol", "role": "student"})
+    cancelled = await calls.run("presence.users_offline", offline("carol", "student"))
     assert cancelled.pushed("call_ended")["alice"] == {
         "call_id": ringing,
         "ended_by": None,
@@ -390,8 +390,32 @@ async def test_a_party_gone_past_the_grace_ends_or_cancels_their_call(calls: Har
         "duration_s": 0.0,
     }
     assert cancelled.facts == []
-    nothing = await calls.run("presence.user_offline", {"user_id": "carol", "role": "student"})
+    nothing = await calls.run("presence.users_offline", offline("carol", "student"))
     assert nothing.out.pushes == []
+
+
+async def test_both_parties_gone_in_one_batch_end_their_call_once(
+    calls: Harness, online: set[str]
+) -> None:
+    online.add("dave")
+    accepted = await calls.call(ALICE, "bob")
+    await calls.run("accept_call", {"call_id": accepted}, BOB)
+    ringing = await calls.call(CAROL, "dave")
+    gone = await calls.run(
+        "presence.users_offline", offline("alice", "student", "bob", "mentor", "carol", "student")
+    )
+    ended = [
+        (p.user_id, p.frame["data"]["call_id"], p.frame["data"]["reason"])
+        for p in gone.out.pushes
+        if isinstance(p, UserPush) and p.frame["event"] == "call_ended"
+    ]
+    assert sorted(ended) == [  # each call ends once, told to both of its parties
+        ("alice", accepted, "connection_lost"),
+        ("bob", accepted, "connection_lost"),
+        ("carol", ringing, "cancelled"),
+        ("dave", ringing, "cancelled"),
+    ]
+    assert [name for name, _ in gone.facts] == ["calls.call_ended"]
 
 
 async def test_a_party_connecting_while_a_call_rings_gets_it_in_the_catch_up(
@@ -603,10 +627,8 @@ async def test_a_redelivered_timeout_or_offline_fact_reannounces_what_it_did(
 
     lost = await calls.call(ALICE, "bob")
     await calls.run("accept_call", {"call_id": lost}, BOB)
-    await calls.run("presence.user_offline", {"user_id": "bob", "role": "mentor"})
-    repeat = await calls.run(
-        "presence.user_offline", {"user_id": "bob", "role": "mentor"}, redelivered=True
-    )
+    await calls.run("presence.users_offline", offline("bob", "mentor"))
+    repeat = await calls.run("presence.users_offline", offline("bob", "mentor"), redelivered=True)
     assert repeat.pushed("call_ended")["alice"]["reason"] == "connection_lost"
     assert [name for name, _ in repeat.facts] == ["calls.call_ended"]
 
@@ -639,3 +661,9 @@ async def test_a_call_that_could_not_be_announced_is_forgotten(
     assert result.code == "unavailable"
     assert await stores[0].active_calls_of("alice") == []
     assert await stores[0].history("alice", 10) == []
+
+
+def offline(*pairs: str) -> dict[str, Any]:
+    """A ``presence.users_offline`` fact: ``user_id, role, user_id, role, …``."""
+    users = [{"user_id": u, "role": r} for u, r in zip(pairs[::2], pairs[1::2], strict=True)]
+    return {"users": users}

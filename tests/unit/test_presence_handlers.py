@@ -11,7 +11,7 @@ import pytest
 
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
-from shared.protocol.domain import MENTOR_STATUS_CHANGED, USER_ONLINE
+from shared.protocol.domain import MENTOR_STATUS_CHANGED, USERS_OFFLINE, USERS_ONLINE
 from shared.runtime.outbox import BroadcastPush, ConnectionPush, Request
 from shared.settings import Settings
 
@@ -35,6 +35,11 @@ def fact(connection_id: str, user_id: str, role: str = "student", **extra: Any) 
         "at": 1.0,
         **extra,
     }
+
+
+def graced(req: Request) -> list[str]:
+    """The users whose reconnect grace ``req`` started."""
+    return [user for timer in req.out.timers for user, _ in timer.data["users"]]
 
 
 async def run(presence: PresenceHandlers, data: dict[str, Any], event: str = "") -> Request:
@@ -62,8 +67,8 @@ async def test_a_batch_brings_its_users_online_and_presence_greets_only_those_no
             ]
         },
     )
-    online = sorted(f.data["user_id"] for f in req.out.facts if f.name == USER_ONLINE)
-    assert online == ["m1", "s1"]
+    online = [f.data["users"] for f in req.out.facts if f.name == USERS_ONLINE]
+    assert online == [[{"user_id": "s1", "role": "student"}, {"user_id": "m1", "role": "mentor"}]]
     assert [f.data["mentor_id"] for f in req.out.facts if f.name == MENTOR_STATUS_CHANGED] == ["m1"]
     assert any(isinstance(p, BroadcastPush) for p in req.out.pushes), "m1 came online"
     greeted = [p for p in req.out.pushes if isinstance(p, ConnectionPush)]
@@ -80,8 +85,8 @@ async def test_the_grace_starts_only_when_a_user_s_last_connection_closes(
     one_left = await run(presence, {"closed": [fact("c1", "s1")]})
     assert one_left.out.timers == []
     both_gone = await run(presence, {"closed": [fact("c2", "s1"), fact("c3", "s2")]})
-    assert sorted(t.data["user_id"] for t in both_gone.out.timers) == ["s1", "s2"]
-    assert {t.event for t in both_gone.out.timers} == {GRACE_EXPIRED}
+    assert [t.event for t in both_gone.out.timers] == [GRACE_EXPIRED]  # one for the batch
+    assert sorted(user for user, _ in both_gone.out.timers[0].data["users"]) == ["s1", "s2"]
     again = await run(presence, {"closed": [fact("c2", "s1")]})  # redelivered: nothing new
     assert again.out.timers == []
 
@@ -90,7 +95,7 @@ async def test_a_connection_opened_and_closed_within_one_batch_ends_closed(
     presence: PresenceHandlers,
 ) -> None:
     req = await run(presence, {"opened": [fact("c1", "s1")], "closed": [fact("c1", "s1")]})
-    assert [t.data["user_id"] for t in req.out.timers] == ["s1"]
+    assert graced(req) == ["s1"]
 
 
 async def test_a_heartbeat_closes_the_connections_its_gateway_no_longer_holds(
@@ -99,4 +104,43 @@ async def test_a_heartbeat_closes_the_connections_its_gateway_no_longer_holds(
     await run(presence, {"opened": [fact("c1", "s1"), fact("c2", "s2")]})
     beat = {"gateway_id": "g1", "connection_ids": ["c2"], "at": 2.0}
     req = await run(presence, beat, event="gateway.heartbeat")
-    assert [t.data["user_id"] for t in req.out.timers] == ["s1"]
+    assert graced(req) == ["s1"]
+
+
+async def test_one_timer_takes_offline_those_of_its_users_still_without_a_connection(
+    presence: PresenceHandlers,
+) -> None:
+    opened = [fact("c1", "s1"), fact("c2", "s2"), fact("c3", "m1", role="mentor")]
+    await run(presence, {"opened": opened})
+    closed = await run(presence, {"closed": opened})  # a gateway stopping: all at once
+    [timer] = closed.out.timers
+    await run(presence, {"opened": [fact("c4", "s2")]})  # s2 came back within the grace
+
+    expired = await fire(presence, timer.data)
+    [offline] = [f.data["users"] for f in expired.out.facts if f.name == USERS_OFFLINE]
+    assert sorted(u["user_id"] for u in offline) == ["m1", "s1"]
+    changed = [f.data for f in expired.out.facts if f.name == MENTOR_STATUS_CHANGED]
+    assert [(m["mentor_id"], m["online"]) for m in changed] == [("m1", False)]
+    again = await fire(presence, timer.data)  # redelivered: already offline, nothing new
+    assert again.out.facts == [] and again.out.pushes == []
+
+
+async def test_a_grace_timer_armed_one_user_at_a_time_still_fires(
+    presence: PresenceHandlers,
+) -> None:
+    await run(presence, {"opened": [fact("c1", "s1")]})
+    [timer] = (await run(presence, {"closed": [fact("c1", "s1")]})).out.timers
+    [[user_id, generation]] = timer.data["users"]
+    expired = await fire(presence, {"user_id": user_id, "generation": generation})
+    assert [f.data["users"] for f in expired.out.facts if f.name == USERS_OFFLINE] == [
+        [{"user_id": "s1", "role": "student"}]
+    ]
+
+
+async def fire(presence: PresenceHandlers, data: dict[str, Any]) -> Request:
+    async def deliver_now(_: object) -> bool:
+        return True
+
+    req = Request(GRACE_EXPIRED, data, None, None, None, False, deliver_now)
+    await presence.grace_expired(req)
+    return req
