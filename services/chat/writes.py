@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, union_all, update
 
 from services.chat import domain
 from services.chat.domain import (
@@ -61,10 +61,16 @@ class ReceiptOp(WriteOp[StatusChange | None]):
 
 # Built once: SQLAlchemy keys its compiled-statement cache by the statement object's structure,
 # and building and keying a statement per call cost more than executing it on SQLite.
-_EARLIER = select(messages).where(
-    messages.c.sender_id.in_(bindparam("senders", expanding=True)),
-    or_(
+# A sender's earlier message with one of the batch's keys. Two indexed lookups, not one
+# query with OR: with OR, SQLite searched by sender alone and read every message the sender
+# ever sent (160 ms per batch at 50,000 stored); this reads only the matching rows.
+_EARLIER = union_all(
+    select(messages).where(
+        messages.c.sender_id.in_(bindparam("senders", expanding=True)),
         messages.c.client_msg_id.in_(bindparam("client_ids", expanding=True)),
+    ),
+    select(messages).where(
+        messages.c.sender_id.in_(bindparam("senders", expanding=True)),
         messages.c.command_id.in_(bindparam("command_ids", expanding=True)),
     ),
 )
