@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -25,6 +26,14 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TOO_MANY = 4429
 SEND_TIMEOUT_S = 10.0  # a frame the client's TCP window does not take by then: dead client
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """The last item of a connection's queue: close with this code and reason."""
+
+    code: int
+    reason: str = ""
 
 
 class SlowConsumer(Exception):
@@ -73,7 +82,7 @@ class Connection:
         self.send_timeout_s = send_timeout_s
         self.id = uuid.uuid4().hex
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox: deque[str | int] = deque()  # frames, or a close code (the last item)
+        self._outbox: deque[str | Close] = deque()  # frames, and a close as the last item
         self._writable = False
         self._closing = False
         self._finished = False
@@ -118,19 +127,19 @@ class Connection:
         self._outbox.append(frame if isinstance(frame, str) else frame.text)
         self._kick()
 
-    def close_after_queued(self, code: int) -> None:
+    def close_after_queued(self, code: int, reason: str = "") -> None:
         """Close the socket with ``code`` once the frames already queued are written."""
         if not self._closing:
             self._closing = True
-            self._outbox.append(code)
+            self._outbox.append(Close(code, reason))
             self._kick()
 
-    def abort(self, code: int) -> None:
+    def abort(self, code: int, reason: str = "") -> None:
         """Close the socket with ``code`` now, dropping the frames not yet written."""
         self._closing = True
         self._cancel_followups()
         self._outbox.clear()
-        self._outbox.append(code)
+        self._outbox.append(Close(code, reason))
         self._writable = True
         self._kick()
 
@@ -214,8 +223,9 @@ class Connection:
                 metrics.FRAMES_OUT.inc()
             while self._outbox:
                 item = self._outbox.popleft()
-                if isinstance(item, int):
-                    await asyncio.wait_for(self.websocket.close(item), self.send_timeout_s)
+                if isinstance(item, Close):
+                    closing = self.websocket.close(item.code, reason=item.reason or None)
+                    await asyncio.wait_for(closing, self.send_timeout_s)
                     self._end()
                     return
                 async with asyncio.timeout(self.send_timeout_s):

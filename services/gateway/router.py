@@ -333,7 +333,12 @@ class Router:
         target = headers.get(h.CONNECTION)
         if isinstance(target, str):
             connection = self.registry.get(target)
-            if connection is not None:
+            close_code = headers.get(h.CLOSE_CODE)
+            if connection is None:
+                return
+            if isinstance(close_code, int):  # a service's verdict, e.g. the cap over gateways
+                connection.close_after_queued(close_code, text)
+            else:
                 self._deliver(connection, text)
             return
         excluded = headers.get(h.EXCLUDE)

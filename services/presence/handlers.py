@@ -31,6 +31,8 @@ from shared.settings import Settings
 
 T = TypeVar("T")
 MENTOR = "mentor"
+CLOSE_TOO_MANY = 4429  # PROTOCOL §1, as the gateway closes a handshake past the cap
+TOO_MANY_REASON = "too many connections for this user"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
 FLUSH_STATUS = "flush_status"
@@ -45,6 +47,7 @@ class Changes:
     graces: list[tuple[str, int]] = field(default_factory=list)  # (user, stamp) to arm
     mentors: list[tuple[Mentor | None, Mentor]] = field(default_factory=list)
     listing: list[Mentor] = field(default_factory=list)
+    refused: list[ConnectionFact] = field(default_factory=list)  # over the cap: to be closed
 
 
 class PresenceHandlers:
@@ -90,31 +93,41 @@ class PresenceHandlers:
     async def connections_changed(self, req: Request) -> None:
         """A gateway's batch of opened and closed connections, in one transaction."""
         batch = ConnectionsChanged.model_validate(req.data)
-        wants_snapshot = [f for f in batch.opened if not f.resumed and not f.snapshot_sent]
-        at = now()
+        at, cap = now(), self.settings.max_connections_per_user
 
         def apply_in(tx: PresenceTx) -> Changes:
             changes = Changes()
             for gateway_id in {f.gateway_id for f in (*batch.opened, *batch.closed)}:
                 tx.gateway_seen(gateway_id, at)
-            self._open_in(tx, batch.opened, at, changes)
+            self._open_in(tx, batch.opened, at, cap, changes)
             self._close_in(tx, [fact.connection_id for fact in batch.closed], changes)
-            if wants_snapshot:
+            if any(not f.resumed and not f.snapshot_sent for f in batch.opened):
                 changes.listing = tx.mentors()
             return changes
 
         changes = await self.store.write(apply_in)
         self._effects(req.out, changes)
+        refused = {fact.connection_id for fact in changes.refused}
+        for fact in changes.refused:
+            req.out.close_connection(_origin(fact), CLOSE_TOO_MANY, TOO_MANY_REASON)
+        wants_snapshot = [
+            f
+            for f in batch.opened
+            if not f.resumed and not f.snapshot_sent and f.connection_id not in refused
+        ]
         for fact in wants_snapshot:
-            origin = CommandOrigin(
-                gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
-            )
             views = fit(listing_order([m.view_for(fact.user_id) for m in changes.listing]))
-            req.out.push_connection(origin, "mentor_status_snapshot", {"mentors": views})
+            req.out.push_connection(_origin(fact), "mentor_status_snapshot", {"mentors": views})
 
     @staticmethod
-    def _open_in(tx: PresenceTx, opened: list[ConnectionFact], at: float, changes: Changes) -> None:
+    def _open_in(
+        tx: PresenceTx, opened: list[ConnectionFact], at: float, cap: int, changes: Changes
+    ) -> None:
         new = tx.add_connections(opened)
+        changes.refused = _over_the_cap(tx, new, cap)
+        if changes.refused:
+            tx.remove_connections([fact.connection_id for fact in changes.refused])
+            new = [fact for fact in new if fact not in changes.refused]
         if not new:
             return
         roles = {f.user_id: f.role for f in new}
@@ -263,6 +276,26 @@ class PresenceHandlers:
         own = mentor.view(to_self=True)
         if own != view:  # appearing offline: their own connections still see the truth
             out.push_user(mentor.mentor_id, "mentor_status_update", own)
+
+
+def _over_the_cap(tx: PresenceTx, new: list[ConnectionFact], cap: int) -> list[ConnectionFact]:
+    """The newest of ``new`` beyond ``cap`` connections of their user over all gateways (each
+    gateway refuses what passes the cap on its own sockets at the handshake; presence sees
+    the sum)."""
+    over = {
+        u: n - cap for u, n in tx.connection_counts({f.user_id for f in new}).items() if n > cap
+    }
+    refused: list[ConnectionFact] = []
+    for user_id, excess in over.items():
+        theirs = sorted((f for f in new if f.user_id == user_id), key=lambda f: f.at)
+        refused += theirs[-excess:]
+    return refused
+
+
+def _origin(fact: ConnectionFact) -> CommandOrigin:
+    return CommandOrigin(
+        gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+    )
 
 
 def chunks(items: list[T], size: int = USERS_PER_FACT) -> list[list[T]]:

@@ -4,6 +4,8 @@
 * :data:`DEADLINE`: a command's deadline (epoch ms); a service drops it when late, because
   its sender has been told ``unavailable`` by then.
 * :data:`CONNECTION` / :data:`EXCLUDE`: a push for one connection only / for all but one.
+* :data:`CLOSE_CODE`: with :data:`CONNECTION`, close that connection with this code (the
+  body is the reason) instead of writing a frame.
 * :data:`REPLY_BODY`: the reply (with ``correlation_id``) carried by a push.
 * :data:`FOLLOWUP_KEY`, :data:`FOLLOWUP_AFTER_MS`, :data:`FOLLOWUP_FRAME`: see
   :class:`shared.runtime.outbox.Followup`.
@@ -20,6 +22,7 @@ REPLY = "reply"
 DEADLINE = "x-deadline"
 CONNECTION = "x-connection"
 EXCLUDE = "x-exclude-connection"
+CLOSE_CODE = "x-close-code"
 FOLLOWUP_KEY = "x-followup-key"
 FOLLOWUP_AFTER_MS = "x-followup-after-ms"
 FOLLOWUP_FRAME = "x-followup-frame"

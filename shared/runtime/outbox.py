@@ -58,7 +58,18 @@ class Timer:
     delay_s: float
 
 
-Push = UserPush | BroadcastPush | ConnectionPush
+@dataclass(frozen=True, slots=True)
+class ConnectionClose:
+    """Close one connection with ``code`` once the frames already queued for it are written
+    (a rule only a service can check, such as the connection cap over all gateways)."""
+
+    reply_to: str
+    connection_id: str
+    code: int
+    reason: str
+
+
+Push = UserPush | BroadcastPush | ConnectionPush | ConnectionClose
 
 
 @dataclass
@@ -90,6 +101,10 @@ class Outbox:
         self.pushes.append(
             ConnectionPush(origin.reply_to, origin.connection_id, {"event": event, "data": data})
         )
+
+    def close_connection(self, origin: CommandOrigin, code: int, reason: str) -> None:
+        """Have the gateway close one connection (after what is queued for it)."""
+        self.pushes.append(ConnectionClose(origin.reply_to, origin.connection_id, code, reason))
 
     def emit(self, fact: str, data: dict[str, Any]) -> None:
         """Tell other services a domain fact."""

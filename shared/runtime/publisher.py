@@ -24,7 +24,14 @@ from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_key, user_key
 from shared.protocol.envelope import Reply, dumps, dumps_bytes
-from shared.runtime.outbox import BroadcastPush, ConnectionPush, Outbox, Push, UserPush
+from shared.runtime.outbox import (
+    BroadcastPush,
+    ConnectionClose,
+    ConnectionPush,
+    Outbox,
+    Push,
+    UserPush,
+)
 
 BROADCAST = "all"
 MAX_KNOWN_DELAYS = 1_000  # one-off durations remembered at most (they are declared again)
@@ -91,8 +98,19 @@ class Publisher:
     ) -> bool:
         """Publish one push; False when no gateway holds the addressed user/connection
         (known only with ``confirm`` and without a ``reply`` riding on it)."""
-        body = dumps_bytes(push.frame)
         t = self.broker.topology
+        if isinstance(push, ConnectionClose):
+            return await self.broker.publish(
+                "",
+                push.reply_to,
+                push.reason.encode(),
+                persistent=False,
+                confirm=confirm,
+                mandatory=confirm,
+                message_type=h.PUSH,
+                headers={h.CONNECTION: push.connection_id, h.CLOSE_CODE: push.code},
+            )
+        body = dumps_bytes(push.frame)
         if isinstance(push, UserPush):
             headers = _user_push_headers(push)
             cc = [user_key(user_id) for user_id in push.also_to]
@@ -211,7 +229,7 @@ def _overlap(a: set[str], b: set[str]) -> bool:
 def _destinations(push: Push) -> set[str]:
     if isinstance(push, UserPush):
         return {f"user:{u}" for u in (push.user_id, *push.also_to)}
-    if isinstance(push, ConnectionPush):
+    if isinstance(push, ConnectionPush | ConnectionClose):
         return {f"connection:{push.connection_id}"}
     return {BROADCAST}
 

@@ -3,6 +3,8 @@ a rate budget per user over all their sockets, so ten sockets do not buy ten bud
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.support.client import WsClient
@@ -28,6 +30,48 @@ async def test_one_socket_too_many_is_refused_with_4429(stack: Stack) -> None:
     await again.event("connected")
     for client in (*sockets, other, again):
         await client.close()
+
+
+async def test_the_cap_holds_over_all_gateways(stack: Stack) -> None:
+    """Each gateway counts its own sockets at the handshake; presence sees every gateway's
+    and has the newest past the cap closed with 4429 (just after its ``connected``). A
+    mentor's snapshot comes from presence once it has taken the connection in: so the test
+    knows what presence has seen."""
+    stack.start_service("presence", IM_MAX_CONNECTIONS_PER_USER="2")
+    first = stack.start_gateway(IM_MAX_CONNECTIONS_PER_USER="2")
+    second = stack.start_gateway(IM_MAX_CONNECTIONS_PER_USER="2")
+    token = stack.token("m1", "mentor", "Maya")
+    kept = []
+    for _ in range(2):
+        client = await WsClient.connect(first.ws, token)
+        await client.event("mentor_status_snapshot")
+        kept.append(client)
+    extra = await WsClient.connect(second.ws, token)  # the second gateway holds none of hers
+    await extra.event("connected")
+    await asyncio.wait_for(extra.connection.wait_closed(), 10)
+    assert extra.connection.close_code == 4429
+    assert extra.connection.close_reason == "too many connections for this user"
+    assert not extra.count("mentor_status_snapshot")
+    for client in kept:  # the two taken in first keep working
+        await client.request("ping")
+    await kept.pop().close()
+    again = await _admitted_within(second.ws, token, 10)  # room again, once presence knows
+    await again.request("ping")
+    for client in (*kept, again):
+        await client.close()
+
+
+async def _admitted_within(url: str, token: str, timeout_s: float) -> WsClient:
+    """Connect until presence takes the socket in (its snapshot), not closing it with 4429."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        client = await WsClient.connect(url, token)
+        try:
+            await client.event("mentor_status_snapshot", timeout=5)
+            return client
+        except AssertionError:
+            assert client.connection.close_code == 4429, client.connection.close_code
+            assert asyncio.get_running_loop().time() < deadline, "never admitted again"
 
 
 async def test_the_rate_budget_is_per_user_across_sockets(stack: Stack) -> None:

@@ -32,8 +32,9 @@ class FakeSocket:
         await self.gate.wait()
         self.sent.append(text)
 
-    async def close(self, code: int) -> None:
+    async def close(self, code: int, reason: str | None = None) -> None:
         self.closed_with = code
+        self.close_reason = reason
 
 
 def _connection(

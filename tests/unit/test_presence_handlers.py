@@ -12,7 +12,7 @@ import pytest
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
 from shared.protocol.domain import MENTOR_STATUS_CHANGED, USERS_OFFLINE, USERS_ONLINE
-from shared.runtime.outbox import BroadcastPush, ConnectionPush, Request
+from shared.runtime.outbox import BroadcastPush, ConnectionClose, ConnectionPush, Request
 from shared.settings import Settings
 
 
@@ -20,7 +20,7 @@ from shared.settings import Settings
 async def presence(tmp_path: Path) -> AsyncIterator[PresenceHandlers]:
     store = PresenceStore(f"sqlite+aiosqlite:///{tmp_path / 'presence.db'}")
     await store.create()
-    yield PresenceHandlers(Settings(status_coalesce_ms=1), store)
+    yield PresenceHandlers(Settings(status_coalesce_ms=1, max_connections_per_user=3), store)
     await store.close()
 
 
@@ -144,3 +144,23 @@ async def fire(presence: PresenceHandlers, data: dict[str, Any]) -> Request:
     req = Request(GRACE_EXPIRED, data, None, None, None, False, deliver_now)
     await presence.grace_expired(req)
     return req
+
+
+async def test_connections_past_the_cap_over_all_gateways_are_closed_newest_first(
+    presence: PresenceHandlers,
+) -> None:
+    on_g1 = [fact(f"a{n}", "s1", at=float(n)) for n in range(2)]
+    await run(presence, {"opened": on_g1})
+    on_g2 = [{**fact(f"b{n}", "s1", at=10.0 + n), "gateway_id": "g2"} for n in range(3)]
+    req = await run(presence, {"opened": [*on_g2, fact("c1", "s2")]})
+    closes = [p for p in req.out.pushes if isinstance(p, ConnectionClose)]
+    assert sorted((p.connection_id, p.code) for p in closes) == [("b1", 4429), ("b2", 4429)]
+    greeted = {p.connection_id for p in req.out.pushes if isinstance(p, ConnectionPush)}
+    assert greeted == {"b0", "c1"}, "no snapshot for a connection being closed"
+    # the closes come back as closed facts: nothing left to forget, nobody's grace starts
+    later = await run(presence, {"closed": [fact("b1", "s1"), fact("b2", "s1")]})
+    assert later.out.timers == [] and later.out.pushes == []
+    # within the cap again, a new connection is let be
+    await run(presence, {"closed": [fact("a0", "s1")]})
+    fine = await run(presence, {"opened": [fact("a9", "s1", at=30.0)]})
+    assert not [p for p in fine.out.pushes if isinstance(p, ConnectionClose)]
