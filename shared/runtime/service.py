@@ -180,10 +180,14 @@ class ServiceRunner:
         except Exception:
             if transient or self._last_attempt(message):
                 log.exception("%s failed for the last time; dead-lettering", command.event)
-                await self._reply(
-                    message, Reply(ok=False, code="internal", message="internal error")
-                )
-                await message.reject(requeue=False)
+                try:  # tell the sender, if the broker takes it; dead-letter the command anyway
+                    await self._reply(
+                        message, Reply(ok=False, code="internal", message="internal error")
+                    )
+                except RealtimeError:
+                    log.warning("could not tell the sender of %s it failed", command.event)
+                finally:
+                    await message.reject(requeue=False)
             else:
                 log.exception("%s failed; will retry", command.event)
                 await message.nack(requeue=True)
