@@ -23,7 +23,7 @@ from shared.settings import Settings
 
 def create_app(settings: Settings) -> FastAPI:
     broker = Broker(settings, f"gateway-{os.getpid()}")
-    registry = Registry()
+    registry = Registry(settings.user_rate_limit_per_s, settings.user_rate_limit_burst)
     sockets: SocketHandler
 
     router = Router(broker, registry, on_slow_consumer=lambda c: sockets.drop_slow(c))

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,18 +277,38 @@ class _Resumed:
 class Registry:
     """Connections by id and by user, kept in step with the gauges."""
 
-    def __init__(self) -> None:
+    def __init__(self, user_rate_per_s: float = 60.0, user_burst: int = 120) -> None:
         self._by_id: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._user_limiters: dict[str, TokenBucket] = {}
+        self._budget = (user_rate_per_s, user_burst)
+        self._spread: dict[str, int] = {}  # user → gateways holding their sockets, when > 1
 
-    def user_limiter(self, user_id: str, make: Callable[[], TokenBucket]) -> TokenBucket:
+    def user_limiter(self, user_id: str) -> TokenBucket:
         """The rate budget of ``user_id`` over all their connections here (kept while they
-        have one, so reconnecting does not refill it)."""
+        have one, so reconnecting does not refill it): their share of the budget."""
         limiter = self._user_limiters.get(user_id)
         if limiter is None:
-            limiter = self._user_limiters[user_id] = make()
+            limiter = self._user_limiters[user_id] = TokenBucket(*self._share_of(user_id))
         return limiter
+
+    def spread_over(self, user_id: str, gateways: int) -> None:
+        """Presence's word: the user's sockets are on ``gateways`` gateways. Each of them lets
+        the user spend 1/gateways of the budget, so that all together stay within it."""
+        if user_id not in self._by_user:
+            return  # gone from here meanwhile
+        if gateways > 1:
+            self._spread[user_id] = gateways
+        else:
+            self._spread.pop(user_id, None)
+        limiter = self._user_limiters.get(user_id)
+        if limiter is not None:
+            limiter.resize(*self._share_of(user_id))
+
+    def _share_of(self, user_id: str) -> tuple[float, int]:
+        rate, burst = self._budget
+        gateways = self._spread.get(user_id, 1)
+        return rate / gateways, max(1, burst // gateways)
 
     def add(self, connection: Connection) -> None:
         self._by_id[connection.id] = connection
@@ -303,6 +323,7 @@ class Registry:
             if not siblings:
                 del self._by_user[connection.user_id]
                 self._user_limiters.pop(connection.user_id, None)
+                self._spread.pop(connection.user_id, None)
         self._update_gauges()
 
     def _update_gauges(self) -> None:

@@ -25,3 +25,11 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+    def resize(self, rate_per_s: float, burst: int) -> None:
+        """A new rate and capacity (the user's share changed); tokens above it are dropped."""
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        self.rate, self.capacity = rate_per_s, float(burst)
+        self._tokens = min(self._tokens, self.capacity)

@@ -330,6 +330,10 @@ class Router:
             return
         text = message.body.decode()
         headers = message.headers or {}
+        spread_user, spread = headers.get(h.SPREAD_USER), headers.get(h.SPREAD_GATEWAYS)
+        if isinstance(spread_user, str) and isinstance(spread, int):
+            self.registry.spread_over(spread_user, spread)
+            return
         target = headers.get(h.CONNECTION)
         if isinstance(target, str):
             connection = self.registry.get(target)

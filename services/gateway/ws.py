@@ -97,10 +97,7 @@ class SocketHandler:
             identity,
             TokenBucket(s.rate_limit_per_s, s.rate_limit_burst),
             queue_limit=s.send_queue_limit,
-            user_limiter=self.registry.user_limiter(
-                identity.user_id,
-                lambda: TokenBucket(s.user_rate_limit_per_s, s.user_rate_limit_burst),
-            ),
+            user_limiter=self.registry.user_limiter(identity.user_id),
         )
         user_id_var.set(identity.user_id)
         connection_id_var.set(connection.id)

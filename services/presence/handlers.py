@@ -13,6 +13,7 @@ from services.presence import domain
 from services.presence.domain import Mentor, Status, UserPresence
 from services.presence.pacing import BroadcastPacer, Pace
 from services.presence.store import PresenceStore, PresenceTx
+from shared.amqp.topology import Topology
 from shared.clock import now
 from shared.protocol.domain import (
     MENTOR_STATUS_CHANGED,
@@ -48,6 +49,7 @@ class Changes:
     mentors: list[tuple[Mentor | None, Mentor]] = field(default_factory=list)
     listing: list[Mentor] = field(default_factory=list)
     refused: list[ConnectionFact] = field(default_factory=list)  # over the cap: to be closed
+    spreads: dict[str, set[str]] = field(default_factory=dict)  # user → gateways, if changed
 
 
 class PresenceHandlers:
@@ -99,8 +101,11 @@ class PresenceHandlers:
             changes = Changes()
             for gateway_id in {f.gateway_id for f in (*batch.opened, *batch.closed)}:
                 tx.gateway_seen(gateway_id, at)
+            touched = {f.user_id for f in (*batch.opened, *batch.closed)}
+            before = tx.gateways_of(touched)
             self._open_in(tx, batch.opened, at, cap, changes)
             self._close_in(tx, [fact.connection_id for fact in batch.closed], changes)
+            changes.spreads = spread_changes(before, tx.gateways_of(touched))
             if any(not f.resumed and not f.snapshot_sent for f in batch.opened):
                 changes.listing = tx.mentors()
             return changes
@@ -157,6 +162,16 @@ class PresenceHandlers:
         tx.save_users([user for user, _ in advanced])
         changes.graces += [(user.user_id, stamp) for user, stamp in advanced]
 
+    @classmethod
+    def _close_tracking_spread(
+        cls, tx: PresenceTx, connection_ids: list[str], changes: Changes
+    ) -> None:
+        """:meth:`_close_in`, noting users left on fewer gateways (their budget share)."""
+        users = tx.users_of(connection_ids)
+        before = tx.gateways_of(users)
+        cls._close_in(tx, connection_ids, changes)
+        changes.spreads = spread_changes(before, tx.gateways_of(users))
+
     async def grace_expired(self, req: Request) -> None:
         """Timer: the reconnect grace ran out for the users whose last connection closed in
         one unit of work (a gateway's restart: thousands), decided in one transaction."""
@@ -191,7 +206,8 @@ class PresenceHandlers:
             changes = Changes()
             tx.gateway_seen(beat.gateway_id, at)
             live = set(beat.connection_ids)
-            self._close_in(tx, tx.stale_connections(beat.gateway_id, live, before=beat.at), changes)
+            stale = tx.stale_connections(beat.gateway_id, live, before=beat.at)
+            self._close_tracking_spread(tx, stale, changes)
             return changes
 
         self._effects(req.out, await self.store.write(beat_in))
@@ -204,7 +220,7 @@ class PresenceHandlers:
         def expire_in(tx: PresenceTx) -> Changes:
             changes = Changes()
             if tx.claim_dead_gateway(gateway_id, cutoff):
-                self._close_in(tx, tx.connections_of_gateway(gateway_id), changes)
+                self._close_tracking_spread(tx, tx.connections_of_gateway(gateway_id), changes)
             return changes
 
         self._effects(req.out, await self.store.write(expire_in))
@@ -241,6 +257,10 @@ class PresenceHandlers:
     # -- effects ---------------------------------------------------------------------------
 
     def _effects(self, out: Outbox, changes: Changes) -> None:
+        topology = Topology(self.settings.namespace)
+        for user_id, gateways in changes.spreads.items():
+            for gateway_id in sorted(gateways):
+                out.tell_spread(topology.gateway_queue(gateway_id), user_id, len(gateways))
         for name, users in ((USERS_ONLINE, changes.online), (USERS_OFFLINE, changes.offline)):
             for part in chunks(users):
                 out.emit(name, {"users": [{"user_id": u.user_id, "role": u.role} for u in part]})
@@ -290,6 +310,17 @@ def _over_the_cap(tx: PresenceTx, new: list[ConnectionFact], cap: int) -> list[C
         theirs = sorted((f for f in new if f.user_id == user_id), key=lambda f: f.at)
         refused += theirs[-excess:]
     return refused
+
+
+def spread_changes(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Users whose sockets are now on a different number of gateways, and those gateways:
+    each is told, when the user is on several now or was before (the share changes)."""
+    return {
+        user_id: gateways
+        for user_id, gateways in after.items()
+        if len(gateways) != len(before.get(user_id, ()))
+        and (len(gateways) > 1 or len(before.get(user_id, ())) > 1)
+    }
 
 
 def _origin(fact: ConnectionFact) -> CommandOrigin:

@@ -192,6 +192,29 @@ class PresenceTx:
         )
         return [c for c in self.conn.execute(query).scalars() if c not in live]
 
+    def users_of(self, connection_ids: Collection[str]) -> set[str]:
+        """The users holding these connections (those known)."""
+        if not connection_ids:
+            return set()
+        query = select(connections.c.user_id).where(
+            connections.c.connection_id.in_(list(connection_ids))
+        )
+        return set(self.conn.execute(query).scalars())
+
+    def gateways_of(self, user_ids: Collection[str]) -> dict[str, set[str]]:
+        """The gateways holding each user's connections (users without any: absent)."""
+        if not user_ids:
+            return {}
+        query = (
+            select(connections.c.user_id, connections.c.gateway_id)
+            .where(connections.c.user_id.in_(list(user_ids)))
+            .distinct()
+        )
+        spread: dict[str, set[str]] = {}
+        for user_id, gateway_id in self.conn.execute(query):
+            spread.setdefault(user_id, set()).add(gateway_id)
+        return spread
+
     def connections_of_gateway(self, gateway_id: str) -> list[str]:
         query = select(connections.c.connection_id).where(connections.c.gateway_id == gateway_id)
         return list(self.conn.execute(query).scalars())

@@ -6,6 +6,8 @@
 * :data:`CONNECTION` / :data:`EXCLUDE`: a push for one connection only / for all but one.
 * :data:`CLOSE_CODE`: with :data:`CONNECTION`, close that connection with this code (the
   body is the reason) instead of writing a frame.
+* :data:`SPREAD_USER` / :data:`SPREAD_GATEWAYS`: to one gateway, over how many gateways
+  that user's sockets are (their rate budget is split between them).
 * :data:`REPLY_BODY`: the reply (with ``correlation_id``) carried by a push.
 * :data:`FOLLOWUP_KEY`, :data:`FOLLOWUP_AFTER_MS`, :data:`FOLLOWUP_FRAME`: see
   :class:`shared.runtime.outbox.Followup`.
@@ -23,6 +25,8 @@ DEADLINE = "x-deadline"
 CONNECTION = "x-connection"
 EXCLUDE = "x-exclude-connection"
 CLOSE_CODE = "x-close-code"
+SPREAD_USER = "x-spread-user"
+SPREAD_GATEWAYS = "x-spread-gateways"
 FOLLOWUP_KEY = "x-followup-key"
 FOLLOWUP_AFTER_MS = "x-followup-after-ms"
 FOLLOWUP_FRAME = "x-followup-frame"

@@ -69,7 +69,16 @@ class ConnectionClose:
     reason: str
 
 
-Push = UserPush | BroadcastPush | ConnectionPush | ConnectionClose
+@dataclass(frozen=True, slots=True)
+class UserSpread:
+    """Tell one gateway (its queue) over how many gateways a user's sockets are."""
+
+    reply_to: str
+    user_id: str
+    gateways: int
+
+
+Push = UserPush | BroadcastPush | ConnectionPush | ConnectionClose | UserSpread
 
 
 @dataclass
@@ -105,6 +114,10 @@ class Outbox:
     def close_connection(self, origin: CommandOrigin, code: int, reason: str) -> None:
         """Have the gateway close one connection (after what is queued for it)."""
         self.pushes.append(ConnectionClose(origin.reply_to, origin.connection_id, code, reason))
+
+    def tell_spread(self, gateway_queue: str, user_id: str, gateways: int) -> None:
+        """Tell a gateway over how many gateways ``user_id``'s sockets are now."""
+        self.pushes.append(UserSpread(gateway_queue, user_id, gateways))
 
     def emit(self, fact: str, data: dict[str, Any]) -> None:
         """Tell other services a domain fact."""

@@ -31,6 +31,7 @@ from shared.runtime.outbox import (
     Outbox,
     Push,
     UserPush,
+    UserSpread,
 )
 
 BROADCAST = "all"
@@ -99,6 +100,16 @@ class Publisher:
         """Publish one push; False when no gateway holds the addressed user/connection
         (known only with ``confirm`` and without a ``reply`` riding on it)."""
         t = self.broker.topology
+        if isinstance(push, UserSpread):  # a gateway that is gone has nobody to limit
+            return await self.broker.publish(
+                "",
+                push.reply_to,
+                b"",
+                persistent=False,
+                confirm=confirm,
+                message_type=h.PUSH,
+                headers={h.SPREAD_USER: push.user_id, h.SPREAD_GATEWAYS: push.gateways},
+            )
         if isinstance(push, ConnectionClose):
             return await self.broker.publish(
                 "",
@@ -231,6 +242,8 @@ def _destinations(push: Push) -> set[str]:
         return {f"user:{u}" for u in (push.user_id, *push.also_to)}
     if isinstance(push, ConnectionPush | ConnectionClose):
         return {f"connection:{push.connection_id}"}
+    if isinstance(push, UserSpread):
+        return {f"spread:{push.reply_to}:{push.user_id}"}
     return {BROADCAST}
 
 

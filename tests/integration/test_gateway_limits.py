@@ -95,3 +95,26 @@ async def test_the_rate_budget_is_per_user_across_sockets(stack: Stack) -> None:
     assert (await bob.request("ping", {}))["event"] == "pong"
     for client in (phone, laptop, bob):
         await client.close()
+
+
+async def test_the_rate_budget_is_split_over_the_gateways_a_user_is_on(stack: Stack) -> None:
+    """Presence tells every gateway holding a user's sockets over how many gateways they
+    are; each allows that share, so ten gateways do not buy ten budgets either."""
+    limits = {"IM_USER_RATE_LIMIT_PER_S": "0.01", "IM_USER_RATE_LIMIT_BURST": "10"}
+    stack.start_service("presence")
+    first, second = stack.start_gateway(**limits), stack.start_gateway(**limits)
+    token = stack.token("m1", "mentor", "Maya")  # a mentor's snapshot comes from presence
+    phone = await WsClient.connect(first.ws, token)
+    await phone.event("mentor_status_snapshot")
+    laptop = await WsClient.connect(second.ws, token)
+    await laptop.event("mentor_status_snapshot")  # presence has seen both gateways
+    # a round trip through presence on each: its word on the spread came before the reply
+    for client in (phone, laptop):
+        assert (await client.request("get_mentors"))["event"] == "ack"
+    replies = [await phone.request("ping") for _ in range(10)]
+    replies += [await laptop.request("ping") for _ in range(10)]
+    passed = sum(1 for r in replies if r["event"] == "pong")
+    assert passed == 8, [r["event"] for r in replies]  # 5 per gateway, one each spent above
+    assert {r["data"]["code"] for r in replies if r["event"] == "error"} == {"rate_limited"}
+    for client in (phone, laptop):
+        await client.close()

@@ -8,7 +8,7 @@ from typing import Any, cast
 import pytest
 from starlette.websockets import WebSocket
 
-from services.gateway.connections import Connection, SlowConsumer
+from services.gateway.connections import Connection, Registry, SlowConsumer
 from services.gateway.ratelimit import TokenBucket
 from services.gateway.wire import PREBUILT_FRAMES, OutgoingFrame
 from shared.auth import Identity, Role
@@ -248,3 +248,17 @@ async def test_nothing_is_written_before_the_connection_may_write() -> None:
     connection.finish()
     await ended(connection)
     assert socket.sent == ["connected", "an early push"]
+
+
+async def test_a_user_on_several_gateways_gets_a_share_of_the_budget_here() -> None:
+    registry = Registry(user_rate_per_s=60.0, user_burst=120)
+    registry.add(_connection(FakeSocket()))  # u1 is here
+    limiter = registry.user_limiter("u1")
+    assert (limiter.rate, limiter.capacity) == (60.0, 120)
+    registry.spread_over("u1", 3)
+    assert (limiter.rate, limiter.capacity) == (20.0, 40)
+    assert sum(limiter.allow() for _ in range(100)) == 40, "what was above the share is gone"
+    registry.spread_over("u1", 1)
+    assert (limiter.rate, limiter.capacity) == (60.0, 120)
+    registry.spread_over("nobody-here", 2)  # left meanwhile: nothing kept for them
+    assert registry.user_limiter("nobody-here").rate == 60.0

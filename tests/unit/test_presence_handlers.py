@@ -12,7 +12,13 @@ import pytest
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
 from shared.protocol.domain import MENTOR_STATUS_CHANGED, USERS_OFFLINE, USERS_ONLINE
-from shared.runtime.outbox import BroadcastPush, ConnectionClose, ConnectionPush, Request
+from shared.runtime.outbox import (
+    BroadcastPush,
+    ConnectionClose,
+    ConnectionPush,
+    Request,
+    UserSpread,
+)
 from shared.settings import Settings
 
 
@@ -164,3 +170,22 @@ async def test_connections_past_the_cap_over_all_gateways_are_closed_newest_firs
     await run(presence, {"closed": [fact("a0", "s1")]})
     fine = await run(presence, {"opened": [fact("a9", "s1", at=30.0)]})
     assert not [p for p in fine.out.pushes if isinstance(p, ConnectionClose)]
+
+
+def spreads(req: Request) -> list[tuple[str, str, int]]:
+    return sorted(
+        (p.reply_to, p.user_id, p.gateways) for p in req.out.pushes if isinstance(p, UserSpread)
+    )
+
+
+async def test_gateways_hear_over_how_many_gateways_a_user_is(
+    presence: PresenceHandlers,
+) -> None:
+    alone = await run(presence, {"opened": [fact("a1", "s1"), fact("a2", "s1")]})
+    assert spreads(alone) == [], "one gateway: nothing to tell (a storm costs no extra)"
+    on_g2 = {**fact("b1", "s1"), "gateway_id": "g2"}
+    both = await run(presence, {"opened": [on_g2]})
+    queue = Settings().namespace + ".gateway."
+    assert spreads(both) == [(queue + "g1", "s1", 2), (queue + "g2", "s1", 2)]
+    back = await run(presence, {"closed": [on_g2]})
+    assert spreads(back) == [(queue + "g1", "s1", 1)]
