@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         "with 1013 and retry_after_ms, spread out at the measured set-up rate. A refusal costs "
         "the gateway a handshake, as much as an admission: the limit is for storms beyond it.",
     )
+    max_undelivered_per_conversation: int = Field(
+        default=1000,
+        ge=1,
+        description="A conversation may run this many messages ahead of what its recipient "
+        "has had delivered; more get conflict (bounds a flood to a user who never connects).",
+    )
     request_timeout_s: float = Field(default=10.0, gt=0)
     send_queue_limit: int = Field(
         default=2048, ge=16, description="Frames queued for one client before it is dropped."

@@ -20,8 +20,9 @@ from tests.support.stack import NO_RATE_LIMITS, REPO, Process, Stack
 from tools.rabbit import free_port, port_open
 
 SERVICES = ("presence", "chat", "calls", "help")
-# The default limit (30/s per connection) would refuse an open-loop sender at once.
-UNLIMITED = NO_RATE_LIMITS
+# The default limit (30/s per connection) would refuse an open-loop sender at once; and the
+# receivers send no delivery receipts, so a pair's conversation would reach the backlog cap.
+UNLIMITED = {**NO_RATE_LIMITS, "IM_MAX_UNDELIVERED_PER_CONVERSATION": "1000000"}
 # Stack's test values (0.5 s beats, a gateway presumed dead after 2 s, 1 s grace) would let an
 # overloaded step look like a dead gateway; the production defaults do not.
 PRODUCTION_TIMINGS = {

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from shared.errors import InvalidPayload, NotFound, RealtimeError
+from shared.errors import Conflict, InvalidPayload, NotFound, RealtimeError
 
 CONVERSATION_PREFIX = "dm_"
 
@@ -173,17 +173,38 @@ class SendPlan:
     messages: list[Message] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class BacklogCap:
+    """A conversation may run at most ``limit`` messages ahead of what its recipient has
+    had delivered (``delivered``: (conversation id, user) → their delivered seq). Bounds what
+    a sender can pile up for someone who never connects, such as a user id never seen."""
+
+    limit: int
+    delivered: Mapping[tuple[str, str], int]
+
+    def refusal(self, conversation: Conversation, recipient: str) -> RealtimeError | None:
+        behind = conversation.last_seq - self.delivered.get((conversation.id, recipient), 0)
+        if behind < self.limit:
+            return None
+        return Conflict(
+            f"{behind} messages of this conversation have not reached {recipient} yet; "
+            "send more once they have"
+        )
+
+
 def plan_sends(
     drafts: Sequence[Draft],
     conversations: Mapping[str, Conversation],
     earlier: Mapping[Key, Message],
     at: float,
     new_id: Callable[[], str],
+    backlog: BacklogCap | None = None,
 ) -> SendPlan:
     """Number a batch of drafts, in order. ``conversations`` and ``earlier`` (the stored messages
     with any idempotency key of the batch) are the state the batch starts from; each
     conversation's messages get ``last_seq + 1, + 2, …`` in the order of ``drafts``. A draft
-    with a key seen before (stored, or earlier in the batch) gets that first message back."""
+    with a key seen before (stored, or earlier in the batch) gets that first message back;
+    a new one past the ``backlog`` cap is refused."""
     plan = SendPlan()
     current = dict(conversations)
     known = dict(earlier)
@@ -199,6 +220,11 @@ def plan_sends(
         except RealtimeError as refused:
             plan.outcomes.append(refused)
             continue
+        if backlog is not None:
+            too_far = backlog.refusal(conversation, conversation.peer_of(draft.sender_id))
+            if too_far is not None:
+                plan.outcomes.append(too_far)
+                continue
         current[conversation.id] = replace(
             conversation, last_seq=conversation.last_seq + 1, updated_at=at
         )

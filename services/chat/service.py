@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    store = ChatStore(settings.db_url("chat"))
+    store = ChatStore(settings.db_url("chat"), settings.max_undelivered_per_conversation)
     writer = GroupWriter(store.apply)
     h = ChatHandlers(settings, store, writer)
 

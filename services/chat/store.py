@@ -55,8 +55,9 @@ class ChatStore:
     """Every read and every write batch runs whole in a database thread (ThreadedDatabase):
     one thread hop per unit of work, not several per statement."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_backlog: int | None = None) -> None:
         self.db = ThreadedDatabase(url)
+        self.max_backlog = max_backlog  # see services.chat.domain.BacklogCap
         self._participants: dict[str, Conversation] = {}
 
     async def create(self) -> None:
@@ -189,7 +190,7 @@ class ChatStore:
     async def apply(self, ops: Sequence[WriteOp[Any]]) -> list[Outcome]:
         """Apply ``ops`` in one transaction (the group writer's batch); one outcome each."""
         # the clock is read inside the transaction: monotonic across replicas on one file
-        return await self.db.write(lambda conn: writes.apply(conn, ops, now()))
+        return await self.db.write(lambda conn: writes.apply(conn, ops, now(), self.max_backlog))
 
 
 def _markers(conn: Connection, where: Any) -> dict[str, dict[str, Markers]]:

@@ -88,14 +88,17 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
-def apply(conn: Connection, ops: Sequence[WriteOp[Any]], at: float) -> list[Outcome]:
+def apply(
+    conn: Connection, ops: Sequence[WriteOp[Any]], at: float, max_backlog: int | None = None
+) -> list[Outcome]:
     """Apply ``ops`` in the transaction of ``conn``; one outcome (result or refusal) per op.
-    Refusals are decided before an op writes anything, so they never leave half an op."""
+    Refusals are decided before an op writes anything, so they never leave half an op.
+    ``max_backlog``: see :class:`services.chat.domain.BacklogCap`."""
     outcomes: list[Outcome] = [None] * len(ops)
     sends = [i for i, op in enumerate(ops) if isinstance(op, SendOp)]
     if sends:
         drafts = [op.draft for op in ops if isinstance(op, SendOp)]
-        for i, outcome in zip(sends, _send(conn, drafts, at), strict=True):
+        for i, outcome in zip(sends, _send(conn, drafts, at, max_backlog), strict=True):
             outcomes[i] = outcome
     for i, op in enumerate(ops):
         if isinstance(op, SendOp):
@@ -107,8 +110,20 @@ def apply(conn: Connection, ops: Sequence[WriteOp[Any]], at: float) -> list[Outc
     return outcomes
 
 
-def _send(conn: Connection, drafts: list[Draft], at: float) -> list[domain.SendOutcome]:
+def _send(
+    conn: Connection, drafts: list[Draft], at: float, max_backlog: int | None
+) -> list[domain.SendOutcome]:
     stored = load_conversations(conn, {d.target.conversation_id for d in drafts})
+    backlog = None
+    if max_backlog is not None:  # what each stored conversation's participants have had
+        delivered: dict[tuple[str, str], int] = {}
+        if stored:
+            query = select(markers.c.conversation_id, markers.c.user_id, markers.c.delivered_seq)
+            for conversation, user, seq in conn.execute(
+                query.where(markers.c.conversation_id.in_(list(stored)))
+            ):
+                delivered[(conversation, user)] = seq
+        backlog = domain.BacklogCap(max_backlog, delivered)
     keys = {key for d in drafts for key in d.keys}
     earlier: dict[domain.Key, Message] = {}
     if keys:
@@ -123,7 +138,7 @@ def _send(conn: Connection, drafts: list[Draft], at: float) -> list[domain.SendO
         for r in found.mappings().all():
             message = to_message(r)
             earlier.update({key: message for key in message.keys if key in keys})
-    plan = domain.plan_sends(drafts, stored, earlier, at, new_message_id)
+    plan = domain.plan_sends(drafts, stored, earlier, at, new_message_id, backlog)
     if plan.new_conversations:
         conn.execute(_NEW_CONVERSATIONS, [conversation_row(c) for c in plan.new_conversations])
     if plan.advanced:

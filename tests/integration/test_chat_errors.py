@@ -100,3 +100,22 @@ async def test_invalid_and_not_found_cases(stack: Stack) -> None:
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
         assert (await http.get("/api/conversations", headers=auth)).json() == {"conversations": []}
+
+
+async def test_a_conversation_far_ahead_of_its_recipient_refuses_more(stack: Stack) -> None:
+    stack.start_service("chat", IM_MAX_UNDELIVERED_PER_CONVERSATION="3")
+    gateway = stack.start_gateway()
+    alice = await WsClient.connect(gateway.ws, stack.token("alice"))
+    for n in range(3):  # to a user id nobody has seen: nothing is ever delivered
+        await alice.ack("send_message", {"recipient_id": "ghost", "text": f"m{n}"})
+    refused = await alice.request("send_message", {"recipient_id": "ghost", "text": "one more"})
+    assert refused["event"] == "error", refused
+    assert refused["data"]["code"] == "conflict" and "ghost" in refused["data"]["message"]
+    ghost = await WsClient.connect(gateway.ws, stack.token("ghost"))  # they show up
+    last = await ghost.event("message_received", seq=3)
+    conversation = last["data"]["conversation_id"]
+    await ghost.ack("message_delivered", {"conversation_id": conversation, "up_to_seq": 3})
+    sent = await alice.ack("send_message", {"recipient_id": "ghost", "text": "now it goes"})
+    assert sent["seq"] == 4
+    for client in (alice, ghost):
+        await client.close()

@@ -1,6 +1,7 @@
-"""The send path's idempotency lookup on a real SQLite file: it finds a sender's earlier
+"""The send path on a real SQLite file. Its idempotency lookup finds a sender's earlier
 message by either key, and reads through the unique indexes, never every message the sender
-ever sent (what one query with OR did: 160 ms per batch at 50,000 stored messages)."""
+ever sent (what one query with OR did: 160 ms per batch at 50,000 stored messages). A
+conversation runs at most a cap ahead of what its recipient has had delivered."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, insert
 
+from services.chat import writes
+from services.chat.domain import Draft, Receipt, Sent, conversation_id_for, target
 from services.chat.tables import Base, messages
-from services.chat.writes import _EARLIER
+from services.chat.writes import _EARLIER, ReceiptOp, SendOp
+from shared.errors import Conflict
 
 # a batch of ten messages from ten senders (with few keys SQLite chose well even with OR)
 PARAMS = {
@@ -59,3 +63,23 @@ def test_the_lookup_reads_through_the_unique_indexes(engine: Engine) -> None:
     assert len(reads) == 2, plan
     assert "(sender_id=? AND client_msg_id=?)" in reads[0], plan
     assert "(sender_id=? AND command_id=?)" in reads[1], plan
+
+
+def _draft(n: int) -> SendOp:
+    return SendOp(Draft("s1", "S", target("s1", "ghost", None), f"hello {n}", f"flood-{n}"))
+
+
+def test_a_conversation_runs_at_most_the_cap_ahead_of_its_recipient(engine: Engine) -> None:
+    with engine.begin() as conn:  # a user id nobody has seen: nothing is ever delivered
+        first = writes.apply(conn, [_draft(n) for n in range(4)], 1.0, max_backlog=3)
+    assert [type(o).__name__ for o in first] == ["Sent", "Sent", "Sent", "Conflict"]
+    with engine.begin() as conn:  # the resend of a stored one still gets its ack
+        again = writes.apply(conn, [_draft(0)], 2.0, max_backlog=3)
+    assert isinstance(again[0], Sent) and not again[0].created
+    conversation = conversation_id_for("s1", "ghost")
+    with engine.begin() as conn:  # they connect and get two of the three
+        writes.apply(conn, [ReceiptOp(conversation, "ghost", Receipt.DELIVERED, 2)], 3.0)
+        later = writes.apply(conn, [_draft(n) for n in range(10, 13)], 4.0, max_backlog=3)
+    assert [type(o).__name__ for o in later] == ["Sent", "Sent", "Conflict"]
+    refused = later[2]
+    assert isinstance(refused, Conflict) and "ghost" in str(refused)
