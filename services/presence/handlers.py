@@ -96,6 +96,9 @@ class PresenceHandlers:
         """A gateway's batch of opened and closed connections, in one transaction."""
         batch = ConnectionsChanged.model_validate(req.data)
         at, cap = now(), self.settings.max_connections_per_user
+        # a gateway silent for two beats is most likely dead (its sockets reconnect
+        # elsewhere): what it held does not count against the cap while it expires
+        alive_since = at - 2 * self.settings.gateway_heartbeat_s
 
         def apply_in(tx: PresenceTx) -> Changes:
             changes = Changes()
@@ -103,7 +106,7 @@ class PresenceHandlers:
                 tx.gateway_seen(gateway_id, at)
             touched = {f.user_id for f in (*batch.opened, *batch.closed)}
             before = tx.gateways_of(touched)
-            self._open_in(tx, batch.opened, at, cap, changes)
+            self._open_in(tx, batch.opened, at, (cap, alive_since), changes)
             self._close_in(tx, [fact.connection_id for fact in batch.closed], changes)
             changes.spreads = spread_changes(before, tx.gateways_of(touched))
             if any(not f.resumed and not f.snapshot_sent for f in batch.opened):
@@ -126,10 +129,14 @@ class PresenceHandlers:
 
     @staticmethod
     def _open_in(
-        tx: PresenceTx, opened: list[ConnectionFact], at: float, cap: int, changes: Changes
+        tx: PresenceTx,
+        opened: list[ConnectionFact],
+        at: float,
+        cap: tuple[int, float],
+        changes: Changes,
     ) -> None:
         new = tx.add_connections(opened)
-        changes.refused = _over_the_cap(tx, new, cap)
+        changes.refused = _over_the_cap(tx, new, *cap)
         if changes.refused:
             tx.remove_connections([fact.connection_id for fact in changes.refused])
             new = [fact for fact in new if fact not in changes.refused]
@@ -298,15 +305,16 @@ class PresenceHandlers:
             out.push_user(mentor.mentor_id, "mentor_status_update", own)
 
 
-def _over_the_cap(tx: PresenceTx, new: list[ConnectionFact], cap: int) -> list[ConnectionFact]:
-    """The newest of ``new`` beyond ``cap`` connections of their user over all gateways (each
-    gateway refuses what passes the cap on its own sockets at the handshake; presence sees
-    the sum)."""
-    over = {
-        u: n - cap for u, n in tx.connection_counts({f.user_id for f in new}).items() if n > cap
-    }
+def _over_the_cap(
+    tx: PresenceTx, new: list[ConnectionFact], cap: int, alive_since: float
+) -> list[ConnectionFact]:
+    """The newest of ``new`` beyond ``cap`` connections of their user over all gateways heard
+    from since ``alive_since`` (each gateway refuses what passes the cap on its own sockets
+    at the handshake; presence sees the sum)."""
+    users = {f.user_id for f in new}
+    counts = tx.connection_counts(users, on_gateways_seen_since=alive_since)
     refused: list[ConnectionFact] = []
-    for user_id, excess in over.items():
+    for user_id, excess in ((u, n - cap) for u, n in counts.items() if n > cap):
         theirs = sorted((f for f in new if f.user_id == user_id), key=lambda f: f.at)
         refused += theirs[-excess:]
     return refused

@@ -170,8 +170,11 @@ class PresenceTx:
             self.conn.execute(delete(connections).where(connections.c.connection_id.in_(known)))
         return known
 
-    def connection_counts(self, user_ids: Collection[str]) -> dict[str, int]:
-        """How many connections each of ``user_ids`` has (0 for none)."""
+    def connection_counts(
+        self, user_ids: Collection[str], on_gateways_seen_since: float | None = None
+    ) -> dict[str, int]:
+        """How many connections each of ``user_ids`` has (0 for none); with a time, only
+        those on gateways heard from since then."""
         counts = dict.fromkeys(user_ids, 0)
         if counts:
             query = (
@@ -179,6 +182,10 @@ class PresenceTx:
                 .where(connections.c.user_id.in_(list(counts)))
                 .group_by(connections.c.user_id)
             )
+            if on_gateways_seen_since is not None:
+                query = query.join(
+                    gateways, gateways.c.gateway_id == connections.c.gateway_id
+                ).where(gateways.c.last_seen >= on_gateways_seen_since)
             counts.update({user_id: int(n) for user_id, n in self.conn.execute(query)})
         return counts
 

@@ -189,3 +189,14 @@ async def test_gateways_hear_over_how_many_gateways_a_user_is(
     assert spreads(both) == [(queue + "g1", "s1", 2), (queue + "g2", "s1", 2)]
     back = await run(presence, {"closed": [on_g2]})
     assert spreads(back) == [(queue + "g1", "s1", 1)]
+
+
+async def test_a_silent_gateway_s_connections_do_not_count_against_the_cap(
+    presence: PresenceHandlers,
+) -> None:
+    """g1 was SIGKILLed: its sockets reconnect through g2 before presence expires g1."""
+    await run(presence, {"opened": [fact(f"a{n}", "s1", at=float(n)) for n in range(3)]})
+    await presence.store.write(lambda tx: tx.gateway_seen("g1", 0.0))  # silent since
+    back = [{**fact(f"b{n}", "s1", at=10.0 + n), "gateway_id": "g2"} for n in range(3)]
+    req = await run(presence, {"opened": back})
+    assert not [p for p in req.out.pushes if isinstance(p, ConnectionClose)]
