@@ -5,7 +5,6 @@
 * ``gateway.connection_opened`` of a mentor (not ``resumed``): that connection is pushed the
   open requests targeted at them and, when available, the open broadcasts.
 * ``help_expired`` (the durable timer armed at creation) expires a request still open.
-* ``help_templates`` (internal command) answers the templates.
 
 A fact that does not parse is logged and dropped: retrying it could never succeed.
 """
@@ -13,7 +12,7 @@ A fact that does not parse is logged and dropped: retrying it could never succee
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,7 +25,6 @@ from services.help.domain import (
     rearm_delay,
 )
 from services.help.handlers import HelpHandlers, deliver_in_order, notify_closed, received
-from services.help.templates import templates
 from shared.protocol.domain import ConnectionFact, ConnectionsChanged
 from shared.protocol.help import HELP_REQUEST_EXPIRED
 from shared.protocol.presence import MentorStatusView
@@ -117,7 +115,3 @@ class HelpReactions:
             shown = await self.h.store.shown_to(request_id)
         req.out.push_user(request.student_id, HELP_REQUEST_EXPIRED, {"request_id": request_id})
         notify_closed(req, request_id, close_recipients(shown, None), "expired")
-
-    async def help_templates(self, req: Request) -> None:
-        data: dict[str, Any] = templates()
-        req.out.reply = data

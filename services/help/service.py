@@ -22,7 +22,6 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 NAME = "help"
-TEMPLATES_COMMAND = "help_templates"
 
 
 async def request_mentor_snapshot(runner: ServiceRunner) -> None:
@@ -56,7 +55,6 @@ def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefini
         "decline_help_request": handlers.decline_help_request,
         "cancel_help_request": handlers.cancel_help_request,
         "list_help_requests": handlers.list_help_requests,
-        TEMPLATES_COMMAND: reactions.help_templates,
         EXPIRY_TIMER: reactions.help_expired,
         MENTOR_STATUS_CHANGED: reactions.mentor_status_changed,
         CONNECTIONS_CHANGED: reactions.connections_changed,

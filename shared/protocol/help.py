@@ -144,5 +144,5 @@ HELP_TEMPLATES = HelpTemplates(
 
 
 def help_templates() -> dict[str, object]:
-    """The body of ``GET /api/help/templates`` (and of the internal ``help_templates`` command)."""
+    """The body of ``GET /api/help/templates`` (the gateway serves it itself)."""
     return HELP_TEMPLATES.model_dump(mode="json")

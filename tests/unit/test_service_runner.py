@@ -4,84 +4,13 @@ when the sender cannot be told), undecodable and expired messages."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
-
 import pytest
 
 from shared.amqp import headers as h
-from shared.amqp.broker import Broker
-from shared.amqp.delivery import Delivery
-from shared.amqp.topology import Topology
-from shared.errors import Conflict, Unavailable
+from shared.errors import Conflict
 from shared.runtime.outbox import Request
-from shared.runtime.service import ServiceDefinition, ServiceRunner
-from shared.settings import Settings
-
-LIMIT = 3  # attempts before a crashing command is dead-lettered
-
-
-@dataclass
-class Published:
-    exchange: str
-    routing_key: str
-    body: dict[str, Any]
-    kwargs: dict[str, Any]
-
-
-@dataclass
-class FakeBroker:
-    topology: Topology = field(default_factory=lambda: Topology("t"))
-    published: list[Published] = field(default_factory=list)
-    failing: bool = False  # the broker is away: every publish raises Unavailable
-
-    async def publish(self, exchange: str, routing_key: str, body: bytes, **kw: Any) -> bool:
-        if self.failing:
-            raise Unavailable("broker unreachable")
-        self.published.append(Published(exchange, routing_key, json.loads(body), kw))
-        return True
-
-    def replies(self) -> list[dict[str, Any]]:
-        return [p.body for p in self.published if p.kwargs.get("message_type") == h.REPLY]
-
-
-@dataclass
-class FakeDelivery:
-    """What :class:`ServiceRunner` reads of a delivery, and how it settled it."""
-
-    body: bytes
-    headers: dict[str, Any] | None = None
-    reply_to: str | None = "gw.q"
-    correlation_id: str | None = "corr-1"
-    message_id: str | None = "cmd-1"
-    redelivered: bool = False
-    settled: list[str] = field(default_factory=list)
-
-    async def ack(self) -> None:
-        self.settled.append("ack")
-
-    async def nack(self, requeue: bool = True) -> None:
-        self.settled.append(f"nack(requeue={requeue})")
-
-    async def reject(self, requeue: bool = False) -> None:
-        self.settled.append(f"reject(requeue={requeue})")
-
-
-def command(event: str = "work", data: dict[str, Any] | None = None) -> bytes:
-    return json.dumps({"event": event, "data": data or {}}).encode()
-
-
-def runner(handler: Callable[[Request], Awaitable[None]], broker: FakeBroker) -> ServiceRunner:
-    definition = ServiceDefinition(name="svc", handlers={"work": handler})
-    settings = Settings(delivery_limit=LIMIT)
-    return ServiceRunner(definition, settings, cast(Broker, cast(Any, broker)))
-
-
-async def process(service: ServiceRunner, delivery: FakeDelivery) -> FakeDelivery:
-    await service.process(cast(Delivery, cast(Any, delivery)))
-    return delivery
+from tests.support.runtime import DELIVERY_LIMIT as LIMIT
+from tests.support.runtime import FakeBroker, FakeDelivery, command, process, runner
 
 
 async def answers(req: Request) -> None:
@@ -171,3 +100,15 @@ async def test_an_event_without_a_handler_is_answered_internal_not_retried() -> 
     [reply] = broker.replies()
     assert (reply["ok"], reply["code"]) == (False, "internal")
     assert delivery.settled == ["ack"]
+
+
+async def test_a_redelivered_command_says_so_to_its_handler() -> None:
+    seen: list[bool] = []
+
+    async def notes(req: Request) -> None:
+        seen.append(req.redelivered)
+
+    broker = FakeBroker()
+    await process(runner(notes, broker), FakeDelivery(command()))
+    again = await process(runner(notes, broker), FakeDelivery(command(), redelivered=True))
+    assert seen == [False, True] and again.settled == ["ack"]
