@@ -19,11 +19,11 @@ from urllib.parse import urlparse
 
 import httpx
 
+from shared.protocol.registry import SERVICES
 from shared.settings import get_settings
 from tools.rabbit import LocalRabbit, RabbitUnavailable, free_port, port_open
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ("presence", "chat", "calls", "help")
 RABBIT_IMAGE = "rabbitmq:3.13-management"
 
 

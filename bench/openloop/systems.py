@@ -16,10 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.protocol.registry import SERVICES
 from tests.support.stack import NO_RATE_LIMITS, REPO, Process, Stack
 from tools.rabbit import free_port, port_open
 
-SERVICES = ("presence", "chat", "calls", "help")
 # The default limit (30/s per connection) would refuse an open-loop sender at once; and the
 # receivers send no delivery receipts, so a pair's conversation would reach the backlog cap.
 UNLIMITED = {**NO_RATE_LIMITS, "IM_MAX_UNDELIVERED_PER_CONVERSATION": "1000000"}

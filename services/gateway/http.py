@@ -135,8 +135,17 @@ async def conversation_messages(
 
 
 @routes.get("/api/calls")
-async def calls(request: Request, user: User) -> Response:
-    return await ask(request, user, "calls", "list_calls", {})
+async def calls(
+    request: Request,
+    user: User,
+    before: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query()] = 50,
+) -> Response:
+    """The user's calls, newest first; ``before`` (ISO time) pages back."""
+    data: dict[str, Any] = {"limit": limit}
+    if before is not None:
+        data["before"] = before
+    return await ask(request, user, "calls", "list_calls", data)
 
 
 @routes.get("/api/help/templates")

@@ -156,7 +156,3 @@ class CallRecord(BaseModel):
     accepted_at: str | None
     ended_at: str | None
     duration_s: float
-
-
-class CallHistory(BaseModel):
-    calls: list[CallRecord]

@@ -21,7 +21,8 @@ MENTORS = frozenset({Role.MENTOR})
 STUDENTS = frozenset({Role.STUDENT})
 
 GATEWAY = "gateway"
-SERVICES = ("calls", "chat", "presence", "help")
+# Every service, in the order `make up` starts them (presence first: the others ask it).
+SERVICES = ("presence", "chat", "calls", "help")
 
 # Transient traffic (ARCHITECTURE "Two classes of traffic"): nothing is stored, a lost one is
 # replaced by the next, and latency matters most. These take the light path: a bounded,

@@ -143,6 +143,12 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
     )
     assert (record["state"], record["outcome"]) == ("ended", "completed")
     assert record["duration_s"] == data["duration_s"]
+    async with httpx.AsyncClient(base_url=gw.http) as http:  # paging back past it: nothing
+        auth = {"Authorization": f"Bearer {token}"}
+        older = await http.get(f"/api/calls?before={record['created_at']}&limit=5", headers=auth)
+        bad = await http.get("/api/calls?limit=0", headers=auth)
+    assert older.status_code == 200 and older.json()["calls"] == []
+    assert bad.status_code == 400
 
 
 async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(users: Users) -> None:

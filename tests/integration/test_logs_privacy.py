@@ -17,12 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.protocol.registry import SERVICES
 from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
 
 pytestmark = pytest.mark.integration
-
-SERVICES = ("presence", "chat", "calls", "help")
 
 
 def _refuse_marked_rows(database: Path, table: str, column: str, marker: str) -> None:
