@@ -18,6 +18,16 @@ from tests.support.broker import Broker, running_broker
 from tests.support.client import protocol_violations
 from tests.support.stack import Stack
 
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[Item]) -> None:
+    """Every test under tests/integration/ needs a real broker: ``-m "not integration"``
+    leaves them all out, whichever file forgot a marker."""
+    for item in items:
+        if INTEGRATION in item.path.parents:
+            item.add_marker(pytest.mark.integration)
+
 
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:

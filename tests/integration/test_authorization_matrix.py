@@ -29,8 +29,6 @@ from tests.support.broker import Broker
 from tests.support.client import Frame, WsClient
 from tests.support.stack import Gateway, Stack
 
-pytestmark = pytest.mark.integration
-
 ROLES = ("student", "mentor")
 ACK = "ack"
 

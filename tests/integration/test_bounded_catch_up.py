@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from services.chat.domain import conversation_id_for
 from tests.support.client import WsClient
 from tests.support.stack import NO_RATE_LIMITS, Stack
-
-pytestmark = pytest.mark.integration
 
 BACKLOG = 260
 LIMIT = 100

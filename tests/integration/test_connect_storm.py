@@ -11,14 +11,11 @@ import random
 import re
 from dataclasses import dataclass, field
 
-import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
 from tests.support.client import WsClient, check_frame
 from tests.support.stack import NO_RATE_LIMITS, Stack
-
-pytestmark = pytest.mark.integration
 
 USERS = 80
 HINT = re.compile(r"retry_after_ms=(\d+)")

@@ -23,8 +23,6 @@ from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
 from tests.support.browser import headless_chromium
 from tests.support.stack import Gateway, Stack
 
-pytestmark = pytest.mark.integration
-
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 

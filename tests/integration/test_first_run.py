@@ -17,8 +17,6 @@ from shared.settings import get_settings
 from tools.rabbit import free_port, port_open
 from tools.up import Stack
 
-pytestmark = pytest.mark.integration
-
 
 def _default_shaped_port() -> int:
     """A free AMQP port P whose P + 10000 (where the management UI goes) is free too."""

@@ -31,8 +31,6 @@ from tests.support.hostile import (
 )
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack, poll
 
-pytestmark = pytest.mark.integration
-
 SEED = 20261201
 FRAMES_PER_CONNECTION = 2_600  # four connections: 10,400 frames
 CHUNK = 500  # frames sent back to back before their replies are awaited

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.support.client import WsClient
 from tests.support.stack import Stack
-
-pytestmark = pytest.mark.integration
 
 
 async def test_connected_comes_first_while_broadcasts_fly(stack: Stack) -> None:

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.support.client import WsClient
 from tests.support.stack import Stack
-
-pytestmark = pytest.mark.integration
 
 
 async def test_one_socket_too_many_is_refused_with_4429(stack: Stack) -> None:

@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage
 
 from tests.support.client import WsClient
 from tests.support.stack import Stack, poll
-
-pytestmark = pytest.mark.integration
 
 
 async def _attempt(url: str) -> str:

@@ -18,8 +18,6 @@ import pytest
 from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
 
-pytestmark = pytest.mark.integration
-
 Frame = dict[str, Any]
 
 

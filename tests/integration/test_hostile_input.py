@@ -16,8 +16,6 @@ from tests.support.client import WsClient
 from tests.support.stack import JWT_SECRET, Gateway, Stack, wait_until
 from tools.rabbit import free_port
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def gateway(stack: Stack) -> Gateway:

@@ -21,8 +21,6 @@ from shared.protocol.registry import SERVICES
 from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
 
-pytestmark = pytest.mark.integration
-
 
 def _refuse_marked_rows(database: Path, table: str, column: str, marker: str) -> None:
     """A trigger that makes the service's own database refuse any row carrying ``marker``:

@@ -16,13 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
-import pytest
 
 from services.chat.domain import conversation_id_for
 from tests.support.client import Frame, WsClient
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Process, Stack
-
-pytestmark = pytest.mark.integration
 
 UNLIMITED = NO_RATE_LIMITS
 

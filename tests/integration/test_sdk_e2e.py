@@ -17,9 +17,7 @@ import instantmentor_client as sdk
 import pytest
 
 from tests.support.broker import Broker
-from tests.support.stack import Gateway, Stack
-
-pytestmark = pytest.mark.integration
+from tests.support.stack import Gateway, Stack, poll
 
 WAIT_S = 10.0
 
@@ -73,15 +71,6 @@ async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[Users]:
     made = Users(module_stack, gw)
     yield made
     await made.close()
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    """Poll ``condition`` on the event loop until it holds; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def matching(**fields: object) -> Callable[[sdk.Event], bool]:
@@ -141,7 +130,11 @@ async def test_chat_methods_receipts_and_dedupe(users: Users) -> None:
     # a sync from 0 re-pushes everything: the SDK drops all of it as duplicates
     dropped = bob.stats.duplicates_dropped
     await bob.sync({cid: 0})
-    await eventually(lambda: bob.stats.duplicates_dropped == dropped + 3)
+    await poll(
+        lambda: bob.stats.duplicates_dropped == dropped + 3,
+        WAIT_S,
+        "bob.stats.duplicates_dropped == dropped + 3",
+    )
     last = await alice.send_message("last one", recipient_id=bob_id)
     assert (await bob_messages.next(WAIT_S)).data["message_id"] == last.message_id
     assert bob.watermarks == {cid: 4}
@@ -302,7 +295,7 @@ async def test_the_token_provider_and_both_event_apis(users: Users) -> None:
     dora.on("mentor_status_snapshot", on_snapshot)
     async with dora:
         assert dora.session is not None and dora.session.user_id == users.id("dora")
-        await eventually(lambda: len(snapshots) == 1)
+        await poll(lambda: len(snapshots) == 1, WAIT_S, "len(snapshots) == 1")
         assert isinstance(snapshots[0].payload, list)
         assert seen[:1] == ["connected"] and "mentor_status_snapshot" in seen
         off()

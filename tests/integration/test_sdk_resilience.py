@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 
 import instantmentor_client as sdk
 import pytest
 
-from tests.support.stack import Stack
+from tests.support.stack import Stack, poll
 
-pytestmark = pytest.mark.integration
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll ``condition`` on the event loop until it holds; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+EVENTUALLY_S = 15.0
 
 
 async def test_request_timeout_and_the_gateways_unavailable(stack: Stack) -> None:
@@ -90,14 +80,18 @@ async def test_reconnects_with_backoff_after_a_gateway_restart_and_loses_nothing
 
     sender = asyncio.create_task(keep_sending())
     try:
-        await eventually(lambda: len(received) >= 10)
+        await poll(lambda: len(received) >= 10, EVENTUALLY_S, "len(received) >= 10")
         bobs_gateway.process.kill()
-        await eventually(lambda: not bob.connected)
+        await poll(lambda: not bob.connected, EVENTUALLY_S, "not bob.connected")
         # while the gateway is away: requests wait, then give up without sending
         with pytest.raises(sdk.NotConnected):
             await bob.get_mentors(timeout=0.2)
         waiting = asyncio.create_task(bob.list_conversations(timeout=60))
-        await eventually(lambda: len(attempts) >= 6 and len(sent_while_away) >= 3)
+        await poll(
+            lambda: len(attempts) >= 6 and len(sent_while_away) >= 3,
+            EVENTUALLY_S,
+            "len(attempts) >= 6 and len(sent_while_away) >= 3",
+        )
         # started in a thread: the SDK keeps retrying and alice keeps sending meanwhile
         await asyncio.to_thread(stack.start_gateway, port=bobs_gateway.port)
         session = await bob.wait_connected(timeout=30)
@@ -105,13 +99,15 @@ async def test_reconnects_with_backoff_after_a_gateway_restart_and_loses_nothing
         (conversation,) = await waiting  # the request made while away succeeded after it
         assert conversation.peer_id == "alice"
         sent_after = len(sent)
-        await eventually(lambda: len(sent) >= sent_after + 10)
+        await poll(
+            lambda: len(sent) >= sent_after + 10, EVENTUALLY_S, "len(sent) >= sent_after + 10"
+        )
     finally:
         stop.set()
         await sender
 
     # every message exactly once, in spite of catch-up + sync + live overlapping
-    await eventually(lambda: len(received) >= len(sent))
+    await poll(lambda: len(received) >= len(sent), EVENTUALLY_S, "len(received) >= len(sent)")
     assert sorted(received) == sorted(sent) and len(set(received)) == len(received)
     assert bob.watermarks == {conversation.conversation_id: len(sent)}
     assert bob.stats.duplicates_dropped > 0  # overlaps happened and were dropped
@@ -125,7 +121,7 @@ async def test_reconnects_with_backoff_after_a_gateway_restart_and_loses_nothing
     assert all(a.error is not None for a in attempts)
 
     # the delivered marker followed: a new connection of bob gets no catch-up of old messages
-    await eventually(lambda: bob.tracker.ackable() == {})
+    await poll(lambda: bob.tracker.ackable() == {}, EVENTUALLY_S, "bob.tracker.ackable() == {}")
     fresh = sdk.InstantMentorClient(stack.gateways[-1].ws, token=stack.token("bob"))
     fresh_messages = fresh.events("message_received")
     async with fresh:
