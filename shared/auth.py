@@ -42,6 +42,13 @@ class Identity:
         return cls(user_id=str(raw["id"]), role=Role(raw["role"]), name=str(raw.get("name", "")))
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if that is what it is."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip() or None
+    return None
+
+
 def verify_token(token: str | None, secret: str) -> Identity:
     """Return the identity in ``token`` or raise :class:`AuthError` saying why not.
 

@@ -12,8 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway import metrics
 from services.gateway.router import Router
-from services.gateway.ws import bearer_token
-from shared.auth import Identity, verify_token
+from shared.auth import Identity, bearer_token, verify_token
 from shared.errors import AuthError, ErrorCode, RealtimeError, Unavailable
 from shared.protocol.help import help_templates
 from shared.protocol.registry import spec_for, validate_payload

@@ -24,7 +24,7 @@ from services.gateway.connections import (
 from services.gateway.frames import FrameError, parse_frame, salvage_ref_and_event
 from services.gateway.ratelimit import TokenBucket
 from services.gateway.router import Router
-from shared.auth import verify_token
+from shared.auth import bearer_token, verify_token
 from shared.clock import iso
 from shared.errors import AuthError, RateLimited, Unavailable
 from shared.logs import connection_id_var, user_id_var
@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 CLOSE_TIMEOUT_S = 5.0  # for the frames still queued when a connection ends
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip() or None
-    return None
 
 
 class SocketHandler:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from shared.protocol.base import EntityId, Payload, UserId, bounded_object
 
@@ -37,9 +37,7 @@ class CallSignal(Payload):
     signal: Signal
 
 
-# -- What the calls service sends (appended by the calls service; PROTOCOL §3) ----------------
-
-from pydantic import BaseModel  # noqa: E402
+# -- What the calls service sends (PROTOCOL §3) ----------------
 
 CALL_INITIATED = "call_initiated"
 CALL_ACCEPTED = "call_accepted"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from shared.protocol.base import EntityId, Payload, UserId, not_blank
 
@@ -53,11 +53,7 @@ class Sync(Payload):
     since: dict[EntityId, Seq] = Field(default_factory=dict, max_length=1000)
 
 
-# -- What the chat service sends (appended by the chat service; PROTOCOL §4) -----------------
-
-from typing import Literal  # noqa: E402
-
-from pydantic import BaseModel  # noqa: E402
+# -- What the chat service sends (PROTOCOL §4) -----------------
 
 MESSAGE_RECEIVED = "message_received"
 MESSAGE_STATUS = "message_status"

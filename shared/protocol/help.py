@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from shared.protocol.base import EntityId, Payload, UserId
 
@@ -29,9 +29,7 @@ class DeclineHelpRequest(HelpRequestRef):
     reason: str | None = Field(default=None, max_length=200)
 
 
-# -- What the help service sends (appended by the help service; PROTOCOL §6) ------------------
-
-from pydantic import BaseModel  # noqa: E402
+# -- What the help service sends (PROTOCOL §6) ------------------
 
 HELP_REQUEST_RECEIVED = "help_request_received"
 HELP_REQUEST_ACCEPTED = "help_request_accepted"
