@@ -11,10 +11,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway import metrics
+from services.gateway.help_templates import help_templates
 from services.gateway.router import Router
 from shared.auth import Identity, bearer_token, verify_token
 from shared.errors import AuthError, ErrorCode, RealtimeError, Unavailable
-from shared.protocol.help import help_templates
 from shared.protocol.registry import spec_for, validate_payload
 
 HTTP_STATUS = {

@@ -94,7 +94,7 @@ class HelpRequestExpired(BaseModel):
     request_id: str
 
 
-# -- GET /api/help/templates: pure data, importable by the gateway without a round trip --------
+# -- GET /api/help/templates (the gateway serves services/gateway/help_templates.py) -----------
 
 
 class UrgencyTemplate(BaseModel):
@@ -114,33 +114,3 @@ class HelpTemplates(BaseModel):
     urgencies: list[UrgencyTemplate]
     default_urgency: Urgency
     quick_actions: list[QuickAction]
-
-
-HELP_TEMPLATES = HelpTemplates(
-    subjects=["Math", "Programming", "Science", "General"],
-    urgencies=[
-        UrgencyTemplate(
-            value="low", label="Low", color="#4CAF50", description="Whenever a mentor is free"
-        ),
-        UrgencyTemplate(
-            value="medium", label="Medium", color="#FF9800", description="Within the next hour"
-        ),
-        UrgencyTemplate(value="high", label="High", color="#F44336", description="I need help now"),
-    ],
-    default_urgency="medium",
-    quick_actions=[
-        QuickAction(subject="Math", text="I'm stuck on a homework problem"),
-        QuickAction(subject="Math", text="Can you explain this concept step by step?"),
-        QuickAction(subject="Programming", text="My code doesn't compile / run"),
-        QuickAction(subject="Programming", text="Can you review my code?"),
-        QuickAction(subject="Science", text="I don't understand this experiment or formula"),
-        QuickAction(subject="Science", text="Can you help me prepare for a test?"),
-        QuickAction(subject="General", text="I need help getting started"),
-        QuickAction(subject="General", text="Can we talk through my study plan?"),
-    ],
-)
-
-
-def help_templates() -> dict[str, object]:
-    """The body of ``GET /api/help/templates`` (the gateway serves it itself)."""
-    return HELP_TEMPLATES.model_dump(mode="json")

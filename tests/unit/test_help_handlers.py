@@ -21,7 +21,6 @@ from shared.auth import Identity, Role
 from shared.errors import RealtimeError
 from shared.protocol.domain import CONNECTIONS_CHANGED, MENTOR_STATUS_CHANGED
 from shared.protocol.envelope import CommandOrigin
-from shared.protocol.help import help_templates
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import ConnectionPush, Push, Request, Timer, UserPush
 from shared.runtime.service import ServiceDefinition
@@ -587,14 +586,6 @@ async def test_lists(h: Harness) -> None:
         "created_at",
         "expires_at",
     }
-
-
-def test_templates() -> None:
-    templates: dict[str, Any] = help_templates()
-    assert templates["subjects"] == ["Math", "Programming", "Science", "General"]
-    assert [u["value"] for u in templates["urgencies"]] == ["low", "medium", "high"]
-    assert all(u["color"].startswith("#") for u in templates["urgencies"])
-    assert {q["subject"] for q in templates["quick_actions"]} == set(templates["subjects"])
 
 
 async def test_a_student_has_at_most_five_open_requests(h: Harness) -> None:
