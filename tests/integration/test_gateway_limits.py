@@ -110,7 +110,9 @@ async def test_the_rate_budget_is_split_over_the_gateways_a_user_is_on(stack: St
     replies = [await phone.request("ping") for _ in range(10)]
     replies += [await laptop.request("ping") for _ in range(10)]
     passed = sum(1 for r in replies if r["event"] == "pong")
-    assert passed == 8, [r["event"] for r in replies]  # 5 per gateway, one each spent above
+    # a share of 5 per gateway, less what get_mentors took if it came after the share did;
+    # with a whole budget on each, 18 would pass
+    assert 8 <= passed <= 10, [r["event"] for r in replies]
     assert {r["data"]["code"] for r in replies if r["event"] == "error"} == {"rate_limited"}
     for client in (phone, laptop):
         await client.close()
