@@ -9,6 +9,7 @@ import pytest
 from services.gateway.announcer import MAX_BATCH, Announcer
 from shared.errors import Unavailable
 from shared.protocol.domain import ConnectionFact, ConnectionsChanged
+from tests.support.stack import poll
 
 
 def fact(connection_id: str) -> ConnectionFact:
@@ -29,8 +30,10 @@ class Recorder:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail: Exception | None = None
+        self.started = 0  # publishes begun (some may wait at the gate)
 
     async def publish(self, batch: ConnectionsChanged) -> None:
+        self.started += 1
         await self.gate.wait()
         if self.fail is not None:
             raise self.fail
@@ -50,11 +53,11 @@ async def test_a_batch_gathers_while_the_previous_one_is_confirmed_and_order_is_
     announcer = Announcer(recorder.publish, window_s=0)
     recorder.gate.clear()  # the first batch waits for its confirm
     first = asyncio.create_task(announcer.opened(fact("a")))
-    await asyncio.sleep(0)  # let the first batch start
+    await poll(lambda: recorder.started == 1, 1, "the first batch to be published")
     later = [asyncio.create_task(announcer.closed(fact("a")))]
     later += [asyncio.create_task(announcer.opened(fact(c))) for c in "bc"]
-    await asyncio.sleep(0)
-    assert not first.done() and announcer.pending() == 3
+    await poll(lambda: announcer.pending() == 3, 1, "the later three to wait")
+    assert not first.done() and recorder.started == 1
     recorder.gate.set()
     await asyncio.gather(first, *later)
     # the open of "a" was confirmed before its close was sent; the rest went out together
@@ -82,10 +85,12 @@ async def test_every_waiter_of_a_failed_batch_hears_of_it_and_the_next_batch_sti
 async def test_a_caller_that_gives_up_does_not_cancel_the_batch_of_the_others() -> None:
     recorder = Recorder()
     announcer = Announcer(recorder.publish, window_s=0.01)
+    recorder.gate.clear()  # the batch waits for its confirm while the quitter leaves
     quitter = asyncio.create_task(announcer.opened(fact("q")))
     stayer = asyncio.create_task(announcer.opened(fact("s")))
-    await asyncio.sleep(0)
+    await poll(lambda: recorder.started == 1, 1, "the batch of both to be published")
     quitter.cancel()
+    recorder.gate.set()
     await stayer
     with pytest.raises(asyncio.CancelledError):
         await quitter

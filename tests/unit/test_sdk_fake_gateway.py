@@ -19,6 +19,8 @@ import pytest
 from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from tests.support.stack import poll
+
 Frame = dict[str, Any]
 Script = Callable[["FakeGateway", ServerConnection, int], Awaitable[None]]
 
@@ -122,15 +124,6 @@ async def answer(gateway: FakeGateway, ws: ServerConnection, n: int, drop_on: st
         reply = "pong" if frame["event"] == "ping" else "ack"
         data = REPLIES.get(frame["event"], {})
         await ws.send(json.dumps({"event": reply, "ref": frame.get("ref"), "data": data}))
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` on the event loop until it holds; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def client(url: str, **options: Any) -> sdk.InstantMentorClient:
@@ -280,7 +273,7 @@ async def test_after_a_reconnect_it_syncs_from_the_watermark_and_drops_duplicate
         receipts = [(n, f["data"]["up_to_seq"]) for n, f in gateway.sent("message_delivered")]
         assert (1, 2) in receipts and receipts[-1] == (2, 4)
         assert all(seq in (1, 2) for n, seq in receipts if n == 1)
-        await eventually(lambda: im.stats.duplicates_dropped == 3)  # 2, 4, 4 from the sync
+        await poll(lambda: im.stats.duplicates_dropped == 3, 5, "the sync's duplicates")  # 2, 4, 4
         await im.close()
         assert [e.data["seq"] async for e in stream] == []  # nothing more, and the stream ended
 
