@@ -106,7 +106,7 @@ class PresenceHandlers:
                 tx.gateway_seen(gateway_id, at)
             touched = {f.user_id for f in (*batch.opened, *batch.closed)}
             before = tx.gateways_of(touched)
-            self._open_in(tx, batch.opened, at, (cap, alive_since), changes)
+            self._open_in(tx, batch.opened, at, changes, cap=cap, alive_since=alive_since)
             self._close_in(tx, [fact.connection_id for fact in batch.closed], changes)
             changes.spreads = spread_changes(before, tx.gateways_of(touched))
             if any(not f.resumed and not f.snapshot_sent for f in batch.opened):
@@ -132,11 +132,13 @@ class PresenceHandlers:
         tx: PresenceTx,
         opened: list[ConnectionFact],
         at: float,
-        cap: tuple[int, float],
         changes: Changes,
+        *,
+        cap: int,
+        alive_since: float,
     ) -> None:
         new = tx.add_connections(opened)
-        changes.refused = _over_the_cap(tx, new, *cap)
+        changes.refused = _over_the_cap(tx, new, cap, alive_since)
         if changes.refused:
             tx.remove_connections([fact.connection_id for fact in changes.refused])
             new = [fact for fact in new if fact not in changes.refused]

@@ -258,9 +258,6 @@ class PresenceTx:
         }
         return {uid: found.get(uid) or UserPresence(uid, role) for uid, role in roles.items()}
 
-    def user(self, user_id: str, role: str) -> UserPresence:
-        return self.users({user_id: role})[user_id]
-
     def save_users(self, changed: Collection[UserPresence]) -> None:
         if not changed:
             return
@@ -287,9 +284,6 @@ class PresenceTx:
                     for u in new
                 ],
             )
-
-    def save_user(self, user: UserPresence) -> None:
-        self.save_users([user])
 
     # mentors
     def mentor(self, mentor_id: str) -> Mentor | None:
