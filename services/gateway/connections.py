@@ -16,6 +16,7 @@ from services.gateway import metrics
 from services.gateway.ratelimit import TokenBucket
 from services.gateway.wire import PREBUILT_FRAMES, OutgoingFrame, WritePrebuilt
 from shared.auth import Identity
+from shared.protocol.envelope import CLOSE_TOO_MANY_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ CLOSE_POLICY = 1008
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
 CLOSE_UNAUTHORIZED = 4401
-CLOSE_TOO_MANY = 4429
+CLOSE_TOO_MANY = CLOSE_TOO_MANY_CONNECTIONS
 SEND_TIMEOUT_S = 10.0  # a frame the client's TCP window does not take by then: dead client
 
 

@@ -28,7 +28,13 @@ from shared.auth import bearer_token, verify_token
 from shared.clock import iso
 from shared.errors import AuthError, RateLimited, Unavailable
 from shared.logs import connection_id_var, user_id_var
-from shared.protocol.envelope import dumps, error_frame, loads, push_frame
+from shared.protocol.envelope import (
+    TOO_MANY_CONNECTIONS,
+    dumps,
+    error_frame,
+    loads,
+    push_frame,
+)
 from shared.protocol.registry import GATEWAY
 from shared.settings import Settings
 
@@ -83,7 +89,7 @@ class SocketHandler:
         # From here to registry.add (in _run) nothing awaits: two handshakes of one user
         # cannot both slip under the cap.
         if self.registry.count_of(identity.user_id) >= self.settings.max_connections_per_user:
-            await websocket.close(CLOSE_TOO_MANY, reason="too many connections for this user")
+            await websocket.close(CLOSE_TOO_MANY, reason=TOO_MANY_CONNECTIONS)
             return
         s = self.settings
         connection = Connection(

@@ -25,15 +25,18 @@ from shared.protocol.domain import (
     ConnectionsChanged,
     GatewayHeartbeat,
 )
-from shared.protocol.envelope import CommandOrigin, fit
+from shared.protocol.envelope import (
+    CLOSE_TOO_MANY_CONNECTIONS,
+    TOO_MANY_CONNECTIONS,
+    CommandOrigin,
+    fit,
+)
 from shared.protocol.presence import MentorAvailable, MentorBusy, listing_order
 from shared.runtime.outbox import Outbox, Request
 from shared.settings import Settings
 
 T = TypeVar("T")
 MENTOR = "mentor"
-CLOSE_TOO_MANY = 4429  # PROTOCOL §1, as the gateway closes a handshake past the cap
-TOO_MANY_REASON = "too many connections for this user"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
 FLUSH_STATUS = "flush_status"
@@ -117,7 +120,9 @@ class PresenceHandlers:
         self._effects(req.out, changes)
         refused = {fact.connection_id for fact in changes.refused}
         for fact in changes.refused:
-            req.out.close_connection(_origin(fact), CLOSE_TOO_MANY, TOO_MANY_REASON)
+            req.out.close_connection(
+                _origin(fact), CLOSE_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS
+            )
         wants_snapshot = [
             f
             for f in batch.opened

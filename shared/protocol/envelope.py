@@ -90,6 +90,11 @@ class Reply(BaseModel):
     retry_after_ms: int | None = None
 
 
+# PROTOCOL §1: a user past IM_MAX_CONNECTIONS_PER_USER (refused by the gateway at the
+# handshake, or closed by presence when the sockets are on several gateways)
+CLOSE_TOO_MANY_CONNECTIONS = 4429
+TOO_MANY_CONNECTIONS = "too many connections for this user"
+
 # PROTOCOL v1.1 §2: a server frame stays within 256 KiB. Lists are cut to fit, leaving room
 # for the envelope and the reply's other fields.
 MAX_SERVER_FRAME_BYTES = 256 * 1024
