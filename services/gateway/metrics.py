@@ -32,3 +32,9 @@ CONNECTS_REFUSED = Counter(
     "im_gateway_connects_refused_total",
     "New sockets closed with 1013 + retry_after_ms: too many connections being set up",
 )
+COMMANDS_PER_MESSAGE = Histogram(
+    "im_gateway_commands_per_message",
+    "Commands sent to a service in one broker message (a batch, under load)",
+    ["service"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)

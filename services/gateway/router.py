@@ -21,6 +21,7 @@ from services.gateway import metrics
 from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.announcer import Announcer
 from services.gateway.bindings import Bindings
+from services.gateway.commands import CommandSender, Outgoing
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from services.gateway.snapshot import MentorSnapshot
 from services.gateway.wire import OutgoingFrame
@@ -91,6 +92,7 @@ class Router:
         batch_s = self.settings.connection_batch_ms / 1000
         self.announcer = Announcer(self._publish_changes, batch_s)
         self.bindings = Bindings(broker, registry, self.queue_name, batch_s)
+        self.commands = CommandSender(broker, self.queue_name)
         self.snapshot = MentorSnapshot()
         self._snapshot_stale = asyncio.Event()
         self._snapshot_stale.set()
@@ -203,9 +205,9 @@ class Router:
 
     def _command(
         self, identity: Identity, event: str, data: dict[str, Any], connection_id: str
-    ) -> bytes:
+    ) -> dict[str, Any]:
         # The shape of :class:`Command`, built as a dict: this runs for every client frame.
-        command = {
+        return {
             "event": event,
             "data": data,
             "user": identity.as_dict(),
@@ -215,7 +217,6 @@ class Router:
                 "reply_to": self.queue_name,
             },
         }
-        return dumps_bytes(command)
 
     async def send_command(
         self,
@@ -226,11 +227,10 @@ class Router:
     ) -> None:
         """Publish a client command; its reply reaches the connection later. Raises
         :class:`Unavailable` (:class:`Overloaded` when it was refused, never sent)."""
-        body = self._command(connection.identity, spec.name, data, connection.id)
+        command = self._command(connection.identity, spec.name, data, connection.id)
         await self._send(
             (spec.service, spec.transient),
-            spec.name,
-            body,
+            command,
             Pending((spec.service, spec.transient), spec.name, 0.0, connection.id, ref),
         )
 
@@ -246,10 +246,10 @@ class Router:
         service's reply, or Unavailable on timeout."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         correlation_id = uuid.uuid4().hex
-        body = self._command(identity, event, data, f"http-{correlation_id}")
+        command = self._command(identity, event, data, f"http-{correlation_id}")
         pending = Pending((service, False), event, 0.0, future=future, internal=internal)
         try:
-            await self._send((service, False), event, body, pending, correlation_id)
+            await self._send((service, False), command, pending, correlation_id)
             return await future
         finally:
             self._forget_pending(correlation_id)
@@ -257,8 +257,7 @@ class Router:
     async def _send(
         self,
         lane: Lane,
-        event: str,
-        body: bytes,
+        command: dict[str, Any],
         pending: Pending,
         correlation_id: str | None = None,
     ) -> None:
@@ -271,25 +270,15 @@ class Router:
         self._pending[correlation_id] = pending
         if not pending.internal:
             self.admission.started(lane, correlation_id, now)
-        service, transient = lane
         start_by_ms = max(1, round((timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)) * 1000))
-        topology = self.broker.topology
         try:
-            await self.broker.publish(
-                "" if transient else topology.commands,
-                topology.transient_queue(service) if transient else f"{service}.{event}",
-                body,
-                persistent=not transient,
-                confirm=not transient,
-                reply_to=self.queue_name,
-                correlation_id=correlation_id,
-                message_id=correlation_id,
-                headers={h.DEADLINE: h.epoch_ms() + start_by_ms},
-                expiration_ms=start_by_ms if transient else None,
+            await self.commands.send(
+                lane, Outgoing(command, correlation_id, h.epoch_ms() + start_by_ms)
             )
         except Unavailable as exc:
             self._forget_pending(correlation_id)
             if isinstance(exc, Overloaded):  # the service's queue is full
+                service = lane[0]
                 metrics.OVERLOADED.labels(service).inc()
                 raise Overloaded(
                     f"the {service} service is full; try again shortly",

@@ -23,7 +23,7 @@ from typing import Any
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_key, user_key
-from shared.protocol.envelope import Reply, dumps, dumps_bytes
+from shared.protocol.envelope import BatchedCommand, Reply, dumps, dumps_bytes
 from shared.runtime.outbox import (
     BroadcastPush,
     ConnectionClose,
@@ -164,6 +164,23 @@ class Publisher:
     async def command(self, event: str, data: dict[str, Any]) -> None:
         await self.broker.publish(
             self.broker.topology.commands, f"{self.service}.{event}", command_body(event, data)
+        )
+
+    async def again(
+        self, command: BatchedCommand, reply_to: str | None, attempts: int, dead: bool
+    ) -> None:
+        """One command of a batch that failed, back to this service's queue on its own (or,
+        ``dead``, to its dead letters), as the gateway would have sent it alone."""
+        t = self.broker.topology
+        await self.broker.publish(
+            t.dead_letters if dead else t.commands,
+            self.service if dead else f"{self.service}.{command.event}",
+            command.model_dump_json(exclude={"id", "deadline"}).encode(),
+            reply_to=reply_to,
+            correlation_id=command.id,
+            message_id=command.id,
+            headers={h.ATTEMPTS: attempts}
+            | ({h.DEADLINE: command.deadline} if command.deadline is not None else {}),
         )
 
     async def timer(self, event: str, data: dict[str, Any], delay_s: float) -> None:
