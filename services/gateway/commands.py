@@ -14,6 +14,8 @@ and deadline, and learns on its own whether the broker took it.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -37,6 +39,7 @@ class Outgoing:
     correlation_id: str
     deadline_ms: int  # epoch ms by which a service must have started it
     refused: Unavailable | None = field(default=None)  # what the broker said, if it refused
+    queued_at: float = field(default=0.0)
 
 
 class CommandSender:
@@ -48,12 +51,18 @@ class CommandSender:
     async def send(self, lane: Lane, outgoing: Outgoing) -> None:
         """Returns once the broker has the command (confirmed, for a durable lane). Raises
         :class:`Unavailable` (:class:`shared.errors.Overloaded` when its queue was full)."""
+        await self.submit(lane, outgoing)
+        if outgoing.refused is not None:
+            raise outgoing.refused
+
+    def submit(self, lane: Lane, outgoing: Outgoing) -> asyncio.Future[None]:
+        """Queue the command; the future is done once the broker took it, or refused it
+        (then :attr:`Outgoing.refused` says why)."""
         batcher = self._lanes.get(lane)
         if batcher is None:
             batcher = self._lanes[lane] = Batcher(partial(self.publish, lane), window_s=0.0)
-        await batcher.add(outgoing)
-        if outgoing.refused is not None:
-            raise outgoing.refused
+        outgoing.queued_at = time.monotonic()
+        return batcher.submit(outgoing)
 
     async def publish(self, lane: Lane, commands: list[Outgoing]) -> None:
         """Publish ``commands`` (in order, at most :data:`MAX_PER_MESSAGE` per message),
@@ -69,6 +78,9 @@ class CommandSender:
             except Unavailable as exc:
                 for outgoing in chunk:
                     outgoing.refused = exc
+            done = time.monotonic()
+            for outgoing in chunk:
+                metrics.COMMAND_PUBLISH_SECONDS.labels(lane[0]).observe(done - outgoing.queued_at)
 
     async def _publish_one(self, lane: Lane, outgoing: Outgoing) -> None:
         transient = lane[1]

@@ -38,3 +38,9 @@ COMMANDS_PER_MESSAGE = Histogram(
     ["service"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 100),
 )
+COMMAND_PUBLISH_SECONDS = Histogram(
+    "im_gateway_command_publish_seconds",
+    "From a command's arrival to the broker's confirm of the message carrying it",
+    ["service"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 CLOSE_TIMEOUT_S = 5.0  # for the frames still queued when a connection ends
+MAX_UNCONFIRMED = 16  # commands of one connection handed on before the broker confirmed them
 
 
 class SocketHandler:
@@ -202,7 +204,12 @@ class SocketHandler:
             log.warning("broker unavailable while closing; presence will reconcile")
 
     async def _read_loop(self, connection: Connection) -> None:
+        """Read frames and hand their commands on without waiting for the broker's confirm,
+        up to :data:`MAX_UNCONFIRMED` per connection: a client sending many at once (an
+        offline outbox flushing) gets them into shared messages instead of one per confirm.
+        Its commands still go out in the order read."""
         websocket = connection.websocket
+        unconfirmed: deque[asyncio.Future[None]] | None = None
         while True:
             try:
                 message = await websocket.receive()
@@ -211,20 +218,33 @@ class SocketHandler:
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
-            await self.handle_frame(
+            published = await self.handle_frame(
                 connection, text if text is not None else message.get("bytes", b"")
             )
+            if published is None or published.done():
+                continue
+            if unconfirmed is None:
+                unconfirmed = deque()
+            unconfirmed.append(published)
+            while unconfirmed[0].done():
+                unconfirmed.popleft()
+            if len(unconfirmed) >= MAX_UNCONFIRMED:  # wait for the oldest (never cancel it)
+                await asyncio.wait([unconfirmed.popleft()])
 
-    async def handle_frame(self, connection: Connection, raw: str | bytes) -> None:
+    async def handle_frame(
+        self, connection: Connection, raw: str | bytes
+    ) -> asyncio.Future[None] | None:
+        """Answer or forward one client frame; for a command, the future of its publish
+        (its refusal, if any, is told to the connection as an ``error`` frame)."""
         if not connection.may_send():
             ref, event = salvage_ref_and_event_quietly(raw, self.settings.max_frame_bytes)
             self._error(connection, FrameError(RateLimited("rate limit exceeded"), ref, event))
-            return
+            return None
         try:
             parsed = parse_frame(raw, connection.identity.role, self.settings.max_frame_bytes)
         except FrameError as exc:
             self._error(connection, exc)
-            return
+            return None
         event = parsed.spec.name
         metrics.FRAMES_IN.labels(event).inc()
         if parsed.spec.service == GATEWAY:  # ping
@@ -232,13 +252,14 @@ class SocketHandler:
                 connection,
                 {"event": "pong", "ref": parsed.ref, "data": {"server_time": iso(time.time())}},
             )
-            return
+            return None
         try:
-            await self.router.send_command(
+            return self.router.submit_command(
                 connection, parsed.spec, parsed.payload.model_dump(mode="json"), parsed.ref
             )
         except Unavailable as exc:
             self._error(connection, FrameError(exc, parsed.ref, event))
+            return None
 
     def _error(self, connection: Connection, error: FrameError) -> None:
         metrics.ERRORS.labels(str(error.code)).inc()

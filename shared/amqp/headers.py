@@ -1,8 +1,9 @@
 """What the gateway and the services tell each other beside a message's body.
 
-* ``type``: :data:`REPLY` (an answer to a command, by ``correlation_id``), :data:`PUSH`, or
+* ``type``: :data:`REPLY` (an answer to a command, by ``correlation_id``), :data:`PUSH`,
   :data:`BATCH` (several commands of one gateway for one service: see
-  :class:`shared.protocol.envelope.BatchedCommand`).
+  :class:`shared.protocol.envelope.BatchedCommand`), or :data:`BUNDLE` (the pushes and
+  replies of a batch's commands: see :meth:`shared.runtime.publisher.Publisher.bundle`).
 * :data:`DEADLINE`: a command's deadline (epoch ms); a service drops it when late, because
   its sender has been told ``unavailable`` by then.
 * :data:`ATTEMPTS`: how often a command was tried before, beside the broker's own
@@ -25,6 +26,7 @@ from typing import Any
 PUSH = "push"
 REPLY = "reply"
 BATCH = "batch"
+BUNDLE = "bundle"
 
 DEADLINE = "x-deadline"
 ATTEMPTS = "x-attempts"

@@ -37,7 +37,7 @@ from shared.logs import Tally, connection_id_var, user_id_var
 from shared.protocol.envelope import COMMAND_BATCH, BatchedCommand, Command, Reply
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import Outbox, Push, Request
-from shared.runtime.publisher import Publisher
+from shared.runtime.publisher import Outcome, Publisher
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,13 @@ class ServiceRunner:
             attempts,
             bool(message.redelivered) or attempts > 0,
         )
-        verdict = await self._handle(in_hand, transient)
+        if self.definition.workers > 1 and not transient:
+            # Started from the loop's queue, like the commands of a batch (see
+            # _process_batch): handlers then start in delivery order, whatever mix of single
+            # and batched messages the workers take.
+            verdict = await asyncio.create_task(self._handle(in_hand, transient))
+        else:
+            verdict = await self._handle(in_hand, transient)
         if verdict is Verdict.DONE:
             await message.ack()
         elif verdict is Verdict.RETRY:
@@ -210,7 +216,13 @@ class ServiceRunner:
     async def _process_batch(self, message: Delivery, transient: bool) -> None:
         """Every command of a batch, started in order (one after another where the service
         handles one command at a time); then one ack. A command that failed goes back to
-        the queue (or to the dead letters) alone, so its neighbours are not run again."""
+        the queue (or to the dead letters) alone, so its neighbours are not run again.
+
+        The effects of a batch of transient commands, or of a service running many commands
+        at once, are published together afterwards (see :meth:`_publish_outcomes`): their
+        handlers publish only through their outbox. Where a service runs one command at a
+        time, a handler may publish from inside (``deliver_now``), so each command's effects
+        go out before the next one starts, as if it had come alone."""
         try:
             commands = COMMAND_BATCH.validate_json(message.body)
         except ValidationError:
@@ -227,10 +239,14 @@ class ServiceRunner:
                 continue
             one = InHand(command, message.reply_to, command.id, command.id, attempts, redelivered)
             live.append((command, one))
-        if transient or self.definition.workers == 1:
+        if transient:  # one at a time, in order; their effects bundled
+            decided = [await self._decide(one, transient) for _, one in live]
+            verdicts = await self._publish_outcomes(decided, transient)
+        elif self.definition.workers == 1:  # one at a time, each published before the next
             verdicts = [await self._handle(one, transient) for _, one in live]
-        else:
-            verdicts = await asyncio.gather(*(self._handle(one, transient) for _, one in live))
+        else:  # started in order, run together, their effects bundled
+            decided = list(await asyncio.gather(*(self._decide(o, transient) for _, o in live)))
+            verdicts = await self._publish_outcomes(decided, transient)
         try:
             for (command, one), verdict in zip(live, verdicts, strict=True):
                 if verdict is not Verdict.DONE and not transient:
@@ -244,23 +260,30 @@ class ServiceRunner:
 
     async def _handle(self, in_hand: InHand, transient: bool) -> Verdict:
         """Run one command's handler and publish its effects and reply."""
+        decided = await self._decide(in_hand, transient)
+        if isinstance(decided, Verdict):
+            return decided
+        return await self._publish(decided, transient)
+
+    async def _decide(self, in_hand: InHand, transient: bool) -> Outcome | Verdict:
+        """Run one command's handler: what it left to publish (its answer, a refusal
+        included), or the verdict on a command that crashed."""
         command = in_hand.command
         user_id_var.set(command.user.id if command.user else None)
         connection_id_var.set(command.origin.connection_id if command.origin else None)
-        outbox: Outbox
         try:
             request = self._request(in_hand)
             handler = self.definition.handlers.get(command.event)
             if handler is None:
                 raise InternalError(f"{self.definition.name} has no handler for {command.event}")
             await handler(request)
-            outbox = request.out
-            reply = Reply(ok=True, data=outbox.reply or {})
+            reply = Reply(ok=True, data=request.out.reply or {})
+            return Outcome(request.out, reply, in_hand.reply_to, in_hand.correlation_id)
         except RealtimeError as exc:
-            outbox = Outbox()
             reply = Reply(
                 ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
             )
+            return Outcome(Outbox(), reply, in_hand.reply_to, in_hand.correlation_id)
         except Exception:
             if not transient and in_hand.attempts + 1 < self.settings.delivery_limit:
                 log.exception("%s failed; will retry", command.event)
@@ -272,16 +295,50 @@ class ServiceRunner:
             except RealtimeError:
                 log.warning("could not tell the sender of %s it failed", command.event)
             return Verdict.DEAD
+
+    async def _publish(self, outcome: Outcome, transient: bool) -> Verdict:
+        o = outcome
         try:
             await self.publisher.outcome(
-                outbox, reply, in_hand.reply_to, in_hand.correlation_id, confirm=not transient
+                o.outbox, o.reply, o.reply_to, o.correlation_id, confirm=not transient
             )
         except RealtimeError:
-            if transient:
-                return Verdict.DONE  # not retried: the next signal or typing replaces it
-            log.warning("could not publish the effects of %s; will retry", command.event)
-            return Verdict.RETRY
+            return self._unpublished(transient)
         return Verdict.DONE
+
+    async def _publish_outcomes(
+        self, decided: list[Outcome | Verdict], transient: bool
+    ) -> list[Verdict]:
+        """A batch's outcomes, in order: each run of those made only of user pushes and a
+        reply as one bundle, the others alone. Returns the verdict on each command."""
+        verdicts: list[Verdict] = []
+        run: list[Outcome] = []
+        for one in [*decided, None]:  # None: the end, where the last run goes out
+            if isinstance(one, Outcome) and one.bundles:
+                run.append(one)
+                continue
+            if run:
+                bundled = await self._publish_bundle(run, transient)
+                verdicts += [bundled] * len(run)
+                run = []
+            if isinstance(one, Outcome):
+                verdicts.append(await self._publish(one, transient))
+            elif one is not None:
+                verdicts.append(one)
+        return verdicts
+
+    async def _publish_bundle(self, bundle: list[Outcome], transient: bool) -> Verdict:
+        try:
+            await self.publisher.bundle(bundle, confirm=not transient)
+        except RealtimeError:
+            return self._unpublished(transient)
+        return Verdict.DONE
+
+    def _unpublished(self, transient: bool) -> Verdict:
+        if transient:
+            return Verdict.DONE  # not retried: the next signal or typing replaces it
+        log.warning("could not publish the effects of a command; will retry it")
+        return Verdict.RETRY
 
     def _request(self, in_hand: InHand) -> Request:
         command = in_hand.command

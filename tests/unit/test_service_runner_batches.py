@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.amqp import headers as h
-from shared.errors import Conflict
+from shared.errors import Conflict, Unavailable
 from shared.runtime.outbox import Request
 from tests.support.runtime import DELIVERY_LIMIT as LIMIT
 from tests.support.runtime import FakeBroker, FakeDelivery, batch, command, process, runner
@@ -158,3 +158,78 @@ async def test_a_failing_transient_command_is_not_sent_back() -> None:
     assert [r["code"] for r in broker.replies()] == ["internal", "internal"]
     assert [p for p in broker.published if p.kwargs.get("message_type") != h.REPLY] == []
     assert delivery.settled == ["ack"]
+
+
+async def pushes_and_answers(req: Request) -> None:
+    await asyncio.sleep(0)  # like a commit: the batch's other commands start meanwhile
+    req.out.push_user(f"u-{req.command_id}", "note", {"id": req.command_id})
+    req.out.reply = {"id": req.command_id}
+
+
+@pytest.mark.parametrize(("workers", "transient"), [(8, False), (1, True)])
+async def test_pushes_and_replies_of_a_batch_go_as_one_bundle_in_order(
+    workers: int, transient: bool
+) -> None:
+    broker = FakeBroker()
+    service = runner(pushes_and_answers, broker, workers=workers)
+    delivery = await process(service, a_batch("a", "b"), transient)
+    [bundle] = broker.published
+    assert (bundle.exchange, bundle.kwargs["message_type"]) == ("t.push", h.BUNDLE)
+    assert bundle.routing_key == "user.u-a"
+    assert bundle.kwargs["headers"]["CC"] == ["to.gw.q", "user.u-b"]
+    assert bundle.kwargs["confirm"] is not transient
+    assert [(e["to"], json.loads(e["frame"])["data"], e["reply"][0]) for e in bundle.body] == [
+        (["u-a"], {"id": "a"}, "a"),
+        (["u-b"], {"id": "b"}, "b"),
+    ]
+    assert bundle.body[0]["reply"][1] == {"ok": True, "data": {"id": "a"}}
+    assert delivery.settled == ["ack"]
+
+
+async def test_an_outcome_that_cannot_be_bundled_goes_alone_between_the_bundles() -> None:
+    async def b_emits_a_fact(req: Request) -> None:
+        if req.command_id == "b":
+            req.out.emit("svc.noted", {})
+        await pushes_and_answers(req)
+
+    broker = FakeBroker()
+    await process(runner(b_emits_a_fact, broker, workers=8), a_batch("a", "b", "c"))
+    first, *alone, last = broker.published
+    assert first.kwargs["message_type"] == last.kwargs["message_type"] == h.BUNDLE
+    assert sorted(p.kwargs.get("message_type") or p.routing_key for p in alone) == sorted(
+        [h.PUSH, "svc.noted", h.REPLY]
+    ), "b's push, fact and reply, as if b had come alone"
+    assert [e["reply"][0] for e in broker.published[0].body] == ["a"]
+    assert [e["reply"][0] for e in broker.published[-1].body] == ["c"]
+
+
+async def test_a_bundle_the_broker_refuses_sends_its_commands_back_alone() -> None:
+    class RefusesBundles(FakeBroker):
+        async def publish(self, exchange: str, routing_key: str, body: bytes, **kw: Any) -> bool:
+            if kw.get("message_type") == h.BUNDLE:
+                raise Unavailable("no confirm")
+            return await super().publish(exchange, routing_key, body, **kw)
+
+    broker = RefusesBundles()
+    delivery = await process(runner(pushes_and_answers, broker, workers=8), a_batch("a", "b"))
+    assert [(p.routing_key, p.kwargs["correlation_id"]) for p in broker.published] == [
+        ("svc.work", "a"),
+        ("svc.work", "b"),
+    ]
+    assert delivery.settled == ["ack"]
+
+
+async def test_handlers_start_in_delivery_order_across_batches_and_single_commands() -> None:
+    """Two workers: one takes a batch, the next a single command delivered after it. The
+    single command's handler must not start before the batch's (chat numbers a sender's
+    messages in the order their handlers start)."""
+    started: list[str | None] = []
+
+    async def notes_start(req: Request) -> None:
+        started.append(req.command_id)
+        await asyncio.sleep(0)
+
+    service = runner(notes_start, FakeBroker(), workers=8)
+    single = FakeDelivery(command(), message_id="c")
+    await asyncio.gather(process(service, a_batch("a", "b")), process(service, single))
+    assert started == ["a", "b", "c"]
