@@ -246,7 +246,7 @@ class SocketHandler:
             self._error(connection, exc)
             return None
         event = parsed.spec.name
-        metrics.FRAMES_IN.labels(event).inc()
+        metrics.labelled(metrics.FRAMES_IN, event).inc()
         if parsed.spec.service == GATEWAY:  # ping
             self._send(
                 connection,
@@ -262,7 +262,7 @@ class SocketHandler:
             return None
 
     def _error(self, connection: Connection, error: FrameError) -> None:
-        metrics.ERRORS.labels(str(error.code)).inc()
+        metrics.labelled(metrics.ERRORS, str(error.code)).inc()
         frame = error_frame(error.ref, error.code, error.message, error.event, error.retry_after_ms)
         self._send(connection, frame)
 
