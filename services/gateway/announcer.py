@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from services.gateway.batching import Batcher
+from shared.batching import Batcher
 from shared.protocol.domain import ConnectionFact, ConnectionsChanged
 
 MAX_BATCH = 500  # facts per message (~100 KB)

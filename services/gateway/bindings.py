@@ -11,10 +11,10 @@ in order, so that one reply means the whole batch is in place.
 
 from __future__ import annotations
 
-from services.gateway.batching import Batcher
 from services.gateway.connections import Registry
 from shared.amqp.broker import Broker
 from shared.amqp.topology import user_key
+from shared.batching import Batcher
 
 
 class Bindings:

@@ -22,9 +22,9 @@ from typing import Any
 
 from services.gateway import metrics
 from services.gateway.admission import Lane
-from services.gateway.batching import Batcher
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
+from shared.batching import Batcher
 from shared.errors import Unavailable
 from shared.protocol.envelope import dumps_bytes
 

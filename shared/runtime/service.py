@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
 from shared.auth import Identity, Role
+from shared.batching import Batcher
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
 from shared.protocol.envelope import COMMAND_BATCH, Command, Reply
@@ -81,6 +83,14 @@ class InHand:
     deadline_ms: int | None  # epoch ms by which it must start (its sender gives up after)
 
 
+@dataclass(slots=True)
+class _Effects:
+    """An outcome waiting to be published with others, and then the verdict on it."""
+
+    outcome: Outcome
+    verdict: Verdict = Verdict.RETRY
+
+
 class ServiceRunner:
     def __init__(self, definition: ServiceDefinition, settings: Settings, broker: Broker) -> None:
         self.definition = definition
@@ -89,6 +99,11 @@ class ServiceRunner:
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self._transient_inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self.publisher = Publisher(broker, definition.name)
+        # What concurrent handlers decided, published as it comes (see _publish_in_turn)
+        self._effects = {
+            transient: Batcher(partial(self._publish_effects, transient), window_s=0.0)
+            for transient in (False, True)
+        }
         self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -240,19 +255,19 @@ class ServiceRunner:
         handles one command at a time); then one ack. A command that failed goes back to
         the queue (or to the dead letters) alone, so its neighbours are not run again.
 
-        The effects of a batch of transient commands, or of a service running many commands
-        at once, are published together afterwards (see :meth:`_publish_outcomes`): their
-        handlers publish only through their outbox. Where a service runs one command at a
-        time, a handler may publish from inside (``deliver_now``), so each command's effects
-        go out before the next one starts, as if it had come alone."""
+        The effects of transient commands, and of a service running many commands at once,
+        are published as they are decided, bundled with those decided at the same moment
+        (see :meth:`_publish_in_turn`): their handlers publish only through their outbox.
+        Where a service runs one command at a time, a handler may publish from inside
+        (``deliver_now``), so each command's effects go out before the next one starts, as
+        if it had come alone."""
         if transient:  # one at a time, in order; their effects bundled
             decided = [await self._decide(one, transient) for one in live]
-            verdicts = await self._publish_outcomes(decided, transient)
+            verdicts = list(await asyncio.gather(*(self._in_turn(d, transient) for d in decided)))
         elif self.definition.workers == 1:  # one at a time, each published before the next
             verdicts = [await self._handle(one, transient) for one in live]
-        else:  # started in order, run together, their effects bundled
-            decided = list(await asyncio.gather(*(self._decide(one, transient) for one in live)))
-            verdicts = await self._publish_outcomes(decided, transient)
+        else:  # started in order, run together, their effects bundled as they are decided
+            verdicts = list(await asyncio.gather(*(self._handle(one, transient) for one in live)))
         try:
             for one, verdict in zip(live, verdicts, strict=True):
                 if verdict is not Verdict.DONE and not transient:
@@ -276,7 +291,28 @@ class ServiceRunner:
         decided = await self._decide(in_hand, transient)
         if isinstance(decided, Verdict):
             return decided
+        if self.definition.workers > 1:  # handlers publish only through their outbox
+            return await self._publish_in_turn(decided, transient)
         return await self._publish(decided, transient)
+
+    async def _publish_in_turn(self, outcome: Outcome, transient: bool) -> Verdict:
+        """Publish ``outcome`` together with those decided at the same moment (a group commit
+        resolves many handlers in one loop turn) and those decided while the previous
+        publish was being confirmed: one bundle for all their pushes and replies. Order is
+        the order decided, as if each were published at once: a later command's pushes
+        never overtake an earlier one's (a batch never waits for its slowest command)."""
+        pending = _Effects(outcome)
+        await self._effects[transient].add(pending)
+        return pending.verdict
+
+    async def _publish_effects(self, transient: bool, effects: list[_Effects]) -> None:
+        try:
+            verdicts = await self._publish_outcomes([e.outcome for e in effects], transient)
+        except Exception:  # a bug; their commands are tried again (effects keep RETRY)
+            log.exception("publishing the effects of %d commands failed", len(effects))
+            return
+        for effect, verdict in zip(effects, verdicts, strict=True):
+            effect.verdict = verdict
 
     async def _decide(self, in_hand: InHand, transient: bool) -> Outcome | Verdict:
         """Run one command's handler: what it left to publish (its answer, a refusal
@@ -318,6 +354,11 @@ class ServiceRunner:
         except RealtimeError:
             return self._unpublished(transient)
         return Verdict.DONE
+
+    async def _in_turn(self, decided: Outcome | Verdict, transient: bool) -> Verdict:
+        if isinstance(decided, Verdict):
+            return decided
+        return await self._publish_in_turn(decided, transient)
 
     async def _publish_outcomes(
         self, decided: list[Outcome | Verdict], transient: bool

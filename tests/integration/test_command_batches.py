@@ -69,3 +69,22 @@ async def test_concurrent_senders_share_messages_and_lose_nothing(stack: Stack) 
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         metrics = (await http.get("/metrics")).text
     assert commands_in_shared_messages(metrics) > 0, "some commands shared a message"
+
+
+async def test_a_senders_messages_are_pushed_in_the_order_sent(stack: Stack) -> None:
+    """Sends a few ms apart land some alone and some in batches, handled by different chat
+    workers: each is still pushed to the recipient in the order sent (seq order)."""
+    stack.start_service("chat")
+    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    for round_ in range(6):
+        alice = await connect(stack, gateway, f"alice{round_}")
+        bob = await connect(stack, gateway, f"bob{round_}")
+        for i in range(20):
+            await alice.send("send_message", {"recipient_id": f"bob{round_}", "text": f"m{i}"})
+            await asyncio.sleep(0.003)  # paces the sender (not a wait for a condition)
+        await bob.event("message_received", text="m19", timeout=15)  # the last one sent
+        pushed = [f["data"] for f in bob.frames if f.get("event") == "message_received"]
+        assert [m["seq"] for m in pushed] == list(range(1, 21)), f"round {round_}"
+        assert [m["text"] for m in pushed] == [f"m{i}" for i in range(20)]
+        await alice.close()
+        await bob.close()

@@ -15,6 +15,7 @@ from shared.errors import Conflict, Unavailable
 from shared.runtime.outbox import Request
 from tests.support.runtime import DELIVERY_LIMIT as LIMIT
 from tests.support.runtime import FakeBroker, FakeDelivery, batch, command, process, runner
+from tests.support.stack import poll
 
 
 def a_batch(*ids: str, headers: dict[str, Any] | None = None) -> FakeDelivery:
@@ -233,3 +234,26 @@ async def test_handlers_start_in_delivery_order_across_batches_and_single_comman
     single = FakeDelivery(command(), message_id="c")
     await asyncio.gather(process(service, a_batch("a", "b")), process(service, single))
     assert started == ["a", "b", "c"]
+
+
+async def test_effects_go_out_in_the_order_decided_never_held_for_a_slow_neighbour() -> None:
+    """A slow command in a batch holds back neither its batch's other commands nor a later
+    batch's: the pushes of ``b`` (first batch) go out before those of ``c`` (second batch),
+    as they would one message at a time, and ``a``'s when it is done."""
+    slow = asyncio.Event()
+
+    async def a_is_slow(req: Request) -> None:
+        if req.command_id == "a":
+            await slow.wait()
+        await pushes_and_answers(req)
+
+    broker = FakeBroker()
+    service = runner(a_is_slow, broker, workers=8)
+    first = asyncio.create_task(process(service, a_batch("a", "b")))
+    await poll(lambda: len(broker.published) == 1, 5, "b's effects")
+    await process(service, a_batch("c"))
+    assert not first.done(), "a is not done: its batch is not acked"
+    slow.set()
+    assert (await first).settled == ["ack"]
+    replies = [e["reply"][0] for p in broker.published for e in p.body if "reply" in e]
+    assert replies == ["b", "c", "a"]

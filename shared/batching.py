@@ -1,4 +1,5 @@
-"""Doing many small things as one: what a connect storm needs from the gateway.
+"""Doing many small things as one: a connect storm's facts and bindings, the commands of a
+gateway's lane, the effects of a service's commands.
 
 A :class:`Batcher` hands the items added within ``window_s`` — and while the previous batch
 is still being done — to ``flush`` together. Batches are flushed one at a time, in order, so
