@@ -1,0 +1,182 @@
+"""The ``/socket.io/`` endpoint (PROTOCOL §8): Engine.IO v4 / Socket.IO v5, websocket and
+long-polling, served by python-socketio in the gateway's own process.
+
+Only the transport is python-socketio's. Each Socket.IO client is a :class:`Connection` in
+the gateway's :class:`Registry`, like a ``/ws`` socket: the router's pushes and replies reach
+it the same way, and admission, the per-user cap, the rate limits and every error code are
+:mod:`sessions`' (python-socketio's client manager fans nothing out). What differs is only
+the framing (:mod:`socketio_mapping`): a frame queued for the client is emitted as a
+Socket.IO event, and a reply becomes the acknowledgement of the event it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import MutableMapping
+from typing import Any
+
+import socketio
+
+from services.gateway.connections import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection
+from services.gateway.frames import hard_frame_limit
+from services.gateway.sessions import Refusal, Session, Sessions
+from services.gateway.socketio_mapping import (
+    REPLIES,
+    acknowledgement,
+    parse_event,
+    refusal_data,
+    token_of,
+)
+from shared.errors import ErrorCode
+from shared.protocol.envelope import loads
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/"
+PATH = "socket.io"
+# Closes after which the client must not come back as it is (a fresh token, fewer sockets):
+# a Socket.IO disconnect, which socket.io-client does not retry. Any other close (going away,
+# try again, slow consumer) ends the transport only, and the client reconnects with backoff.
+FINAL_CLOSES = frozenset({CLOSE_UNAUTHORIZED, CLOSE_TOO_MANY})
+GONE = {"ok": False, "error": {"code": str(ErrorCode.UNAVAILABLE), "message": "disconnected"}}
+
+
+class SocketIOClient:
+    """One Socket.IO client, as the :class:`Connection` writing to it sees a socket."""
+
+    __slots__ = ("scope", "server", "sid", "gone", "in_order", "_replies", "_refs")
+
+    def __init__(self, server: socketio.AsyncServer, sid: str) -> None:
+        self.scope: MutableMapping[str, Any] = {}  # no prebuilt frames: every frame is emitted
+        self.server = server
+        self.sid = sid
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # The client's events are handled one after the other up to their command going out,
+        # as /ws reads its frames: python-socketio runs each in a task of its own.
+        self.in_order = asyncio.Lock()
+        self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._refs = itertools.count(1)
+
+    def expect_reply(self) -> tuple[str, asyncio.Future[dict[str, Any]]]:
+        """A ``ref`` for the next event, and the acknowledgement its reply will be."""
+        ref = f"sio{next(self._refs)}"
+        reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._replies[ref] = reply
+        return ref, reply
+
+    def forget_reply(self, ref: str) -> None:
+        self._replies.pop(ref, None)
+
+    async def send_text(self, data: str) -> None:
+        frame = loads(data)
+        event = frame.get("event")
+        if event in REPLIES:
+            reply = self._replies.pop(str(frame.get("ref")), None)
+            if reply is not None and not reply.done():
+                reply.set_result(acknowledgement(frame))
+            return
+        await self.server.emit(event, frame.get("data"), to=self.sid, namespace=NAMESPACE)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        if code in FINAL_CLOSES:
+            await self.server.disconnect(self.sid, namespace=NAMESPACE)
+            return
+        eio_sid = self.server.manager.eio_sid_from_sid(self.sid, NAMESPACE)
+        if eio_sid is not None:
+            await self.server.eio.disconnect(eio_sid)
+
+    def end(self) -> None:
+        """The client is gone: its session ends, and requests still waiting get no reply."""
+        if not self.gone.done():
+            self.gone.set_result(None)
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_result(GONE)
+        self._replies.clear()
+
+
+class SocketIOBinding:
+    """python-socketio's ASGI server, its events handed to :class:`Sessions`."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self.sessions = sessions
+        settings = sessions.settings
+        self.server = socketio.AsyncServer(
+            async_mode="asgi",
+            # As /ws: no origin check (clients authenticate with a token, never a cookie).
+            cors_allowed_origins="*",
+            # Engine.IO's heartbeat in place of the WebSocket pings of /ws: a client that
+            # misses a ping for another interval is dropped.
+            ping_interval=settings.heartbeat_interval_s,
+            ping_timeout=settings.heartbeat_interval_s,
+            max_http_buffer_size=hard_frame_limit(settings.max_frame_bytes),
+            transports=["polling", "websocket"],
+        )
+        self.app = socketio.ASGIApp(self.server, socketio_path=PATH)
+        self._clients: dict[str, tuple[SocketIOClient, Connection]] = {}
+        self._sessions: set[asyncio.Task[None]] = set()
+        self.server.on("connect", self._connect, namespace=NAMESPACE)
+        self.server.on("disconnect", self._disconnect, namespace=NAMESPACE)
+        self.server.on("*", self._event, namespace=NAMESPACE)
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            ticket = self.sessions.enter()
+        except Refusal as refusal:
+            raise refused(refusal) from None
+        client = SocketIOClient(self.server, sid)
+        try:
+            token = token_of(
+                auth, environ.get("QUERY_STRING", ""), environ.get("HTTP_AUTHORIZATION")
+            )
+            identity = self.sessions.authenticate(token)
+            session = self.sessions.open(client, identity, ticket)
+        except Refusal as refusal:
+            ticket.done()
+            raise refused(refusal) from None
+        self._clients[sid] = (client, session.connection)
+        # The session is set up once python-socketio has answered the connect (CONNECT goes
+        # out first, then `connected`), and lasts until the client is gone.
+        task = asyncio.create_task(self._run(session, client), name=f"socketio-{sid}")
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+
+    async def _run(self, session: Session, client: SocketIOClient) -> None:
+        try:
+            await self.sessions.run(session, lambda _: asyncio.shield(client.gone))
+        finally:
+            client.end()
+            self._clients.pop(client.sid, None)
+
+    async def _disconnect(self, sid: str, reason: str | None = None) -> None:
+        entry = self._clients.pop(sid, None)
+        if entry is not None:
+            entry[0].end()
+
+    async def _event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        entry = self._clients.get(sid)
+        if entry is None:  # between the transport's end and our disconnect handler
+            return GONE
+        client, connection = entry
+        ref, reply = client.expect_reply()
+        max_bytes = self.sessions.settings.max_frame_bytes
+        role = connection.identity.role
+        try:
+            async with client.in_order:
+                await self.sessions.handle(
+                    connection,
+                    lambda: parse_event(event, args, ref, role, max_bytes),
+                    lambda: (ref, event[:64]),
+                )
+            return await reply
+        finally:
+            client.forget_reply(ref)
+
+
+def refused(refusal: Refusal) -> socketio.exceptions.ConnectionRefusedError:
+    """A ``connect_error`` whose ``message`` says why and whose ``data`` is
+    ``{"code", "message"}`` (PROTOCOL §8)."""
+    data = refusal_data(refusal.code, refusal.message, refusal.retry_after_ms)
+    return socketio.exceptions.ConnectionRefusedError(refusal.message, data)
