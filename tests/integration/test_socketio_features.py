@@ -248,13 +248,11 @@ async def test_mentor_status_across_bindings(users: Users) -> None:
     status = await maya.ack("mentor_busy", {"status": "break", "statusMessage": "back at 2"})
     assert (status["status"], status["status_message"]) == ("break", "back at 2")
     await student_ws.until_mentor(maya_id, status="break", status_message="back at 2")
-    await student_sio.event("mentor_status_update", mentor_id=maya_id, status="break")
+    await student_sio.until_mentor(maya_id, status="break", status_message="back at 2")
 
     ws_mentor = await users.ws("max", "mentor")
     await ws_mentor.ack("mentor_available", {"status_message": "ask me", "status_data": {"a": 1}})
-    seen = await student_sio.event(
-        "mentor_status_update", mentor_id=users.id("max"), status_message="ask me"
-    )
+    seen = await student_sio.until_mentor(users.id("max"), status_message="ask me")
     assert seen["status_data"] == {"a": 1} and seen["online"] is True
     mentors = {m["mentor_id"]: m for m in (await student_sio.ack("get_mentors"))["mentors"]}
     assert mentors[maya_id]["status"] == "break"
@@ -272,7 +270,7 @@ async def test_help_request_from_socketio_accepted_on_ws(users: Users) -> None:
     max_ = await users.sio("max", "mentor")
     student = await users.sio("stu")
     for mentor_id in (users.id("maya"), users.id("max")):
-        await student.event("mentor_status_update", mentor_id=mentor_id, online=True)
+        await student.until_mentor(mentor_id, online=True, status="available")
 
     asked = await student.ack(
         "student_request_help",

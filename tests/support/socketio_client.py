@@ -137,6 +137,37 @@ class SioClient:
         report = await self.wait_for(matches, timeout, f"{name} {match or ''}")
         return dict(report["args"][0])
 
+    def mentors_seen(self) -> dict[str, dict[str, Any]]:
+        """Mentor statuses as the client knows them: the snapshot merged with the updates
+        received since, by ``updated_at`` (PROTOCOL §1)."""
+        known: dict[str, dict[str, Any]] = {}
+        for r in self.reports:
+            if r["type"] != "event":
+                continue
+            if r["name"] == "mentor_status_snapshot":
+                views = list(r["args"][0]["mentors"])
+            elif r["name"] == "mentor_status_update":
+                views = [r["args"][0]]
+            else:
+                continue
+            for view in views:
+                old = known.get(view["mentor_id"])
+                if old is None or old["updated_at"] <= view["updated_at"]:
+                    known[view["mentor_id"]] = view
+        return known
+
+    async def until_mentor(
+        self, mentor_id: str, timeout: float = 10.0, **fields: object
+    ) -> dict[str, Any]:
+        """Wait until the merged view of ``mentor_id`` (:meth:`mentors_seen`) has ``fields``."""
+
+        def shows() -> bool:
+            view = self.mentors_seen().get(mentor_id, {})
+            return all(view.get(k) == v for k, v in fields.items())
+
+        await self.wait_for(lambda _: shows(), timeout, f"{mentor_id} with {fields}")
+        return self.mentors_seen()[mentor_id]
+
     async def connected(self, timeout: float = 10.0) -> dict[str, Any]:
         """The ``connected`` push (PROTOCOL §1), once the socket is connected."""
         await self.report("connect", timeout)
