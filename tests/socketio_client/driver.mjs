@@ -10,6 +10,7 @@
 //   {"type": "connect", "id", "transport"} | {"type": "disconnect", "reason"}
 //   {"type": "connect_error", "message", "data"}
 //   {"type": "reconnect_attempt", "attempt"} | {"type": "reconnect", "attempt"}
+//   {"type": "open", "transport"}                            Engine.IO's connection opened
 //   {"type": "upgrade", "transport"} | {"type": "fatal", "message"}
 import { createInterface } from "node:readline";
 import { io } from "socket.io-client";
@@ -22,11 +23,14 @@ function report(message) {
 
 function open(url, options) {
   socket = io(url, { ...options, forceNew: true });
-  socket.on("connect", () => {
+  socket.io.on("open", () => {
     const engine = socket.io.engine;
-    report({ type: "connect", id: socket.id, transport: engine.transport.name });
-    engine.once("upgrade", (transport) => report({ type: "upgrade", transport: transport.name }));
+    report({ type: "open", transport: engine.transport.name });
+    engine.on("upgrade", (transport) => report({ type: "upgrade", transport: transport.name }));
   });
+  socket.on("connect", () =>
+    report({ type: "connect", id: socket.id, transport: socket.io.engine.transport.name }),
+  );
   socket.on("connect_error", (err) =>
     report({ type: "connect_error", message: err.message, data: err.data ?? null }),
   );
