@@ -12,9 +12,10 @@ Socket.IO event, and a reply becomes the acknowledgement of the event it answers
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import socketio
@@ -46,12 +47,28 @@ GONE = {"ok": False, "error": {"code": str(ErrorCode.UNAVAILABLE), "message": "d
 class SocketIOClient:
     """One Socket.IO client, as the :class:`Connection` writing to it sees a socket."""
 
-    __slots__ = ("scope", "server", "sid", "gone", "in_order", "_replies", "_refs")
+    __slots__ = (
+        "scope",
+        "server",
+        "sid",
+        "queue_limit",
+        "on_slow",
+        "gone",
+        "in_order",
+        "_transport",
+        "_replies",
+        "_refs",
+    )
 
-    def __init__(self, server: socketio.AsyncServer, sid: str) -> None:
+    def __init__(self, server: socketio.AsyncServer, sid: str, queue_limit: int) -> None:
         self.scope: MutableMapping[str, Any] = {}  # no prebuilt frames: every frame is emitted
         self.server = server
         self.sid = sid
+        self.queue_limit = queue_limit
+        # called when the client has queue_limit packets unread (drops the connection)
+        self.on_slow: Callable[[], None] = lambda: None
+        eio_sid = server.manager.eio_sid_from_sid(sid, NAMESPACE)
+        self._transport: Any = server.eio.sockets.get(eio_sid)  # python-engineio's socket
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # The client's events are handled one after the other up to their command going out,
         # as /ws reads its frames: python-socketio runs each in a task of its own.
@@ -77,15 +94,25 @@ class SocketIOClient:
             if reply is not None and not reply.done():
                 reply.set_result(acknowledgement(frame))
             return
+        # Engine.IO queues without bound what the client has not taken yet: the cut /ws makes
+        # at send_queue_limit frames unread is made here on that queue.
+        if self._transport is not None and self._transport.queue.qsize() >= self.queue_limit:
+            self.on_slow()
+            return
         await self.server.emit(event, frame.get("data"), to=self.sid, namespace=NAMESPACE)
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         if code in FINAL_CLOSES:
             await self.server.disconnect(self.sid, namespace=NAMESPACE)
             return
-        eio_sid = self.server.manager.eio_sid_from_sid(self.sid, NAMESPACE)
-        if eio_sid is not None:
-            await self.server.eio.disconnect(eio_sid)
+        transport = self._transport
+        if transport is None:
+            return
+        await self.server.eio.disconnect(transport.sid)  # Engine.IO's CLOSE packet
+        # engine.io-client acts on a CLOSE packet only over long-polling, and python-engineio
+        # leaves a WebSocket open until its ping timeout (2 heartbeats): ending its writer (what
+        # python-engineio itself does when the client goes) closes the WebSocket now.
+        transport.queue.put_nowait(None)
 
     def end(self) -> None:
         """The client is gone: its session ends, and requests still waiting get no reply."""
@@ -126,7 +153,7 @@ class SocketIOBinding:
             ticket = self.sessions.enter()
         except Refusal as refusal:
             raise refused(refusal) from None
-        client = SocketIOClient(self.server, sid)
+        client = SocketIOClient(self.server, sid, self.sessions.settings.send_queue_limit)
         try:
             token = token_of(
                 auth, environ.get("QUERY_STRING", ""), environ.get("HTTP_AUTHORIZATION")
@@ -136,6 +163,7 @@ class SocketIOBinding:
         except Refusal as refusal:
             ticket.done()
             raise refused(refusal) from None
+        client.on_slow = functools.partial(self.sessions.drop_slow, session.connection)
         self._clients[sid] = (client, session.connection)
         # The session is set up once python-socketio has answered the connect (CONNECT goes
         # out first, then `connected`), and lasts until the client is gone.
