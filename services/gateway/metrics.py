@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-CONNECTIONS = Gauge("im_gateway_connections", "Open WebSocket connections")
+CONNECTIONS = Gauge("im_gateway_connections", "Open client connections (/ws and /socket.io/)")
 USERS = Gauge("im_gateway_users", "Users with at least one connection here")
 FRAMES_IN = Counter("im_gateway_frames_in_total", "Client frames accepted", ["event"])
 FRAMES_OUT = Counter("im_gateway_frames_out_total", "Frames sent to clients")

@@ -53,6 +53,7 @@ class SocketIOClient:
         "sid",
         "queue_limit",
         "on_slow",
+        "reading",
         "gone",
         "in_order",
         "_transport",
@@ -69,10 +70,13 @@ class SocketIOClient:
         self.on_slow: Callable[[], None] = lambda: None
         eio_sid = server.manager.eio_sid_from_sid(sid, NAMESPACE)
         self._transport: Any = server.eio.sockets.get(eio_sid)  # python-engineio's socket
-        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # The client's events are handled one after the other up to their command going out,
-        # as /ws reads its frames: python-socketio runs each in a task of its own.
+        loop = asyncio.get_running_loop()
+        # As /ws reads no frame before the session is set up (user bound, connection
+        # announced), the client's events wait for `reading`; they are handled one after the
+        # other up to their command going out (python-socketio runs each in a task of its own).
+        self.reading: asyncio.Future[None] = loop.create_future()
         self.in_order = asyncio.Lock()
+        self.gone: asyncio.Future[None] = loop.create_future()
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._refs = itertools.count(1)
 
@@ -114,10 +118,17 @@ class SocketIOClient:
         # python-engineio itself does when the client goes) closes the WebSocket now.
         transport.queue.put_nowait(None)
 
+    async def read(self) -> None:
+        """The session is set up: handle the client's events until it is gone."""
+        if not self.reading.done():
+            self.reading.set_result(None)
+        await asyncio.shield(self.gone)
+
     def end(self) -> None:
         """The client is gone: its session ends, and requests still waiting get no reply."""
-        if not self.gone.done():
-            self.gone.set_result(None)
+        for future in (self.reading, self.gone):
+            if not future.done():
+                future.set_result(None)
         for reply in self._replies.values():
             if not reply.done():
                 reply.set_result(GONE)
@@ -173,7 +184,7 @@ class SocketIOBinding:
 
     async def _run(self, session: Session, client: SocketIOClient) -> None:
         try:
-            await self.sessions.run(session, lambda _: asyncio.shield(client.gone))
+            await self.sessions.run(session, lambda _: client.read())
         finally:
             client.end()
             self._clients.pop(client.sid, None)
@@ -193,6 +204,9 @@ class SocketIOBinding:
         role = connection.identity.role
         try:
             async with client.in_order:
+                await client.reading
+                if client.gone.done():
+                    return GONE
                 await self.sessions.handle(
                     connection,
                     lambda: parse_event(event, args, ref, role, max_bytes),

@@ -50,6 +50,7 @@ async def test_the_token_is_taken_from_auth_query_or_header(
     alice = user("alice")
     client = await SioClient.start(gw.http, module_stack.token(alice, "mentor", "Al"), via=via)
     clients.append(client)
+    early = await client.emit("ping")  # buffered by socket.io-client, sent once it connects
     connected = await client.connected()
     assert (connected["user_id"], connected["role"], connected["name"]) == (alice, "mentor", "Al")
     assert connected["protocol_version"] == 1 and connected["heartbeat_interval_s"] == 20
@@ -57,6 +58,9 @@ async def test_the_token_is_taken_from_auth_query_or_header(
     await client.event("mentor_status_snapshot")
     first = next(r for r in client.reports if r["type"] == "event")
     assert first["name"] == "connected"  # the first event, as the first frame on /ws
+    pong = await client.wait_for(lambda r: r["type"] == "ack" and r["seq"] == early)
+    assert pong["args"][0]["ok"] is True
+    assert client.reports.index(pong) > client.reports.index(first)  # handled once set up
 
 
 REFUSED = {

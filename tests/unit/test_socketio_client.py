@@ -99,5 +99,5 @@ async def test_requests_waiting_when_the_client_goes_get_unavailable() -> None:
     sio, _ = client()
     _, waiting = sio.expect_reply()
     sio.end()
-    assert sio.gone.done() and waiting.result() == GONE
+    assert sio.gone.done() and sio.reading.done() and waiting.result() == GONE
     assert GONE["error"]["code"] == "unavailable"  # type: ignore[index]
