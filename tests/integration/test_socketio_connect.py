@@ -220,3 +220,21 @@ async def test_socketio_clients_reconnect_after_a_gateway_restart(stack: Stack) 
         await bob.close()
     finally:
         await sio.close()
+
+
+async def test_a_message_over_the_hard_limit_is_not_read(
+    module_stack: Stack, gw: Gateway, clients: list[SioClient]
+) -> None:
+    """What /ws closes with 1009 (over 1 MiB) Engine.IO does not read: the transport ends,
+    and the client comes back by itself."""
+    client = await SioClient.start(
+        gw.http, module_stack.token(user("hal")), reconnectionDelay=100, reconnectionDelayMax=500
+    )
+    clients.append(client)
+    await client.connected()
+    await client.emit("send_message", {"recipient_id": "bob", "text": "x" * (1100 * 1024)})
+    gone = await client.report("disconnect")
+    assert gone["reason"] in ("transport close", "transport error")
+    await client.report("reconnect")
+    assert (await client.ack("ping"))["server_time"]
+    assert not any(r["type"] == "ack" and r["seq"] == 1 for r in client.reports)
