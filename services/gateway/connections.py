@@ -36,8 +36,8 @@ class Close:
 
 
 class FrameSocket(Protocol):
-    """What a connection writes its frames to: a Starlette ``WebSocket`` for ``/ws``, or
-    the Socket.IO binding's session (:mod:`services.gateway.socketio_binding`). ``scope``
+    """What a connection writes its frames to: a Starlette ``WebSocket`` for ``/ws``, or a
+    Socket.IO client (:class:`services.gateway.socketio_binding.SocketIOClient`). ``scope``
     offers :data:`PREBUILT_FRAMES` where the socket can take them."""
 
     scope: MutableMapping[str, Any]
@@ -209,9 +209,10 @@ class Connection:
 
     def _write_now(self, text: str) -> None:
         """Write one frame without a task when the socket takes it at once, as it does
-        unless the client's TCP window is full (sockets without prebuilt frames, i.e. with
-        compression): no task, no timer and no loop turn per connection. When the send has
-        to wait, a writer task finishes it (within the send timeout), then the queue."""
+        unless the client's TCP window is full (sockets without prebuilt frames: with
+        compression, and Socket.IO clients): no task, no timer and no loop turn per
+        connection. When the send has to wait, a writer task finishes it (within the send
+        timeout), then the queue."""
         sending = self.socket.send_text(text)
         try:
             waiting_for = sending.send(None)
