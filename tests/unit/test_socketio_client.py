@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from services.gateway.socketio_binding import GONE, SocketIOClient
+from services.gateway.sessions import Refusal
+from services.gateway.socketio_binding import GONE, SocketIOClient, refused
 from shared.protocol.envelope import dumps
 
 
@@ -101,3 +102,12 @@ async def test_requests_waiting_when_the_client_goes_get_unavailable() -> None:
     sio.end()
     assert sio.gone.done() and sio.reading.done() and waiting.result() == GONE
     assert GONE["error"]["code"] == "unavailable"  # type: ignore[index]
+
+
+def test_a_refusal_is_a_connect_error_with_code_and_message() -> None:
+    error = refused(Refusal(1013, "server busy; retry_after_ms=250", retry_after_ms=250))
+    # socket.io-client: err.message, and err.data = {code, message}
+    assert error.error_args == {
+        "message": "server busy; retry_after_ms=250",
+        "data": {"code": 1013, "message": "server busy; retry_after_ms=250", "retry_after_ms": 250},
+    }
