@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import logging
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -31,9 +30,8 @@ from services.gateway.socketio_mapping import (
     token_of,
 )
 from shared.errors import ErrorCode
+from shared.logs import connection_id_var, user_id_var
 from shared.protocol.envelope import loads
-
-log = logging.getLogger(__name__)
 
 NAMESPACE = "/"
 PATH = "socket.io"
@@ -199,6 +197,8 @@ class SocketIOBinding:
         if entry is None:  # between the transport's end and our disconnect handler
             return GONE
         client, connection = entry
+        user_id_var.set(connection.user_id)  # python-socketio runs each event in a task of
+        connection_id_var.set(connection.id)  # its own: the log context of this connection
         ref, reply = client.expect_reply()
         max_bytes = self.sessions.settings.max_frame_bytes
         role = connection.identity.role
