@@ -212,6 +212,19 @@ async def test_chat_between_socketio_and_ws_with_receipts_and_typing(users: User
     )
 
 
+async def test_a_user_on_both_bindings_gets_every_push_on_each(users: Users) -> None:
+    alice = await users.ws("alice")
+    phone, laptop = await users.sio("bob"), await users.ws("bob")
+    sent = await alice.ack("send_message", {"recipient_id": users.id("bob"), "text": "both?"})
+    await phone.event("message_received", message_id=sent["message_id"])
+    await laptop.event("message_received", message_id=sent["message_id"])
+    # the sender's other connections get the message too: here, from the Socket.IO one
+    own = await phone.ack("send_message", {"recipient_id": users.id("alice"), "text": "yes"})
+    mirrored = (await laptop.event("message_received", message_id=own["message_id"]))["data"]
+    assert mirrored["sender_id"] == users.id("bob")
+    assert phone.count("message_received", message_id=own["message_id"]) == 0  # not echoed
+
+
 async def test_socketio_events_keep_their_order(users: Users) -> None:
     """Emitted without waiting for each ack, as /ws frames are read: in order."""
     alice, bob = await users.sio("alice"), await users.sio("bob")
