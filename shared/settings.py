@@ -27,10 +27,13 @@ class Settings(BaseSettings):
     prefetch: int = Field(default=64, ge=2, le=10_000)
     delivery_limit: int = Field(default=5, ge=1)
     queue_max_length: int = Field(
-        default=20_000, ge=100, description="Commands a service's durable queue holds at most."
+        default=20_000,
+        ge=10,
+        description="Messages a service's durable queue holds at most (one message carries a "
+        "command, or a gateway's batch of up to 100).",
     )
     transient_max_length: int = Field(
-        default=2_000, ge=10, description="Transient commands (typing, signals) queued at most."
+        default=2_000, ge=10, description="The same for transient commands (typing, signals)."
     )
     shed_after_ms: int = Field(
         default=2_000,

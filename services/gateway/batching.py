@@ -3,7 +3,8 @@
 A :class:`Batcher` hands the items added within ``window_s`` — and while the previous batch
 is still being done — to ``flush`` together. Batches are flushed one at a time, in order, so
 what was added later never overtakes what was added earlier. :meth:`Batcher.add` returns
-once the batch holding its item is done, and raises what ``flush`` raised.
+once the batch holding its item is done, and raises what ``flush`` raised;
+:meth:`Batcher.submit` returns that outcome as a future instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -29,16 +30,20 @@ class Batcher(Generic[T]):
         return len(self._items)
 
     async def add(self, item: T) -> None:
+        await self.submit(item)
+
+    def submit(self, item: T) -> asyncio.Future[None]:
+        """Add ``item`` without waiting: the future of its batch being done. Cancelling the
+        future gives up the wait only (a caller whose socket closed); the item still goes."""
         loop = asyncio.get_running_loop()
         if not self._items:
             task = loop.create_task(self._run())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._items.append(item)
-        # a future of its own: a caller giving up (its socket closed) cancels only its wait
-        waiter = loop.create_future()
+        waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        await waiter
+        return waiter
 
     async def _run(self) -> None:
         async with self._flushing:  # the previous batch is done first: order is kept

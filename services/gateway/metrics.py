@@ -32,3 +32,15 @@ CONNECTS_REFUSED = Counter(
     "im_gateway_connects_refused_total",
     "New sockets closed with 1013 + retry_after_ms: too many connections being set up",
 )
+COMMANDS_PER_MESSAGE = Histogram(
+    "im_gateway_commands_per_message",
+    "Commands sent to a service in one broker message (a batch, under load)",
+    ["service"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 100),
+)
+COMMAND_PUBLISH_SECONDS = Histogram(
+    "im_gateway_command_publish_seconds",
+    "From a command's arrival to the broker's confirm of the message carrying it",
+    ["service"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)

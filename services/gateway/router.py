@@ -21,6 +21,7 @@ from services.gateway import metrics
 from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.announcer import Announcer
 from services.gateway.bindings import Bindings
+from services.gateway.commands import CommandSender, Outgoing
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from services.gateway.snapshot import MentorSnapshot
 from services.gateway.wire import OutgoingFrame
@@ -38,7 +39,7 @@ from shared.protocol.domain import (
     ConnectionsChanged,
     GatewayHeartbeat,
 )
-from shared.protocol.envelope import Reply, ack_frame, dumps, dumps_bytes, error_frame
+from shared.protocol.envelope import Reply, ack_frame, dumps, dumps_bytes, error_frame, loads
 from shared.protocol.registry import EventSpec
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Router:
         batch_s = self.settings.connection_batch_ms / 1000
         self.announcer = Announcer(self._publish_changes, batch_s)
         self.bindings = Bindings(broker, registry, self.queue_name, batch_s)
+        self.commands = CommandSender(broker, self.queue_name)
         self.snapshot = MentorSnapshot()
         self._snapshot_stale = asyncio.Event()
         self._snapshot_stale.set()
@@ -203,9 +205,9 @@ class Router:
 
     def _command(
         self, identity: Identity, event: str, data: dict[str, Any], connection_id: str
-    ) -> bytes:
+    ) -> dict[str, Any]:
         # The shape of :class:`Command`, built as a dict: this runs for every client frame.
-        command = {
+        return {
             "event": event,
             "data": data,
             "user": identity.as_dict(),
@@ -215,24 +217,39 @@ class Router:
                 "reply_to": self.queue_name,
             },
         }
-        return dumps_bytes(command)
 
-    async def send_command(
+    def submit_command(
         self,
         connection: Connection,
         spec: EventSpec,
         data: dict[str, Any],
         ref: str | None,
-    ) -> None:
-        """Publish a client command; its reply reaches the connection later. Raises
-        :class:`Unavailable` (:class:`Overloaded` when it was refused, never sent)."""
-        body = self._command(connection.identity, spec.name, data, connection.id)
-        await self._send(
-            (spec.service, spec.transient),
-            spec.name,
-            body,
-            Pending((spec.service, spec.transient), spec.name, 0.0, connection.id, ref),
-        )
+    ) -> asyncio.Future[None]:
+        """Queue a client command for its service without waiting for the broker; its reply
+        (or the broker's refusal, as an ``error`` frame) reaches the connection later. The
+        future is done once the broker took or refused it. Raises :class:`Overloaded` at
+        once while the service is behind (admission)."""
+        lane = (spec.service, spec.transient)
+        command = self._command(connection.identity, spec.name, data, connection.id)
+        pending = Pending(lane, spec.name, 0.0, connection.id, ref)
+        correlation_id = uuid.uuid4().hex
+        outgoing, published = self._submit(lane, command, pending, correlation_id)
+        published.add_done_callback(lambda _: self._after_publish(lane, correlation_id, outgoing))
+        return published
+
+    def _after_publish(self, lane: Lane, correlation_id: str, outgoing: Outgoing) -> None:
+        if outgoing.refused is None:
+            return
+        pending = self._forget_pending(correlation_id)
+        if pending is not None:
+            refusal = self._refusal(lane, outgoing.refused)
+            reply = Reply(
+                ok=False,
+                code=str(refusal.code),
+                message=refusal.message,
+                retry_after_ms=refusal.retry_after_ms,
+            )
+            self._settle(pending, reply)
 
     async def call(
         self,
@@ -246,10 +263,10 @@ class Router:
         service's reply, or Unavailable on timeout."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         correlation_id = uuid.uuid4().hex
-        body = self._command(identity, event, data, f"http-{correlation_id}")
+        command = self._command(identity, event, data, f"http-{correlation_id}")
         pending = Pending((service, False), event, 0.0, future=future, internal=internal)
         try:
-            await self._send((service, False), event, body, pending, correlation_id)
+            await self._send((service, False), command, pending, correlation_id)
             return await future
         finally:
             self._forget_pending(correlation_id)
@@ -257,45 +274,41 @@ class Router:
     async def _send(
         self,
         lane: Lane,
-        event: str,
-        body: bytes,
+        command: dict[str, Any],
         pending: Pending,
-        correlation_id: str | None = None,
+        correlation_id: str,
     ) -> None:
+        outgoing, published = self._submit(lane, command, pending, correlation_id)
+        await published
+        if outgoing.refused is not None:
+            self._forget_pending(correlation_id)
+            raise self._refusal(lane, outgoing.refused)
+
+    def _submit(
+        self, lane: Lane, command: dict[str, Any], pending: Pending, correlation_id: str
+    ) -> tuple[Outgoing, asyncio.Future[None]]:
         if not pending.internal:
             self.admission.admit(lane)
-        correlation_id = correlation_id or uuid.uuid4().hex
         now = time.monotonic()
         timeout_s = self.settings.request_timeout_s
         pending.started, pending.deadline = now, now + timeout_s
         self._pending[correlation_id] = pending
         if not pending.internal:
             self.admission.started(lane, correlation_id, now)
-        service, transient = lane
         start_by_ms = max(1, round((timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)) * 1000))
-        topology = self.broker.topology
-        try:
-            await self.broker.publish(
-                "" if transient else topology.commands,
-                topology.transient_queue(service) if transient else f"{service}.{event}",
-                body,
-                persistent=not transient,
-                confirm=not transient,
-                reply_to=self.queue_name,
-                correlation_id=correlation_id,
-                message_id=correlation_id,
-                headers={h.DEADLINE: h.epoch_ms() + start_by_ms},
-                expiration_ms=start_by_ms if transient else None,
-            )
-        except Unavailable as exc:
-            self._forget_pending(correlation_id)
-            if isinstance(exc, Overloaded):  # the service's queue is full
-                metrics.OVERLOADED.labels(service).inc()
-                raise Overloaded(
-                    f"the {service} service is full; try again shortly",
-                    retry_after_ms=QUEUE_FULL_RETRY_MS,
-                ) from exc
-            raise
+        outgoing = Outgoing(command, correlation_id, h.epoch_ms() + start_by_ms)
+        return outgoing, self.commands.submit(lane, outgoing)
+
+    @staticmethod
+    def _refusal(lane: Lane, exc: Unavailable) -> Unavailable:
+        """What the sender of a command the broker did not take is told."""
+        if not isinstance(exc, Overloaded):
+            return exc
+        service = lane[0]  # its queue is full
+        metrics.OVERLOADED.labels(service).inc()
+        return Overloaded(
+            f"the {service} service is full; try again shortly", retry_after_ms=QUEUE_FULL_RETRY_MS
+        )
 
     def _forget_pending(self, correlation_id: str) -> Pending | None:
         pending = self._pending.pop(correlation_id, None)
@@ -327,6 +340,9 @@ class Router:
             pending = self._forget_pending(message.correlation_id or "")
             if pending is not None:
                 self._settle(pending, Reply.model_validate_json(message.body))
+            return
+        if message.type == h.BUNDLE:
+            self._deliver_bundle(loads(message.body))
             return
         text = message.body.decode()
         headers = message.headers or {}
@@ -361,6 +377,27 @@ class Router:
             pending = self._forget_pending(message.correlation_id or "")
             if pending is not None:
                 self._settle(pending, Reply.model_validate_json(reply))
+
+    def _deliver_bundle(self, entries: list[dict[str, Any]]) -> None:
+        """The pushes and replies of several commands (see ``Publisher.bundle``), in order:
+        each push to its users' connections here, each reply after its command's pushes (the
+        replies of commands sent by other gateways are theirs: none is pending here)."""
+        for entry in entries:
+            text = entry.get("frame")
+            if text is not None:
+                frame = OutgoingFrame(text)
+                excluded, followup = entry.get("exclude"), entry.get("followup")
+                for user_id in dict.fromkeys(entry["to"]):  # each user once
+                    for connection in self.registry.of_user(user_id):
+                        if connection.id != excluded:
+                            self._deliver(connection, frame)
+                            if followup is not None:
+                                connection.replace_followup(*followup)
+            reply = entry.get("reply")
+            if reply is not None:
+                pending = self._forget_pending(reply[0])
+                if pending is not None:
+                    self._settle(pending, Reply.model_validate(reply[1]))
 
     def _recipients(self, key: str, cc: object) -> Iterable[Connection]:
         """This gateway's connections among a push's addressees (its key and its ``CC``)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 CLOSE_TIMEOUT_S = 5.0  # for the frames still queued when a connection ends
+MAX_UNCONFIRMED = 16  # commands of one connection handed on before the broker confirmed them
 
 
 class Refusal(Exception):
@@ -223,23 +225,25 @@ class Sessions:
 
     # -- client events ---------------------------------------------------------------------
 
-    async def handle(
+    def handle(
         self,
         connection: Connection,
         parse: Callable[[], ParsedFrame],
         salvage: Callable[[], tuple[str | None, str | None]],
-    ) -> None:
+    ) -> asyncio.Future[None] | None:
         """One client event: the rate limits, ``parse`` (raising :class:`FrameError`), then
-        the command out (its reply comes back through the router). ``salvage`` gives the
+        the answer (``ping``) or the command handed on without waiting for the broker; for a
+        command, the future of its publish (its refusal, if any, is told to the connection as
+        an ``error`` frame; its reply comes back through the router). ``salvage`` gives the
         ``ref`` and ``event`` to echo when the event is refused before it is parsed."""
         if not connection.may_send():
             self.refuse(connection, FrameError(RateLimited("rate limit exceeded"), *salvage()))
-            return
+            return None
         try:
             parsed = parse()
         except FrameError as exc:
             self.refuse(connection, exc)
-            return
+            return None
         event = parsed.spec.name
         metrics.FRAMES_IN.labels(event).inc()
         if parsed.spec.service == GATEWAY:  # ping
@@ -247,13 +251,14 @@ class Sessions:
                 connection,
                 {"event": "pong", "ref": parsed.ref, "data": {"server_time": iso(time.time())}},
             )
-            return
+            return None
         try:
-            await self.router.send_command(
+            return self.router.submit_command(
                 connection, parsed.spec, parsed.payload.model_dump(mode="json"), parsed.ref
             )
         except Unavailable as exc:
             self.refuse(connection, FrameError(exc, parsed.ref, event))
+            return None
 
     def refuse(self, connection: Connection, error: FrameError) -> None:
         metrics.ERRORS.labels(str(error.code)).inc()
@@ -279,3 +284,29 @@ class Sessions:
             connection.close_after_queued(CLOSE_GOING_AWAY)
         if self._handlers:
             await asyncio.wait(set(self._handlers), timeout=timeout_s)
+
+
+class Unconfirmed:
+    """The commands of one connection handed on before the broker confirmed them, at most
+    :data:`MAX_UNCONFIRMED`: a client sending many at once (an offline outbox flushing) gets
+    them into shared messages instead of one per confirm, and its reader waits beyond that.
+    Its commands still go out in the order read."""
+
+    __slots__ = ("_published",)
+
+    def __init__(self) -> None:
+        self._published: deque[asyncio.Future[None]] | None = None  # made on first use
+
+    async def add(self, published: asyncio.Future[None] | None) -> None:
+        """Count ``published`` (what :meth:`Sessions.handle` returned); wait for the oldest
+        when the window is full (never cancelling it)."""
+        if published is None or published.done():
+            return
+        if self._published is None:
+            self._published = deque()
+        unconfirmed = self._published
+        unconfirmed.append(published)
+        while unconfirmed[0].done():
+            unconfirmed.popleft()
+        if len(unconfirmed) >= MAX_UNCONFIRMED:
+            await asyncio.wait([unconfirmed.popleft()])

@@ -21,7 +21,7 @@ import socketio
 
 from services.gateway.connections import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection
 from services.gateway.frames import hard_frame_limit
-from services.gateway.sessions import Refusal, Session, Sessions
+from services.gateway.sessions import Refusal, Session, Sessions, Unconfirmed
 from services.gateway.socketio_mapping import (
     REPLIES,
     acknowledgement,
@@ -52,6 +52,7 @@ class SocketIOClient:
         "queue_limit",
         "on_slow",
         "reading",
+        "unconfirmed",
         "gone",
         "in_order",
         "_transport",
@@ -70,10 +71,12 @@ class SocketIOClient:
         self._transport: Any = server.eio.sockets.get(eio_sid)  # python-engineio's socket
         loop = asyncio.get_running_loop()
         # As /ws reads no frame before the session is set up (user bound, connection
-        # announced), the client's events wait for `reading`; they are handled one after the
-        # other up to their command going out (python-socketio runs each in a task of its own).
+        # announced), the client's events wait for `reading`; they are handed on one after
+        # the other, in order, within the same window of unconfirmed commands as /ws's
+        # (python-socketio runs each in a task of its own).
         self.reading: asyncio.Future[None] = loop.create_future()
         self.in_order = asyncio.Lock()
+        self.unconfirmed = Unconfirmed()
         self.gone: asyncio.Future[None] = loop.create_future()
         self._replies: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._refs = itertools.count(1)
@@ -207,11 +210,12 @@ class SocketIOBinding:
                 await client.reading
                 if client.gone.done():
                     return GONE
-                await self.sessions.handle(
+                published = self.sessions.handle(
                     connection,
                     lambda: parse_event(event, args, ref, role, max_bytes),
                     lambda: (ref, event[:64]),
                 )
+                await client.unconfirmed.add(published)
             return await reply
         finally:
             client.forget_reply(ref)

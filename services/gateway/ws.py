@@ -3,11 +3,13 @@ session and each frame's handling are the same for every binding (:mod:`sessions
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway.connections import Connection
 from services.gateway.frames import parse_frame, salvage_ref_and_event
-from services.gateway.sessions import Refusal, Sessions
+from services.gateway.sessions import Refusal, Sessions, Unconfirmed
 from shared.auth import bearer_token
 from shared.protocol.envelope import loads
 
@@ -50,6 +52,9 @@ class SocketHandler:
         await websocket.close(refusal.code, reason=refusal.message)
 
     async def _read_loop(self, websocket: WebSocket, connection: Connection) -> None:
+        """Read frames and hand their commands on, at most :data:`MAX_UNCONFIRMED` of them
+        not yet confirmed by the broker (see :class:`Unconfirmed`)."""
+        unconfirmed = Unconfirmed()
         while True:
             try:
                 message = await websocket.receive()
@@ -58,13 +63,15 @@ class SocketHandler:
             if message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
-            await self.handle_frame(
+            published = self.handle_frame(
                 connection, text if text is not None else message.get("bytes", b"")
             )
+            await unconfirmed.add(published)
 
-    async def handle_frame(self, connection: Connection, raw: str | bytes) -> None:
+    def handle_frame(self, connection: Connection, raw: str | bytes) -> asyncio.Future[None] | None:
+        """Answer or forward one client frame; for a command, the future of its publish."""
         max_bytes = self.settings.max_frame_bytes
-        await self.sessions.handle(
+        return self.sessions.handle(
             connection,
             lambda: parse_frame(raw, connection.identity.role, max_bytes),
             lambda: salvage_ref_and_event_quietly(raw, max_bytes),

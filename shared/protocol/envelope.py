@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from shared.errors import ErrorCode
 
@@ -78,6 +78,19 @@ class Command(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     user: CommandUser | None = None
     origin: CommandOrigin | None = None
+
+
+class BatchedCommand(Command):
+    """One command of a batch: the commands a gateway had for one service at one moment,
+    sent as one AMQP message (one publish, confirm, delivery and ack for all of them). Each
+    keeps what a message of its own carries in its properties: its id (the reply's
+    ``correlation_id`` and the idempotency key) and the epoch ms by which it must start."""
+
+    id: str
+    deadline: int | None = None
+
+
+COMMAND_BATCH: TypeAdapter[list[BatchedCommand]] = TypeAdapter(list[BatchedCommand])
 
 
 class Reply(BaseModel):

@@ -10,6 +10,10 @@ broker and the gateway alike. So
 
 Pushes to one destination are published one after another, so each recipient gets them in the
 order the handler made them; everything else at once.
+
+The commands of a gateway's batch go one step further: the pushes and replies of all of them
+are one :data:`shared.amqp.headers.BUNDLE` message, routed to every addressee's key at once
+(:meth:`Publisher.bundle`); each gateway delivers what is for its own connections, in order.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_key, user_key
-from shared.protocol.envelope import Reply, dumps, dumps_bytes
+from shared.protocol.envelope import BatchedCommand, Reply, dumps, dumps_bytes
 from shared.runtime.outbox import (
     BroadcastPush,
     ConnectionClose,
@@ -36,6 +40,25 @@ from shared.runtime.outbox import (
 
 BROADCAST = "all"
 MAX_KNOWN_DELAYS = 1_000  # one-off durations remembered at most (they are declared again)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one handled command left to publish: its effects, and the reply it asked for."""
+
+    outbox: Outbox
+    reply: Reply
+    reply_to: str | None
+    correlation_id: str | None
+
+    @property
+    def bundles(self) -> bool:
+        """Whether it can travel in a bundle: user pushes and a reply, nothing else."""
+        return (
+            not self.outbox.facts
+            and not self.outbox.timers
+            and all(isinstance(push, UserPush) for push in self.outbox.pushes)
+        )
 
 
 class Publisher:
@@ -73,6 +96,39 @@ class Publisher:
             await asyncio.gather(*jobs)
         if answer is not None:
             await self.reply(*answer, confirm)
+
+    async def bundle(self, outcomes: list[Outcome], confirm: bool = True) -> None:
+        """The pushes and replies of several commands (each :attr:`Outcome.bundles`) as one
+        message to every user and gateway they address; a gateway delivers the entries for
+        its connections in order, each reply after the pushes of its command."""
+        entries: list[dict[str, Any]] = []
+        keys: dict[str, None] = {}  # ordered set
+        for outcome in outcomes:
+            before = len(entries)
+            for push in merge_same_frames(outcome.outbox.pushes):
+                assert isinstance(push, UserPush)
+                users = [push.user_id, *push.also_to]
+                keys.update((user_key(user), None) for user in users)
+                entries.append(_bundle_entry(push, users))
+            if outcome.reply_to and outcome.correlation_id:
+                keys[reply_key(outcome.reply_to)] = None
+                reply = [outcome.correlation_id, outcome.reply.model_dump(exclude_none=True)]
+                if len(entries) > before:  # settled after its command's last push
+                    entries[-1]["reply"] = reply
+                else:
+                    entries.append({"reply": reply})
+        if not keys:
+            return
+        first, *cc = keys
+        await self.broker.publish(
+            self.broker.topology.push,
+            first,
+            dumps_bytes(entries),
+            persistent=False,
+            confirm=confirm,
+            message_type=h.BUNDLE,
+            headers={"CC": cc} if cc else None,
+        )
 
     async def _in_order(self, pushes: list[Push], confirm: bool) -> None:
         for push in pushes:
@@ -166,6 +222,23 @@ class Publisher:
             self.broker.topology.commands, f"{self.service}.{event}", command_body(event, data)
         )
 
+    async def again(
+        self, command: BatchedCommand, reply_to: str | None, attempts: int, dead: bool
+    ) -> None:
+        """One command of a batch that failed, back to this service's queue on its own (or,
+        ``dead``, to its dead letters), as the gateway would have sent it alone."""
+        t = self.broker.topology
+        await self.broker.publish(
+            t.dead_letters if dead else t.commands,
+            self.service if dead else f"{self.service}.{command.event}",
+            command.model_dump_json(exclude={"id", "deadline"}).encode(),
+            reply_to=reply_to,
+            correlation_id=command.id,
+            message_id=command.id,
+            headers={h.ATTEMPTS: attempts}
+            | ({h.DEADLINE: command.deadline} if command.deadline is not None else {}),
+        )
+
     async def timer(self, event: str, data: dict[str, Any], delay_s: float) -> None:
         delay_ms = max(1, round(delay_s * 1000))
         now = time.monotonic()
@@ -245,6 +318,16 @@ def _destinations(push: Push) -> set[str]:
     if isinstance(push, UserSpread):
         return {f"spread:{push.reply_to}:{push.user_id}"}
     return {BROADCAST}
+
+
+def _bundle_entry(push: UserPush, users: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"to": users, "frame": dumps(push.frame)}
+    if push.exclude_connection:
+        entry["exclude"] = push.exclude_connection
+    if push.followup is not None:
+        frame = dumps(push.followup.frame) if push.followup.frame is not None else None
+        entry["followup"] = [push.followup.key, push.followup.after_s, frame]
+    return entry
 
 
 def _user_push_headers(push: UserPush) -> dict[str, Any]:

@@ -8,6 +8,10 @@ failing to ``<ns>.<service>.dead`` (its sender is told ``internal`` on the last 
 Undecodable messages go straight to the dead-letter queue. A command past its deadline is
 dropped unexecuted (its sender has been told ``unavailable``), and counted.
 
+A gateway sends the commands it has for one service at one moment as one message (a batch):
+each is handled as if it had come alone, the message is acked once, and a command that failed
+goes back to the queue alone (``x-attempts`` counts its tries), or to the dead letters.
+
 Transient commands (``EventSpec.transient``) come from their own queue and are handled one at
 a time, in order; their effects are published without confirms and a failure is answered,
 never retried.
@@ -19,6 +23,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,10 +34,10 @@ from shared.amqp.delivery import Delivery
 from shared.auth import Identity, Role
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
-from shared.protocol.envelope import Command, Reply
+from shared.protocol.envelope import COMMAND_BATCH, BatchedCommand, Command, Reply
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import Outbox, Push, Request
-from shared.runtime.publisher import Publisher
+from shared.runtime.publisher import Outcome, Publisher
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,26 @@ class ServiceDefinition:
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
     background: Sequence[BackgroundJob] = field(default_factory=tuple)
+
+
+class Verdict(Enum):
+    """What became of one command, and so of its message."""
+
+    DONE = "done"  # answered (or not to be retried): ack
+    RETRY = "retry"  # failed with attempts left: again, later
+    DEAD = "dead"  # failed for the last time: to the dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class InHand:
+    """One command being handled: a message's own, or one of a batch's."""
+
+    command: Command
+    reply_to: str | None
+    correlation_id: str | None
+    command_id: str | None
+    attempts: int  # tries before this one
+    redelivered: bool
 
 
 class ServiceRunner:
@@ -151,6 +176,10 @@ class ServiceRunner:
                 inbox.task_done()
 
     async def process(self, message: Delivery, transient: bool = False) -> None:
+        """Handle one delivery (a command, or a gateway's batch of them) and settle it."""
+        if message.type == h.BATCH:
+            await self._process_batch(message, transient)
+            return
         if h.is_past_deadline(message.headers):
             self.expired.add()
             await message.ack()
@@ -161,51 +190,158 @@ class ServiceRunner:
             log.error("undecodable message on %s dead-lettered", self.definition.name)
             await message.reject(requeue=False)
             return
-        user_id_var.set(command.user.id if command.user else None)
-        connection_id_var.set(command.origin.connection_id if command.origin else None)
-        outbox: Outbox
+        attempts = h.attempts(message.headers)
+        in_hand = InHand(
+            command,
+            message.reply_to,
+            message.correlation_id,
+            message.message_id,
+            attempts,
+            bool(message.redelivered) or attempts > 0,
+        )
+        if self.definition.workers > 1 and not transient:
+            # Started from the loop's queue, like the commands of a batch (see
+            # _process_batch): handlers then start in delivery order, whatever mix of single
+            # and batched messages the workers take.
+            verdict = await asyncio.create_task(self._handle(in_hand, transient))
+        else:
+            verdict = await self._handle(in_hand, transient)
+        if verdict is Verdict.DONE:
+            await message.ack()
+        elif verdict is Verdict.RETRY:
+            await message.nack(requeue=True)
+        else:
+            await message.reject(requeue=False)
+
+    async def _process_batch(self, message: Delivery, transient: bool) -> None:
+        """Every command of a batch, started in order (one after another where the service
+        handles one command at a time); then one ack. A command that failed goes back to
+        the queue (or to the dead letters) alone, so its neighbours are not run again.
+
+        The effects of a batch of transient commands, or of a service running many commands
+        at once, are published together afterwards (see :meth:`_publish_outcomes`): their
+        handlers publish only through their outbox. Where a service runs one command at a
+        time, a handler may publish from inside (``deliver_now``), so each command's effects
+        go out before the next one starts, as if it had come alone."""
         try:
-            request = self._request(command, message)
-            handler = self.definition.handlers.get(command.event)
-            if handler is None:
-                raise InternalError(f"{self.definition.name} has no handler for {command.event}")
-            await handler(request)
-            outbox = request.out
-            reply = Reply(ok=True, data=outbox.reply or {})
-        except RealtimeError as exc:
-            outbox = Outbox()
-            reply = Reply(
-                ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
-            )
-        except Exception:
-            if transient or self._last_attempt(message):
-                log.exception("%s failed for the last time; dead-lettering", command.event)
-                try:  # tell the sender, if the broker takes it; dead-letter the command anyway
-                    await self._reply(
-                        message, Reply(ok=False, code="internal", message="internal error")
-                    )
-                except RealtimeError:
-                    log.warning("could not tell the sender of %s it failed", command.event)
-                finally:
-                    await message.reject(requeue=False)
-            else:
-                log.exception("%s failed; will retry", command.event)
-                await message.nack(requeue=True)
+            commands = COMMAND_BATCH.validate_json(message.body)
+        except ValidationError:
+            log.error("undecodable batch on %s dead-lettered", self.definition.name)
+            await message.reject(requeue=False)
             return
+        attempts = h.attempts(message.headers)
+        redelivered = bool(message.redelivered) or attempts > 0
+        now_ms = h.epoch_ms()
+        live: list[tuple[BatchedCommand, InHand]] = []
+        for command in commands:
+            if command.deadline is not None and command.deadline < now_ms:
+                self.expired.add()
+                continue
+            one = InHand(command, message.reply_to, command.id, command.id, attempts, redelivered)
+            live.append((command, one))
+        if transient:  # one at a time, in order; their effects bundled
+            decided = [await self._decide(one, transient) for _, one in live]
+            verdicts = await self._publish_outcomes(decided, transient)
+        elif self.definition.workers == 1:  # one at a time, each published before the next
+            verdicts = [await self._handle(one, transient) for _, one in live]
+        else:  # started in order, run together, their effects bundled
+            decided = list(await asyncio.gather(*(self._decide(o, transient) for _, o in live)))
+            verdicts = await self._publish_outcomes(decided, transient)
         try:
-            await self.publisher.outcome(
-                outbox, reply, message.reply_to, message.correlation_id, confirm=not transient
-            )
-        except RealtimeError:
-            if transient:
-                await message.ack()  # not retried: the next signal or typing replaces it
-                return
-            log.warning("could not publish the effects of %s; will retry", command.event)
+            for (command, one), verdict in zip(live, verdicts, strict=True):
+                if verdict is not Verdict.DONE and not transient:
+                    dead = verdict is Verdict.DEAD
+                    await self.publisher.again(command, one.reply_to, attempts + 1, dead)
+        except RealtimeError:  # the broker is away: the whole batch again, later
+            log.warning("could not requeue the failed commands of a batch; will retry it")
             await message.nack(requeue=True)
             return
         await message.ack()
 
-    def _request(self, command: Command, message: Delivery) -> Request:
+    async def _handle(self, in_hand: InHand, transient: bool) -> Verdict:
+        """Run one command's handler and publish its effects and reply."""
+        decided = await self._decide(in_hand, transient)
+        if isinstance(decided, Verdict):
+            return decided
+        return await self._publish(decided, transient)
+
+    async def _decide(self, in_hand: InHand, transient: bool) -> Outcome | Verdict:
+        """Run one command's handler: what it left to publish (its answer, a refusal
+        included), or the verdict on a command that crashed."""
+        command = in_hand.command
+        user_id_var.set(command.user.id if command.user else None)
+        connection_id_var.set(command.origin.connection_id if command.origin else None)
+        try:
+            request = self._request(in_hand)
+            handler = self.definition.handlers.get(command.event)
+            if handler is None:
+                raise InternalError(f"{self.definition.name} has no handler for {command.event}")
+            await handler(request)
+            reply = Reply(ok=True, data=request.out.reply or {})
+            return Outcome(request.out, reply, in_hand.reply_to, in_hand.correlation_id)
+        except RealtimeError as exc:
+            reply = Reply(
+                ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
+            )
+            return Outcome(Outbox(), reply, in_hand.reply_to, in_hand.correlation_id)
+        except Exception:
+            if not transient and in_hand.attempts + 1 < self.settings.delivery_limit:
+                log.exception("%s failed; will retry", command.event)
+                return Verdict.RETRY
+            log.exception("%s failed for the last time; dead-lettering", command.event)
+            try:  # tell the sender, if the broker takes it; dead-letter the command anyway
+                failed = Reply(ok=False, code="internal", message="internal error")
+                await self._reply(in_hand, failed)
+            except RealtimeError:
+                log.warning("could not tell the sender of %s it failed", command.event)
+            return Verdict.DEAD
+
+    async def _publish(self, outcome: Outcome, transient: bool) -> Verdict:
+        o = outcome
+        try:
+            await self.publisher.outcome(
+                o.outbox, o.reply, o.reply_to, o.correlation_id, confirm=not transient
+            )
+        except RealtimeError:
+            return self._unpublished(transient)
+        return Verdict.DONE
+
+    async def _publish_outcomes(
+        self, decided: list[Outcome | Verdict], transient: bool
+    ) -> list[Verdict]:
+        """A batch's outcomes, in order: each run of those made only of user pushes and a
+        reply as one bundle, the others alone. Returns the verdict on each command."""
+        verdicts: list[Verdict] = []
+        run: list[Outcome] = []
+        for one in [*decided, None]:  # None: the end, where the last run goes out
+            if isinstance(one, Outcome) and one.bundles:
+                run.append(one)
+                continue
+            if run:
+                bundled = await self._publish_bundle(run, transient)
+                verdicts += [bundled] * len(run)
+                run = []
+            if isinstance(one, Outcome):
+                verdicts.append(await self._publish(one, transient))
+            elif one is not None:
+                verdicts.append(one)
+        return verdicts
+
+    async def _publish_bundle(self, bundle: list[Outcome], transient: bool) -> Verdict:
+        try:
+            await self.publisher.bundle(bundle, confirm=not transient)
+        except RealtimeError:
+            return self._unpublished(transient)
+        return Verdict.DONE
+
+    def _unpublished(self, transient: bool) -> Verdict:
+        if transient:
+            return Verdict.DONE  # not retried: the next signal or typing replaces it
+        log.warning("could not publish the effects of a command; will retry it")
+        return Verdict.RETRY
+
+    def _request(self, in_hand: InHand) -> Request:
+        command = in_hand.command
         user = Identity.from_dict(command.user.model_dump()) if command.user else None
         payload = None
         spec = CLIENT_EVENTS.get(command.event)
@@ -220,18 +356,14 @@ class ServiceRunner:
             payload=payload,
             user=user,
             origin=command.origin,
-            redelivered=bool(message.redelivered),
-            command_id=message.message_id,
+            redelivered=in_hand.redelivered,
+            command_id=in_hand.command_id,
             deliver_now=self.publish_push,
         )
 
-    def _last_attempt(self, message: Delivery) -> bool:
-        count = (message.headers or {}).get("x-delivery-count", 0)
-        return isinstance(count, int) and count + 1 >= self.settings.delivery_limit
-
-    async def _reply(self, message: Delivery, reply: Reply) -> None:
-        if message.reply_to and message.correlation_id:
-            await self.publisher.reply(reply, message.reply_to, message.correlation_id)
+    async def _reply(self, in_hand: InHand, reply: Reply) -> None:
+        if in_hand.reply_to and in_hand.correlation_id:
+            await self.publisher.reply(reply, in_hand.reply_to, in_hand.correlation_id)
 
     async def publish_push(self, push: Push) -> bool:
         """Publish one push now; False when no gateway holds the addressed user/connection."""

@@ -102,25 +102,28 @@ async def test_a_stalled_service_is_refused_fast_and_late_commands_never_run(
 
 
 async def test_a_full_service_queue_refuses_at_once(stack: Stack) -> None:
-    chat = stack.start_service("chat", IM_QUEUE_MAX_LENGTH="100", IM_PREFETCH="10")
+    # A message carries one command or a batch; one connection has at most MAX_UNCONFIRMED
+    # commands in flight, so 300 of them take at least 300 / 16 messages: more than 10.
+    chat = stack.start_service("chat", IM_QUEUE_MAX_LENGTH="10", IM_PREFETCH="10")
     gateway = stack.start_gateway(
-        IM_QUEUE_MAX_LENGTH="100", IM_SHED_AFTER_MS="60000", IM_REQUEST_TIMEOUT_S="30", **UNLIMITED
+        IM_QUEUE_MAX_LENGTH="10", IM_SHED_AFTER_MS="60000", IM_REQUEST_TIMEOUT_S="30", **UNLIMITED
     )
     alice = await connect(stack, gateway, "alice")
+    count = 300
     with stalled(chat):
-        for i in range(150):
+        for i in range(count):
             await send(alice, f"m{i}", f"m {i}")
         full = await alice.wait_for(refusal, timeout=10, what="a queue-full refusal")
         assert full["data"]["code"] == "unavailable"
-        assert int(full["ref"][1:]) >= 100, "refused before the queue was full"
+        assert int(full["ref"][1:]) >= 10, "refused before the queue was full"
     await alice.wait_for(
-        lambda f: sum(g.get("event") in ("ack", "error") for g in alice.frames) == 150,
+        lambda f: sum(g.get("event") in ("ack", "error") for g in alice.frames) == count,
         timeout=30,
         what="a reply to every command",
     )
     refused = [f for f in alice.frames if refusal(f)]
     acks = [f for f in alice.frames if f.get("event") == "ack"]
-    assert len(acks) + len(refused) == 150 and len(acks) >= 100
+    assert len(acks) + len(refused) == count and len(acks) >= 10
     assert {f["data"]["retry_after_ms"] for f in refused} == {1000}
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         metrics = (await http.get("/metrics")).text

@@ -49,6 +49,7 @@ class FakeDelivery:
 
     body: bytes
     headers: dict[str, Any] | None = None
+    type: str | None = None  # h.BATCH for a gateway's batch of commands
     reply_to: str | None = "gw.q"
     correlation_id: str | None = "corr-1"
     message_id: str | None = "cmd-1"
@@ -76,13 +77,21 @@ def runner(
     handler: Callable[[Request], Awaitable[None]],
     broker: FakeBroker,
     delivery_limit: int = DELIVERY_LIMIT,
+    workers: int = 1,
 ) -> ServiceRunner:
     """A runner of one service ``svc`` whose only event ``work`` goes to ``handler``."""
-    definition = ServiceDefinition(name="svc", handlers={"work": handler})
+    definition = ServiceDefinition(name="svc", handlers={"work": handler}, workers=workers)
     settings = Settings(delivery_limit=delivery_limit)
     return ServiceRunner(definition, settings, cast(Broker, cast(Any, broker)))
 
 
-async def process(service: ServiceRunner, delivery: FakeDelivery) -> FakeDelivery:
-    await service.process(cast(Delivery, cast(Any, delivery)))
+def batch(*ids: str) -> bytes:
+    """A gateway's batch of ``work`` commands with these ids (see ``BatchedCommand``)."""
+    return json.dumps([{"event": "work", "data": {}, "id": i} for i in ids]).encode()
+
+
+async def process(
+    service: ServiceRunner, delivery: FakeDelivery, transient: bool = False
+) -> FakeDelivery:
+    await service.process(cast(Delivery, cast(Any, delivery)), transient)
     return delivery

@@ -1,0 +1,124 @@
+"""Commands out: what a gateway has for one service at one moment goes as one message.
+
+A publish costs the same whether it carries one command or fifty: its confirm, the queue's
+write, the delivery and the ack are each paid once per message, in the gateway, the broker
+and the service alike. Nothing waits for a batch to fill, though: a lane's command goes out
+at once when nothing of that lane is being published, and the commands that arrive while the
+broker confirms the previous message go together in the next one. The busier the lane, the
+larger its batches; a command never waits longer than one confirm.
+
+One command alone is sent as a plain command message; several as one :data:`BATCH` message
+(a list of :class:`shared.protocol.envelope.BatchedCommand`). Each command keeps its own id
+and deadline, and learns on its own whether the broker took it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from services.gateway import metrics
+from services.gateway.admission import Lane
+from services.gateway.batching import Batcher
+from shared.amqp import headers as h
+from shared.amqp.broker import Broker
+from shared.errors import Unavailable
+from shared.protocol.envelope import dumps_bytes
+
+MAX_PER_MESSAGE = 100  # commands in one message (bounded queues count messages)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """One command on its way: the shape of :class:`shared.protocol.envelope.Command`."""
+
+    command: dict[str, Any]
+    correlation_id: str
+    deadline_ms: int  # epoch ms by which a service must have started it
+    refused: Unavailable | None = field(default=None)  # what the broker said, if it refused
+    queued_at: float = field(default=0.0)
+
+
+class CommandSender:
+    def __init__(self, broker: Broker, reply_to: str) -> None:
+        self.broker = broker
+        self.reply_to = reply_to
+        self._lanes: dict[Lane, Batcher[Outgoing]] = {}
+
+    async def send(self, lane: Lane, outgoing: Outgoing) -> None:
+        """Returns once the broker has the command (confirmed, for a durable lane). Raises
+        :class:`Unavailable` (:class:`shared.errors.Overloaded` when its queue was full)."""
+        await self.submit(lane, outgoing)
+        if outgoing.refused is not None:
+            raise outgoing.refused
+
+    def submit(self, lane: Lane, outgoing: Outgoing) -> asyncio.Future[None]:
+        """Queue the command; the future is done once the broker took it, or refused it
+        (then :attr:`Outgoing.refused` says why)."""
+        batcher = self._lanes.get(lane)
+        if batcher is None:
+            batcher = self._lanes[lane] = Batcher(partial(self.publish, lane), window_s=0.0)
+        outgoing.queued_at = time.monotonic()
+        return batcher.submit(outgoing)
+
+    async def publish(self, lane: Lane, commands: list[Outgoing]) -> None:
+        """Publish ``commands`` (in order, at most :data:`MAX_PER_MESSAGE` per message),
+        marking those the broker refused."""
+        for start in range(0, len(commands), MAX_PER_MESSAGE):
+            chunk = commands[start : start + MAX_PER_MESSAGE]
+            metrics.COMMANDS_PER_MESSAGE.labels(lane[0]).observe(len(chunk))
+            try:
+                if len(chunk) == 1:
+                    await self._publish_one(lane, chunk[0])
+                else:
+                    await self._publish_batch(lane, chunk)
+            except Unavailable as exc:
+                for outgoing in chunk:
+                    outgoing.refused = exc
+            done = time.monotonic()
+            for outgoing in chunk:
+                metrics.COMMAND_PUBLISH_SECONDS.labels(lane[0]).observe(done - outgoing.queued_at)
+
+    async def _publish_one(self, lane: Lane, outgoing: Outgoing) -> None:
+        transient = lane[1]
+        start_by_ms = max(1, outgoing.deadline_ms - h.epoch_ms())
+        await self.broker.publish(
+            *self._destination(lane, str(outgoing.command["event"])),
+            dumps_bytes(outgoing.command),
+            persistent=not transient,
+            confirm=not transient,
+            reply_to=self.reply_to,
+            correlation_id=outgoing.correlation_id,
+            message_id=outgoing.correlation_id,
+            headers={h.DEADLINE: outgoing.deadline_ms},
+            expiration_ms=start_by_ms if transient else None,
+        )
+
+    async def _publish_batch(self, lane: Lane, chunk: list[Outgoing]) -> None:
+        transient = lane[1]
+        body = dumps_bytes(
+            [{**o.command, "id": o.correlation_id, "deadline": o.deadline_ms} for o in chunk]
+        )
+        # the queue's TTL may drop it once its last command may no longer start
+        start_by_ms = max(1, max(o.deadline_ms for o in chunk) - h.epoch_ms())
+        await self.broker.publish(
+            *self._destination(lane, "batch"),
+            body,
+            persistent=not transient,
+            confirm=not transient,
+            reply_to=self.reply_to,
+            message_type=h.BATCH,
+            expiration_ms=start_by_ms if transient else None,
+        )
+
+    def _destination(self, lane: Lane, event: str) -> tuple[str, str]:
+        """(exchange, routing key): a service's commands exchange key, or straight to its
+        transient queue."""
+        service, transient = lane
+        topology = self.broker.topology
+        if transient:
+            return "", topology.transient_queue(service)
+        return topology.commands, f"{service}.{event}"
