@@ -154,9 +154,9 @@ class Sessions:
         # This task reads. When the writing side ends the connection first (slow consumer,
         # a close sent, a dead socket), the read is interrupted: a cancel of our own, told
         # apart from one from outside (shutdown) by Task.cancelling().
-        reading = asyncio.current_task()
-        assert reading is not None
-        self._handlers.add(reading)
+        task = reading = asyncio.current_task()
+        assert task is not None and reading is not None
+        self._handlers.add(task)  # until the cleanup below is done: shutdown waits for it
         expiry = self._close_at_expiry(connection)
 
         def stop_reading(_: object) -> None:
@@ -177,14 +177,16 @@ class Sessions:
         finally:
             session.ticket.done()
             connection.ended.remove_done_callback(stop_reading)
-            self._handlers.discard(reading)
             reading = None
             if expiry is not None:
                 expiry.cancel()
             self.registry.remove(connection)
             connection.finish()
-            await connection.wait_ended(CLOSE_TIMEOUT_S)
-            await self._forget(connection)
+            try:
+                await connection.wait_ended(CLOSE_TIMEOUT_S)
+                await self._forget(connection)
+            finally:
+                self._handlers.discard(task)
             log.debug("disconnected")
 
     @staticmethod
