@@ -18,8 +18,14 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import socketio
+from starlette.types import Receive, Scope, Send
 
-from services.gateway.connections import CLOSE_TOO_MANY, CLOSE_UNAUTHORIZED, Connection
+from services.gateway.connections import (
+    CLOSE_SERVICE_RESTART,
+    CLOSE_TOO_MANY,
+    CLOSE_UNAUTHORIZED,
+    Connection,
+)
 from services.gateway.frames import hard_frame_limit
 from services.gateway.sessions import Refusal, Session, Sessions, Unconfirmed
 from services.gateway.socketio_mapping import (
@@ -153,12 +159,33 @@ class SocketIOBinding:
             max_http_buffer_size=hard_frame_limit(settings.max_frame_bytes),
             transports=["polling", "websocket"],
         )
-        self.app = socketio.ASGIApp(self.server, socketio_path=PATH)
+        self._asgi = socketio.ASGIApp(self.server, socketio_path=PATH)
         self._clients: dict[str, tuple[SocketIOClient, Connection]] = {}
         self._sessions: set[asyncio.Task[None]] = set()
         self.server.on("connect", self._connect, namespace=NAMESPACE)
         self.server.on("disconnect", self._disconnect, namespace=NAMESPACE)
         self.server.on("*", self._event, namespace=NAMESPACE)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI app of ``/socket.io/``. A stopping gateway refuses new Engine.IO sessions
+        with HTTP 503 (a WebSocket: closed before it is accepted), below Socket.IO: clients
+        reconnecting from the sockets it just closed retry with their backoff and find
+        another gateway, or this one restarted, where a ``connect_error`` (1012) would stop
+        them for good."""
+        if self.sessions.stopping and scope["type"] != "lifespan" and not _resumes(scope):
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": CLOSE_SERVICE_RESTART})
+            else:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 503,
+                        "headers": [(b"content-type", b"text/plain")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"gateway restarting"})
+            return
+        await self._asgi(scope, receive, send)
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -226,3 +253,8 @@ def refused(refusal: Refusal) -> socketio.exceptions.ConnectionRefusedError:
     ``{"code", "message"}`` (PROTOCOL §8)."""
     data = refusal_data(refusal.code, refusal.message, refusal.retry_after_ms)
     return socketio.exceptions.ConnectionRefusedError(refusal.message, data)
+
+
+def _resumes(scope: Scope) -> bool:
+    """Whether the request belongs to an Engine.IO session already open (``sid=``)."""
+    return any(part.startswith(b"sid=") for part in scope.get("query_string", b"").split(b"&"))

@@ -4,11 +4,15 @@ become events, replies acknowledgements, and closes end the client as PROTOCOL Â
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
-from services.gateway.sessions import Refusal
-from services.gateway.socketio_binding import GONE, SocketIOClient, refused
+import httpx
+
+from services.gateway.sessions import Refusal, Sessions
+from services.gateway.socketio_binding import GONE, SocketIOBinding, SocketIOClient, refused
 from shared.protocol.envelope import dumps
+from shared.settings import Settings
 
 
 class FakeTransport:
@@ -111,3 +115,19 @@ def test_a_refusal_is_a_connect_error_with_code_and_message() -> None:
         "message": "server busy; retry_after_ms=250",
         "data": {"code": 1013, "message": "server busy; retry_after_ms=250", "retry_after_ms": 250},
     }
+
+
+async def test_a_stopping_gateway_refuses_new_engineio_sessions_only() -> None:
+    """Below Socket.IO, so that socket.io-client retries by itself (a connect_error would
+    stop it): the client comes back to another gateway, or to this one restarted."""
+    sessions = SimpleNamespace(settings=Settings(jwt_secret="s" * 40), stopping=False)
+    binding = SocketIOBinding(cast(Sessions, sessions))
+    transport = httpx.ASGITransport(app=binding.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        opened = await http.get("/socket.io/?EIO=4&transport=polling")
+        assert opened.status_code == 200 and opened.text.startswith("0{")
+        sessions.stopping = True
+        refused_new = await http.get("/socket.io/?EIO=4&transport=polling")
+        assert (refused_new.status_code, refused_new.text) == (503, "gateway restarting")
+        open_one = await http.get("/socket.io/?EIO=4&transport=polling&sid=unknown")
+        assert open_one.status_code != 503  # Engine.IO's own answer for a session it holds
