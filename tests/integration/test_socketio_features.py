@@ -17,7 +17,7 @@ import pytest
 from tests.support.broker import Broker
 from tests.support.client import WsClient
 from tests.support.socketio_client import SioClient
-from tests.support.stack import Gateway, Stack
+from tests.support.stack import Gateway, Stack, poll
 
 RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call first
 
@@ -226,20 +226,25 @@ async def test_a_user_on_both_bindings_gets_every_push_on_each(users: Users) -> 
 
 
 async def test_socketio_events_keep_their_order(users: Users) -> None:
-    """Emitted without waiting for each ack, as /ws frames are read: in order."""
+    """Emitted without waiting for each ack, they are handed on as /ws frames are read: in
+    order, so the conversation's seq follows the order they were emitted in."""
     alice, bob = await users.sio("alice"), await users.sio("bob")
-    seqs = [
+    emitted = [
         await alice.emit("send_message", {"recipient_id": users.id("bob"), "text": f"m{i}"})
         for i in range(20)
     ]
     acks = [
-        (await alice.wait_for(lambda r, s=s: r["type"] == "ack" and r["seq"] == s))["args"][0]
-        for s in seqs
+        (await alice.wait_for(lambda r, e=e: r["type"] == "ack" and r["seq"] == e))["args"][0]
+        for e in emitted
     ]
     assert [a["data"]["seq"] for a in acks] == list(range(1, 21))
-    await bob.event("message_received", text="m19")
-    texts = [r["args"][0]["text"] for r in bob.reports if r.get("name") == "message_received"]
-    assert texts == [f"m{i}" for i in range(20)]
+    await poll(lambda: bob.count("message_received") == 20, 10, "the 20 messages at bob")
+    seq_of = {
+        r["args"][0]["text"]: r["args"][0]["seq"]
+        for r in bob.reports
+        if r.get("name") == "message_received"
+    }
+    assert seq_of == {f"m{i}": i + 1 for i in range(20)}
 
 
 async def test_an_offline_socketio_user_gets_messages_when_connecting(users: Users) -> None:
