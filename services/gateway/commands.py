@@ -69,7 +69,7 @@ class CommandSender:
         marking those the broker refused."""
         for start in range(0, len(commands), MAX_PER_MESSAGE):
             chunk = commands[start : start + MAX_PER_MESSAGE]
-            metrics.COMMANDS_PER_MESSAGE.labels(lane[0]).observe(len(chunk))
+            metrics.labelled(metrics.COMMANDS_PER_MESSAGE, lane[0]).observe(len(chunk))
             try:
                 if len(chunk) == 1:
                     await self._publish_one(lane, chunk[0])
@@ -79,8 +79,9 @@ class CommandSender:
                 for outgoing in chunk:
                     outgoing.refused = exc
             done = time.monotonic()
+            published = metrics.labelled(metrics.COMMAND_PUBLISH_SECONDS, lane[0])
             for outgoing in chunk:
-                metrics.COMMAND_PUBLISH_SECONDS.labels(lane[0]).observe(done - outgoing.queued_at)
+                published.observe(done - outgoing.queued_at)
 
     async def _publish_one(self, lane: Lane, outgoing: Outgoing) -> None:
         transient = lane[1]

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar, cast
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
+_children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: M, *values: str) -> M:
+    """``metric.labels(*values)``, looked up once: ``labels`` takes a lock and builds tuples,
+    a measurable cost when it runs for every frame. (Label values come from small fixed
+    sets: event names, error codes, services.)"""
+    child = _children.get((metric, values))
+    if child is None:
+        child = _children[(metric, values)] = metric.labels(*values)
+    return cast(M, child)
+
 
 CONNECTIONS = Gauge("im_gateway_connections", "Open client connections (/ws and /socket.io/)")
 USERS = Gauge("im_gateway_users", "Users with at least one connection here")

@@ -8,6 +8,7 @@ while at least one of their connections is here, and re-bound after a broker rec
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -80,6 +81,11 @@ class Router:
         self.registry = registry
         self.settings = broker.settings
         self.gateway_id = uuid.uuid4().hex[:12]
+        # A command's id (its reply's correlation id, chat's idempotency key) is unique over
+        # every gateway ever run: 128 random bits, then a counter (uuid4 per command cost ~3 %
+        # of the gateway's CPU under load).
+        self._id_prefix = uuid.uuid4().hex
+        self._ids = itertools.count(1)
         self.queue_name = broker.topology.gateway_queue(self.gateway_id)
         self._on_slow_consumer = on_slow_consumer
         self._queue: AbstractQueue | None = None
@@ -232,10 +238,13 @@ class Router:
         lane = (spec.service, spec.transient)
         command = self._command(connection.identity, spec.name, data, connection.id)
         pending = Pending(lane, spec.name, 0.0, connection.id, ref)
-        correlation_id = uuid.uuid4().hex
+        correlation_id = self._next_id()
         outgoing, published = self._submit(lane, command, pending, correlation_id)
         published.add_done_callback(lambda _: self._after_publish(lane, correlation_id, outgoing))
         return published
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):x}"
 
     def _after_publish(self, lane: Lane, correlation_id: str, outgoing: Outgoing) -> None:
         if outgoing.refused is None:
@@ -262,7 +271,7 @@ class Router:
         """Request/reply for HTTP routes (and, ``internal``, the gateway's own requests): the
         service's reply, or Unavailable on timeout."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        correlation_id = uuid.uuid4().hex
+        correlation_id = self._next_id()
         command = self._command(identity, event, data, f"http-{correlation_id}")
         pending = Pending((service, False), event, 0.0, future=future, internal=internal)
         try:
@@ -416,7 +425,8 @@ class Router:
             self._on_slow_consumer(connection)
 
     def _settle(self, pending: Pending, reply: Reply) -> None:
-        metrics.REQUEST_SECONDS.labels(pending.service).observe(time.monotonic() - pending.started)
+        waited = time.monotonic() - pending.started
+        metrics.labelled(metrics.REQUEST_SECONDS, pending.service).observe(waited)
         if pending.future is not None:
             if not pending.future.done():
                 pending.future.set_result(reply)
@@ -429,7 +439,7 @@ class Router:
                 self._deliver(connection, dumps(ack_frame(pending.ref, reply.data)))
             return
         code = reply.code or ErrorCode.INTERNAL
-        metrics.ERRORS.labels(code).inc()
+        metrics.labelled(metrics.ERRORS, code).inc()
         frame = error_frame(
             pending.ref, code, reply.message or code, pending.event, reply.retry_after_ms
         )

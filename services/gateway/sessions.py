@@ -247,7 +247,7 @@ class Sessions:
             self.refuse(connection, exc)
             return None
         event = parsed.spec.name
-        metrics.FRAMES_IN.labels(event).inc()
+        metrics.labelled(metrics.FRAMES_IN, event).inc()
         if parsed.spec.service == GATEWAY:  # ping
             self._send(
                 connection,
@@ -263,7 +263,7 @@ class Sessions:
             return None
 
     def refuse(self, connection: Connection, error: FrameError) -> None:
-        metrics.ERRORS.labels(str(error.code)).inc()
+        metrics.labelled(metrics.ERRORS, str(error.code)).inc()
         frame = error_frame(error.ref, error.code, error.message, error.event, error.retry_after_ms)
         self._send(connection, frame)
 

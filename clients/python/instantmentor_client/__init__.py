@@ -8,6 +8,7 @@ heartbeat, automatic reconnection with gap-free, duplicate-free chat delivery.
 
 from instantmentor_client.client import (
     ClientStats,
+    ConnectionState,
     EventStream,
     InstantMentorClient,
     ReconnectAttempt,
@@ -77,6 +78,7 @@ __all__ = [
     "ChatMessage",
     "ClientClosed",
     "ClientStats",
+    "ConnectionState",
     "Conflict",
     "ConnectionLost",
     "ConversationSummary",

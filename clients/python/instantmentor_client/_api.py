@@ -9,7 +9,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from instantmentor_client._delivery import ChatDelivery
+from instantmentor_client._delivery import Delivery
+from instantmentor_client._requests import Requests
 from instantmentor_client.errors import ProtocolViolation
 from instantmentor_client.models import (
     CallInvitation,
@@ -28,9 +29,29 @@ from instantmentor_client.models import (
 MENTOR_STATUSES = ("available", "busy", "in_session", "break", "offline")
 
 
-class ApiMethods(ChatDelivery):
-    """Mixin of :class:`~instantmentor_client.client.InstantMentorClient`: the typed requests.
-    Chat methods also feed the delivery bookkeeping (dedupe, seqs, receipts)."""
+class ApiMethods:
+    """The typed requests, made with the ``requests`` part it is given; chat methods also
+    feed the ``delivery`` bookkeeping (dedupe, seqs, receipts). The client is made of it."""
+
+    def __init__(self, requests: Requests, delivery: Delivery) -> None:
+        self._requests = requests
+        self._delivery = delivery
+
+    async def request(
+        self,
+        event: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        retry: bool = False,
+    ) -> dict[str, Any]:
+        """Send any client event; return its ``ack`` data (``pong`` data for ``ping``).
+
+        ``retry``: resend on the next connection if the connection drops before the reply
+        (only for idempotent events). Raises as described in the docstring of
+        :mod:`instantmentor_client.client`.
+        """
+        return await self._requests.request(event, data, timeout=timeout, retry=retry)
 
     # -- calls (PROTOCOL §3) -------------------------------------------------------------
 
@@ -113,9 +134,7 @@ class ApiMethods(ChatDelivery):
         sent = MessageSent.from_dict(
             await self.request("send_message", data, timeout=timeout, retry=True)
         )
-        self._dedupe.add(sent.message_id)
-        if self._tracker.observe(sent.conversation_id, sent.seq):
-            self._schedule_gap_fill()
+        self._delivery.on_sent(sent.message_id, sent.conversation_id, sent.seq)
         return sent
 
     async def mark_delivered(
@@ -123,23 +142,13 @@ class ApiMethods(ChatDelivery):
     ) -> None:
         """Mark the peer's messages up to ``up_to_seq`` delivered (done automatically with
         ``auto_ack_delivery``). ``up_to_seq`` beyond the last message: :class:`InvalidPayload`."""
-        await self.request(
-            "message_delivered",
-            {"conversation_id": conversation_id, "up_to_seq": up_to_seq},
-            timeout=timeout,
-        )
-        self._tracker.mark_acked(conversation_id, up_to_seq)
+        await self._delivery.mark("message_delivered", conversation_id, up_to_seq, timeout)
 
     async def mark_read(
         self, conversation_id: str, up_to_seq: int, *, timeout: float | None = None
     ) -> None:
         """Mark the peer's messages up to ``up_to_seq`` read (implies delivered)."""
-        await self.request(
-            "message_read",
-            {"conversation_id": conversation_id, "up_to_seq": up_to_seq},
-            timeout=timeout,
-        )
-        self._tracker.mark_acked(conversation_id, up_to_seq)
+        await self._delivery.mark("message_read", conversation_id, up_to_seq, timeout)
 
     async def typing(
         self,
@@ -172,14 +181,7 @@ class ApiMethods(ChatDelivery):
         history = History.from_dict(
             await self.request("get_history", data, timeout=timeout, retry=True)
         )
-        me = self._session.user_id if self._session else None
-        for message in history.messages:
-            self._dedupe.add(message.message_id)
-            self._tracker.observe(
-                message.conversation_id, message.seq, from_peer=message.sender_id != me
-            )
-        if self.auto_ack_delivery and history.messages:
-            self._ack_wakeup.set()
+        self._delivery.on_history(history.messages)
         return history
 
     async def list_conversations(
@@ -195,7 +197,8 @@ class ApiMethods(ChatDelivery):
         """Ask for every message after ``since[conversation_id]`` (default: the client's
         :attr:`watermarks`); they arrive as ``message_received`` pushes, deduplicated. One
         unknown conversation fails the whole request with :class:`NotFound`."""
-        await self._sync_all(self._tracker.watermarks() if since is None else since, timeout)
+        tracker = self._delivery.tracker
+        await self._delivery.sync(tracker.watermarks() if since is None else since, timeout)
 
     # -- presence (PROTOCOL §5) ----------------------------------------------------------
 

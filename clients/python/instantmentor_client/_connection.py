@@ -15,18 +15,21 @@ import json
 import logging
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from instantmentor_client import _transport
-from instantmentor_client._delivery import ChatDelivery
+from instantmentor_client._delivery import Delivery
+from instantmentor_client._dispatch import Dispatcher
 from instantmentor_client._handshake import (
     CLOSE_UNAUTHORIZED,
     TokenProvider,
     open_connection,
     resolve_token,
 )
-from instantmentor_client._monitoring import ReconnectAttempt
-from instantmentor_client._requests import encode_frame
+from instantmentor_client._link import Link
+from instantmentor_client._monitoring import ClientStats, ReconnectAttempt
+from instantmentor_client._requests import Requests, encode_frame
 from instantmentor_client._transport import ConnectionClosed, Socket
 from instantmentor_client.errors import (
     AuthenticationFailed,
@@ -44,76 +47,78 @@ from instantmentor_client.reliability import Backoff
 log = logging.getLogger("instantmentor_client")
 
 
-class ConnectionSupervisor(ChatDelivery):
-    """Mixin of :class:`~instantmentor_client.client.InstantMentorClient`: opens, serves,
-    watches and replaces the connection. State is set up by the client's ``__init__``;
-    ``connect()`` starts :meth:`_supervise` and ``close()`` stops it."""
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """How to connect and stay connected (see the client's parameters)."""
 
     url: str
+    token: str | None
+    token_provider: TokenProvider | None
     connect_timeout: float
-    _token: str | None
-    _token_provider: TokenProvider | None
-    _max_frame_bytes: int | None
-    _reconnect: bool
-    _backoff: Backoff
-    _max_attempts: int | None
-    _on_reconnect_attempt: Callable[[ReconnectAttempt], None] | None
-    _heartbeat_interval: float | None
-    _heartbeat_timeout: float | None
-    _closing: bool
-    _rx: asyncio.Event
-    _acker: asyncio.Task[None] | None
+    max_frame_bytes: int | None
+    reconnect: bool
+    backoff: Backoff
+    max_attempts: int | None
+    heartbeat_interval: float | None
+    heartbeat_timeout: float | None
+    on_reconnect_attempt: Callable[[ReconnectAttempt], None] | None
+
+
+class Supervisor:
+    """Opens, serves, watches and replaces the link's connection: one task (:meth:`run`)
+    per client, from the first connection to the end."""
+
+    def __init__(
+        self,
+        options: ConnectOptions,
+        link: Link,
+        requests: Requests,
+        delivery: Delivery,
+        dispatcher: Dispatcher,
+        stats: ClientStats,
+    ) -> None:
+        self.options = options
+        self.link = link
+        self.requests = requests
+        self.delivery = delivery
+        self.dispatcher = dispatcher
+        self.stats = stats
 
     # -- one connection ------------------------------------------------------------------
 
-    async def _open(self) -> tuple[Socket, dict[str, Any]]:
+    async def open(self) -> tuple[Socket, dict[str, Any]]:
         """One connection attempt: socket + ``connected`` frame."""
-        token = await resolve_token(self._token, self._token_provider)
+        o = self.options
+        token = await resolve_token(o.token, o.token_provider)
         return await open_connection(
-            self.url,
-            token,
-            connect_timeout=self.connect_timeout,
-            max_frame_bytes=self._max_frame_bytes,
+            o.url, token, connect_timeout=o.connect_timeout, max_frame_bytes=o.max_frame_bytes
         )
 
-    def _activate(self, ws: Socket, data: dict[str, Any]) -> None:
-        self._generation += 1
-        self._ws = ws
-        self._session = Session.from_dict(data)
+    def activate(self, ws: Socket, data: dict[str, Any]) -> None:
+        session = Session.from_dict(data)
+        self.link.connected(ws, session)
         self.stats.connections += 1
-        self._emit(Event("connected", data))
-        self._signal()
-        log.info(
-            "connected as %s (connection %s)", self._session.user_id, self._session.connection_id
-        )
-        if len(self._tracker):
-            self._spawn(self._resync())
-        if self.auto_ack_delivery:
-            self._ack_wakeup.set()
+        self.dispatcher.emit(Event("connected", data))
+        log.info("connected as %s (connection %s)", session.user_id, session.connection_id)
+        self.delivery.on_connected()
 
     def _deactivate(self, ws: Socket, reason: BaseException | None) -> None:
-        generation = self._generation
-        self._ws = None
-        self._fail_pending(
-            lambda p: p.generation == generation,
-            lambda p: ConnectionLost(
-                f"connection lost before the reply to {p.event}", event=p.event
-            ),
-        )
+        generation = self.link.generation
+        self.link.lost()
+        self.requests.connection_lost(generation)
         closed = reason if isinstance(reason, ConnectionClosed) else None
         code, text = _transport.close_info(closed, ws)
         if isinstance(reason, ConnectionLost):
             text = reason.message
-        will_retry = self._reconnect and not self._closing and code != CLOSE_UNAUTHORIZED
-        self._emit(
+        will_retry = self.options.reconnect and not self.link.ending and code != CLOSE_UNAUTHORIZED
+        self.dispatcher.emit(
             Event("disconnected", {"code": code, "reason": text, "reconnecting": will_retry})
         )
-        self._signal()
         log.info("disconnected (%s %s)", code, text)
 
     # -- serving and reconnecting --------------------------------------------------------
 
-    async def _supervise(self, ws: Socket) -> None:
+    async def run(self, ws: Socket) -> None:
         """Serve the connection; when it ends, reconnect (with backoff) and serve again."""
         try:
             while True:
@@ -122,61 +127,62 @@ class ConnectionSupervisor(ChatDelivery):
                     reason = await self._serve(ws)
                 finally:
                     self._deactivate(ws, reason)
-                if self._closing:
+                if self.link.ending:
                     return
                 code, text = _transport.close_info(
                     reason if isinstance(reason, ConnectionClosed) else None, ws
                 )
                 if code == CLOSE_UNAUTHORIZED:
-                    self._shut(AuthenticationFailed(text or "the server refused the token"))
+                    self.shut(AuthenticationFailed(text or "the server refused the token"))
                     return
-                if not self._reconnect:
-                    self._shut(ClientClosed("the connection was lost and reconnect is off"))
+                if not self.options.reconnect:
+                    self.shut(ClientClosed("the connection was lost and reconnect is off"))
                     return
                 opened = await self._reconnect_with_backoff(reason)
                 if opened is None:
                     return
                 ws, data = opened
-                if self._closing:  # closed while that attempt succeeded
+                if self.link.ending:  # closed while that attempt succeeded
                     _transport.abort(ws)
                     return
-                self._activate(ws, data)
+                self.activate(ws, data)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug: do not leave requests hanging
             log.exception("connection supervisor failed")
-            self._shut(InternalError(f"connection supervisor failed: {exc!r}"))
+            self.shut(InternalError(f"connection supervisor failed: {exc!r}"))
 
     async def _reconnect_with_backoff(
         self, reason: BaseException | None
     ) -> tuple[Socket, dict[str, Any]] | None:
+        o = self.options
         error = reason
         for attempt in itertools.count(1):
             # Checked on every turn, not left to cancellation alone: on Python 3.11
             # asyncio.wait_for can swallow a cancel that arrives as its operation finishes.
-            if self._closing:
+            if self.link.ending:
                 return None
-            if self._max_attempts is not None and attempt > self._max_attempts:
-                self._shut(ClientClosed(f"gave up reconnecting after {attempt - 1} attempts"))
+            if o.max_attempts is not None and attempt > o.max_attempts:
+                self.shut(ClientClosed(f"gave up reconnecting after {attempt - 1} attempts"))
                 return None
-            ceiling = self._backoff.ceiling(attempt)
-            delay = self._backoff.delay(attempt)
+            ceiling = o.backoff.ceiling(attempt)
+            delay = o.backoff.delay(attempt)
             hint = _server_hint(error)
             if hint is not None:  # the server said when to come back: never sooner
                 ceiling = hint * (1 + HINT_JITTER)
                 delay = random.uniform(hint, ceiling)
             self.stats.reconnect_attempts += 1
-            if self._on_reconnect_attempt is not None:
+            if o.on_reconnect_attempt is not None:
                 try:
-                    self._on_reconnect_attempt(ReconnectAttempt(attempt, delay, ceiling, error))
+                    o.on_reconnect_attempt(ReconnectAttempt(attempt, delay, ceiling, error))
                 except Exception:
                     log.exception("on_reconnect_attempt hook failed")
             log.info("reconnect attempt %d in %.2fs (%r)", attempt, delay, error)
             await asyncio.sleep(delay)
             try:
-                return await self._open()
+                return await self.open()
             except AuthenticationFailed as exc:
-                self._shut(exc)
+                self.shut(exc)
                 return None
             except (NotConnected, ProtocolViolation) as exc:
                 error = exc
@@ -209,21 +215,19 @@ class ConnectionSupervisor(ChatDelivery):
     async def _heartbeat(self, ws: Socket) -> bool:
         """Ping every interval; ``True`` when no frame at all came within the timeout after a
         ping (dead connection). ``False`` when sending failed (the reader sees the close)."""
-        assert self._session is not None
-        interval = self._heartbeat_interval or float(self._session.heartbeat_interval_s) or 20.0
-        patience = self._heartbeat_timeout or interval
-        beats = itertools.count(1)
+        session = self.link.session
+        assert session is not None
+        o = self.options
+        interval = o.heartbeat_interval or float(session.heartbeat_interval_s) or 20.0
+        patience = o.heartbeat_timeout or interval
+        received = self.link.received
         while True:
             await asyncio.sleep(interval)
-            self._rx.clear()
+            received.clear()
             try:
-                await asyncio.wait_for(
-                    ws.send(
-                        encode_frame({"event": "ping", "ref": f"{self._ref_prefix}hb{next(beats)}"})
-                    ),
-                    patience,
-                )
-                await asyncio.wait_for(self._rx.wait(), patience)
+                ping = encode_frame({"event": "ping", "ref": self.requests.ref("hb")})
+                await asyncio.wait_for(ws.send(ping), patience)
+                await asyncio.wait_for(received.wait(), patience)
             except TimeoutError:
                 log.warning("no frame within %.1fs after a ping: connection is dead", patience)
                 return True
@@ -233,7 +237,7 @@ class ConnectionSupervisor(ChatDelivery):
     def _on_frame(self, raw: str | bytes) -> None:
         """Route one frame: replies to their requests, ``message_received`` through the
         delivery bookkeeping, other pushes to dispatch."""
-        self._rx.set()
+        self.link.received.set()
         try:
             frame = json.loads(raw)
         except ValueError:
@@ -246,30 +250,28 @@ class ConnectionSupervisor(ChatDelivery):
         data = data if isinstance(data, dict) else {}
         ref = frame.get("ref")
         if name in ("ack", "error", "pong") and isinstance(ref, str):
-            self._settle_reply(name, ref, data)
+            self.requests.settle(name, ref, data)
             return
         if not isinstance(name, str) or name in ("ack", "pong"):
             return
         if name == "message_received":
-            self._on_message(data)
+            self.delivery.on_push(data)
         else:
-            self._emit(Event(name, data))
+            self.dispatcher.emit(Event(name, data))
 
     # -- the end -------------------------------------------------------------------------
 
-    def _shut(self, error: InstantMentorError) -> None:
+    def shut(self, error: InstantMentorError) -> None:
         """End the client for good from inside (auth refused, reconnect off, gave up)."""
         log.warning("client closed: %s", error)
-        self._closed = True
-        self._fatal = error
-        self._fail_pending(lambda p: True)
-        self._emit(Event("closed", {"code": error.code, "reason": error.message}))
-        self._signal()
+        self.link.closed(error)
+        self.requests.end()
+        self.dispatcher.emit(Event("closed", {"code": error.code, "reason": error.message}))
         me = asyncio.current_task()
-        for task in [self._acker, self._gap_task, *self._background]:
-            if task is not None and task is not me:
+        for task in self.delivery.tasks():
+            if task is not me:
                 task.cancel()
-        self._dispatch.put_nowait(None)
+        self.dispatcher.finish()
 
 
 # A server's retry_after_ms is honoured with up to this much more, at random: clients

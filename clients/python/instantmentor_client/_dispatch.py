@@ -12,13 +12,9 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
-from typing import TYPE_CHECKING, cast
 
 from instantmentor_client.errors import ClientClosed
 from instantmentor_client.models import Event
-
-if TYPE_CHECKING:
-    from instantmentor_client.client import InstantMentorClient
 
 log = logging.getLogger("instantmentor_client")
 
@@ -32,8 +28,8 @@ class EventStream:
     closes or :meth:`close` is called.
     """
 
-    def __init__(self, client: InstantMentorClient, names: Iterable[str]) -> None:
-        self._client = client
+    def __init__(self, streams: set[EventStream], names: Iterable[str]) -> None:
+        self._streams = streams  # the dispatcher's: left when the stream ends
         self._names = frozenset(names)
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._ended = False
@@ -83,20 +79,19 @@ class EventStream:
 
     def _end(self) -> None:
         self._ended = True
-        self._client._streams.discard(self)
+        self._streams.discard(self)
 
 
-class PushDispatch:
-    """Mixin of :class:`~instantmentor_client.client.InstantMentorClient`: registers handlers
-    and streams, and runs the dispatcher loop. State is set up by the client's ``__init__``."""
+class Dispatcher:
+    """Hands every event to the ``on()`` handlers, then to the ``events()`` streams, in the
+    order emitted, from one task (:meth:`run`), until :meth:`finish`."""
 
-    _closed: bool
-    _handlers: dict[str, list[Handler]]
-    _streams: set[EventStream]
-    _dispatch: asyncio.Queue[Event | None]
-    _dispatcher: asyncio.Task[None] | None
-
-    # -- events --------------------------------------------------------------------------
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler]] = {}
+        self._streams: set[EventStream] = set()
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._finishing = False
 
     def on(self, event: str, handler: Handler) -> Callable[[], None]:
         """Call ``handler(Event)`` (sync or async) for every push named ``event`` (``"*"``:
@@ -113,28 +108,42 @@ class PushDispatch:
             self._handlers[event].remove(handler)
 
     def events(self, *names: str) -> EventStream:
-        """A stream of pushes (only ``names`` if given), subscribed now::
-
-        async for event in client.events("message_received"):
-            print(event.payload)
-        """
-        # PushDispatch is only ever mixed into InstantMentorClient, the type EventStream takes
-        stream = EventStream(cast("InstantMentorClient", self), names)
-        if self._closed and (self._dispatcher is None or self._dispatcher.done()):
+        """A stream of pushes (only ``names`` if given), subscribed now."""
+        stream = EventStream(self._streams, names)
+        if self._finishing and (self._task is None or self._task.done()):
             stream._put(None)
         else:
             self._streams.add(stream)
         return stream
 
-    # -- internals -----------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        self._queue.put_nowait(event)
 
-    def _emit(self, event: Event) -> None:
-        self._dispatch.put_nowait(event)
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="im-dispatch")
 
-    async def _dispatch_loop(self) -> None:
+    def finish(self) -> None:
+        """No more events: the dispatcher ends once it handed out those emitted so far."""
+        self._finishing = True
+        self._queue.put_nowait(None)
+
+    async def wait_finished(self, timeout: float) -> None:
+        """Wait (bounded) until the events emitted before :meth:`finish` were handed out."""
+        task = self._task
+        if task is None:
+            self._end_streams()
+            return
+        if task is asyncio.current_task():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            task.cancel()
+
+    async def _run(self) -> None:
         try:
             while True:
-                event = await self._dispatch.get()
+                event = await self._queue.get()
                 if event is None:
                     return
                 for handler in [*self._handlers.get(event.name, ()), *self._handlers.get("*", ())]:

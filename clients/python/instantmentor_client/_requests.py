@@ -1,4 +1,4 @@
-"""Request/reply plumbing: a fresh ``ref`` per request, the futures waiting for their ``ack`` /
+"""Request/reply: a fresh ``ref`` per request, the futures waiting for their ``ack`` /
 ``error`` / ``pong``, waiting for a connection, the overall timeout and the resend of
 idempotent requests after a lost connection."""
 
@@ -8,17 +8,16 @@ import asyncio
 import itertools
 import json
 import logging
+import secrets
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from instantmentor_client._transport import ConnectionClosed, Socket
+from instantmentor_client._link import Link
+from instantmentor_client._transport import ConnectionClosed
 from instantmentor_client.errors import (
-    ClientClosed,
     ConnectionLost,
     InstantMentorError,
-    NotConnected,
     RequestTimeout,
     error_from_frame,
 )
@@ -33,23 +32,19 @@ class _Pending:
     event: str
 
 
-class RequestReply:
-    """Mixin of :class:`~instantmentor_client.client.InstantMentorClient`: sends requests and
-    matches replies to them. State is set up by the client's ``__init__``; the connection
-    state (``_ws``, ``_generation``...) is maintained by the connection supervisor."""
+class Requests:
+    """Sends requests on the link's socket and matches replies to them by ``ref``."""
 
-    request_timeout: float
-    _ws: Socket | None
-    _generation: int
-    _started: bool
-    _closed: bool
-    _fatal: InstantMentorError | None
-    _changed: asyncio.Event
-    _pending: dict[str, _Pending]
-    _ref_prefix: str
-    _refs: itertools.count[int]
+    def __init__(self, link: Link, request_timeout: float) -> None:
+        self.link = link
+        self.request_timeout = request_timeout
+        self._pending: dict[str, _Pending] = {}
+        self._ref_prefix = secrets.token_hex(3) + "-"
+        self._refs = itertools.count(1)
 
-    # -- requests: generic ---------------------------------------------------------------
+    def ref(self, kind: str = "") -> str:
+        """A ref no other frame of this client uses (``kind`` tells what it is for)."""
+        return f"{self._ref_prefix}{kind}{next(self._refs)}"
 
     async def request(
         self,
@@ -71,8 +66,8 @@ class RequestReply:
         body = {"event": event, "data": dict(data or {})}
         stale: int | None = None
         while True:
-            ws, generation = await self._wait_connected(deadline, event, stale)
-            ref = f"{self._ref_prefix}{next(self._refs)}"
+            ws, generation = await self.link.wait_connected(deadline, event, stale)
+            ref = self.ref()
             future: asyncio.Future[dict[str, Any]] = loop.create_future()
             self._pending[ref] = _Pending(future, generation, event)
             try:
@@ -95,9 +90,7 @@ class RequestReply:
             finally:
                 self._pending.pop(ref, None)
 
-    # -- internals -----------------------------------------------------------------------
-
-    def _settle_reply(self, name: str, ref: str, data: dict[str, Any]) -> None:
+    def settle(self, name: str, ref: str, data: dict[str, Any]) -> None:
         """Resolve the request waiting for ``ref`` with an ``ack``/``pong`` (``name``) or
         ``error`` frame's data."""
         pending = self._pending.get(ref)
@@ -109,43 +102,27 @@ class RequestReply:
         elif name == "error":
             log.info("error for a request no longer waited for: %s", data)
 
-    async def _wait_connected(
-        self, deadline: float, event: str | None, stale: int | None = None
-    ) -> tuple[Socket, int]:
-        """The live connection (not generation ``stale``), waiting until ``deadline``."""
-        loop = asyncio.get_running_loop()
-        while True:
-            if self._closed:
-                raise self._closed_error(event)
-            if self._ws is not None and self._generation != stale:
-                return self._ws, self._generation
-            if not self._started:
-                raise NotConnected("not connected: call connect() first", event=event)
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise NotConnected("no connection to the server within the timeout", event=event)
-            changed = self._changed
-            with suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), remaining)
+    def connection_lost(self, generation: int) -> None:
+        """Fail the requests sent on connection ``generation`` (a retrying one resends)."""
+        self._fail(
+            lambda p: p.generation == generation,
+            lambda p: ConnectionLost(
+                f"connection lost before the reply to {p.event}", event=p.event
+            ),
+        )
 
-    def _signal(self) -> None:
-        """Wake everything waiting for a state change."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def end(self) -> None:
+        """Fail every waiting request with the link's end."""
+        self._fail(lambda p: True, lambda p: self.link.closed_error(p.event))
 
-    def _closed_error(self, event: str | None) -> InstantMentorError:
-        fatal = self._fatal or ClientClosed("the client is closed")
-        return type(fatal)(fatal.message, code=fatal.code, event=event)
-
-    def _fail_pending(
+    def _fail(
         self,
         which: Callable[[_Pending], bool],
-        error: Callable[[_Pending], InstantMentorError] | None = None,
+        error: Callable[[_Pending], InstantMentorError],
     ) -> None:
         for pending in list(self._pending.values()):
             if which(pending) and not pending.future.done():
-                exc = error(pending) if error else self._closed_error(pending.event)
-                pending.future.set_exception(exc)
+                pending.future.set_exception(error(pending))
 
 
 def encode_frame(frame: Mapping[str, Any]) -> str:

@@ -30,18 +30,18 @@ Contract in short (details on each method):
 from __future__ import annotations
 
 import asyncio
-import itertools
-import secrets
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from types import TracebackType
 
 from instantmentor_client._api import ApiMethods
-from instantmentor_client._connection import ConnectionSupervisor
-from instantmentor_client._dispatch import EventStream, Handler
+from instantmentor_client._connection import ConnectOptions, Supervisor
+from instantmentor_client._delivery import Delivery
+from instantmentor_client._dispatch import Dispatcher, EventStream, Handler
 from instantmentor_client._handshake import TokenProvider
+from instantmentor_client._link import ConnectionState, Link
 from instantmentor_client._monitoring import ClientStats, ReconnectAttempt
-from instantmentor_client.errors import ClientClosed
+from instantmentor_client._requests import Requests
 from instantmentor_client.models import Session
 from instantmentor_client.reliability import Backoff, MessageDedupe, SeqTracker
 
@@ -49,6 +49,7 @@ CLOSE_TASKS_TIMEOUT_S = 5.0
 
 __all__ = [
     "ClientStats",
+    "ConnectionState",
     "EventStream",
     "Handler",
     "InstantMentorClient",
@@ -56,16 +57,17 @@ __all__ = [
     "TokenProvider",
 ]
 
-# The behaviour is split by concern into mixins, each in its own module:
-#   _connection.ConnectionSupervisor  serve / heartbeat / reconnect (+ _handshake: one attempt)
-#   _delivery.ChatDelivery            dedupe, seq tracking, receipts, gap-filling sync
-#   _requests.RequestReply            refs, pending replies, waiting for a connection, timeouts
-#   _dispatch.PushDispatch            on() handlers and events() streams
-#   _api.ApiMethods                   the typed request methods
-# This class holds the configuration and all state (set up here), and the public lifecycle.
+# The client is made of parts, each in its own module, each given the parts it uses:
+#   _link.Link                 the socket in use, its generation, the ConnectionState
+#   _requests.Requests         refs, pending replies, waiting for a connection, timeouts
+#   _dispatch.Dispatcher       on() handlers and events() streams, one dispatcher task
+#   _delivery.Delivery         dedupe, seq tracking, receipts, gap-filling sync
+#   _connection.Supervisor     serve / heartbeat / reconnect (+ _handshake: one attempt)
+#   _api.ApiMethods            the typed request methods (the client's public surface)
+# This class builds them from its configuration and runs the public lifecycle.
 
 
-class InstantMentorClient(ApiMethods, ConnectionSupervisor):
+class InstantMentorClient(ApiMethods):
     """An async client of InstantMentor Realtime (PROTOCOL v1). See the module docstring.
 
     :param url: the gateway's WebSocket URL, e.g. ``wss://rt.example.com/ws``.
@@ -120,76 +122,98 @@ class InstantMentorClient(ApiMethods, ConnectionSupervisor):
         if (token is None) == (token_provider is None):
             raise ValueError("give exactly one of token and token_provider")
         self.url = url
-        self._token = token
-        self._token_provider = token_provider
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.auto_ack_delivery = auto_ack_delivery
-        self._ack_delay = ack_delay
-        self._reconnect = reconnect
-        self._backoff = backoff or Backoff(backoff_base, backoff_cap)
-        self._max_attempts = max_reconnect_attempts
-        self._heartbeat_interval = heartbeat_interval
-        self._heartbeat_timeout = heartbeat_timeout
-        self._gap_fill_delay = gap_fill_delay
-        self._on_reconnect_attempt = on_reconnect_attempt
-        self._max_frame_bytes = max_frame_bytes
-
-        self._dedupe = MessageDedupe(dedupe_capacity)
-        self._tracker = SeqTracker()
-        for conversation_id, seq in (watermarks or {}).items():
-            self._tracker.seed(conversation_id, seq)
         self.stats = ClientStats()
+        tracker = SeqTracker()
+        for conversation_id, seq in (watermarks or {}).items():
+            tracker.seed(conversation_id, seq)
 
-        self._ws = None
-        self._session = None
-        self._generation = 0
-        self._started = False
-        self._closing = False
-        self._closed = False
-        self._fatal = None
-        self._changed = asyncio.Event()
-        self._rx = asyncio.Event()
-        self._ack_wakeup = asyncio.Event()
-        self._pending = {}
-        self._ref_prefix = secrets.token_hex(3) + "-"
-        self._refs = itertools.count(1)
-        self._handlers = {}
-        self._streams = set()
-        self._dispatch = asyncio.Queue()
-        self._supervisor: asyncio.Task[None] | None = None
-        self._dispatcher = None
-        self._acker = None
-        self._gap_task = None
-        self._background = set()
+        self._link = Link()
+        self._dispatcher = Dispatcher()
+        requests = Requests(self._link, request_timeout)
+        delivery = Delivery(
+            self._link,
+            requests,
+            self._dispatcher,
+            self.stats,
+            tracker=tracker,
+            dedupe=MessageDedupe(dedupe_capacity),
+            auto_ack=auto_ack_delivery,
+            ack_delay=ack_delay,
+            gap_fill_delay=gap_fill_delay,
+        )
+        options = ConnectOptions(
+            url=url,
+            token=token,
+            token_provider=token_provider,
+            connect_timeout=connect_timeout,
+            max_frame_bytes=max_frame_bytes,
+            reconnect=reconnect,
+            backoff=backoff or Backoff(backoff_base, backoff_cap),
+            max_attempts=max_reconnect_attempts,
+            heartbeat_interval=heartbeat_interval,
+            heartbeat_timeout=heartbeat_timeout,
+            on_reconnect_attempt=on_reconnect_attempt,
+        )
+        self._supervisor = Supervisor(
+            options, self._link, requests, delivery, self._dispatcher, self.stats
+        )
+        self._supervising: asyncio.Task[None] | None = None
+        self._close_called = False
+        super().__init__(requests, delivery)
 
     # -- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the client is in its life (see :class:`ConnectionState`)."""
+        return self._link.state
 
     @property
     def session(self) -> Session | None:
         """The ``connected`` data of the current (or, while reconnecting, the last) connection;
         ``None`` before the first."""
-        return self._session
+        return self._link.session
 
     @property
     def connected(self) -> bool:
         """Whether a connection is up right now."""
-        return self._ws is not None and not self._closed
+        return self._link.up
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._link.state is ConnectionState.CLOSED
 
     @property
     def watermarks(self) -> dict[str, int]:
         """``{conversation_id: seq}``: every message up to ``seq`` seen (since the first one
         seen). Persist it and pass it back as ``watermarks=`` to resume without gaps."""
-        return self._tracker.watermarks()
+        return self._delivery.tracker.watermarks()
 
     @property
     def tracker(self) -> SeqTracker:
         """The per-conversation seq bookkeeping (read it; the client updates it)."""
-        return self._tracker
+        return self._delivery.tracker
+
+    # -- events --------------------------------------------------------------------------
+
+    def on(self, event: str, handler: Handler) -> Callable[[], None]:
+        """Call ``handler(Event)`` (sync or async) for every push named ``event`` (``"*"``:
+        all). Returns a function that unregisters it. Exceptions in handlers are logged."""
+        return self._dispatcher.on(event, handler)
+
+    def off(self, event: str, handler: Handler) -> None:
+        self._dispatcher.off(event, handler)
+
+    def events(self, *names: str) -> EventStream:
+        """A stream of pushes (only ``names`` if given), subscribed now::
+
+        async for event in client.events("message_received"):
+            print(event.payload)
+        """
+        return self._dispatcher.events(*names)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -213,63 +237,56 @@ class InstantMentorClient(ApiMethods, ConnectionSupervisor):
         :class:`ProtocolViolation`; the client may be ``connect()`` ed again after those.
         Reconnection (with backoff) applies only once a first connection succeeded.
         """
-        if self._closed:
-            raise self._closed_error(None)
-        if self._started:
+        if self._link.ending:
+            raise self._link.closed_error(None)
+        if self._link.state is not ConnectionState.IDLE:
             raise RuntimeError("connect() was already called")
-        ws, data = await self._open()
-        self._started = True
-        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="im-dispatch")
-        if self.auto_ack_delivery:
-            self._acker = asyncio.create_task(self._ack_loop(), name="im-acks")
-        self._activate(ws, data)
-        self._supervisor = asyncio.create_task(self._supervise(ws), name="im-connection")
-        assert self._session is not None
-        return self._session
+        ws, data = await self._supervisor.open()
+        self._dispatcher.start()
+        self._delivery.start()
+        self._supervisor.activate(ws, data)
+        self._supervising = asyncio.create_task(self._supervisor.run(ws), name="im-connection")
+        session = self._link.session
+        assert session is not None
+        return session
 
     async def wait_connected(self, timeout: float | None = None) -> Session:
         """Wait until a connection is up (now or after a reconnection); raise
         :class:`NotConnected` after ``timeout`` s, :class:`ClientClosed` if it ends."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.request_timeout if timeout is None else timeout)
-        await self._wait_connected(deadline, None)
-        assert self._session is not None
-        return self._session
+        await self._link.wait_connected(deadline, None)
+        session = self._link.session
+        assert session is not None
+        return session
 
     async def close(self) -> None:
         """Flush pending delivery receipts (briefly), close the socket (1000), stop every
         task, fail waiting requests with :class:`ClientClosed` and end event streams after
         the events already received were dispatched. Idempotent."""
-        if self._closing:
+        if self._close_called:
             return
-        self._closing = True
-        if self._ws is not None and not self._closed and self.auto_ack_delivery:
+        self._close_called = True
+        link = self._link
+        if link.state is not ConnectionState.CLOSED:  # else ended from inside already
+            link.closing()
+        if link.up and self.auto_ack_delivery:
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_acks(timeout=1.0), 2.0)
-        self._closed = True
-        self._fatal = self._fatal or ClientClosed("the client is closed")
-        ws = self._ws
+                await asyncio.wait_for(self._delivery.flush_acks(timeout=1.0), 2.0)
+        ws = link.socket
+        link.closed()
         if ws is not None:
             with suppress(Exception):
                 await asyncio.wait_for(ws.close(1000, "client closing"), 3.0)
         me = asyncio.current_task()
-        tasks = [t for t in (self._supervisor, self._acker, self._gap_task) if t is not None]
-        tasks += list(self._background)
+        tasks = [t for t in (self._supervising, *self._delivery.tasks()) if t is not None]
         tasks = [t for t in tasks if t is not me and not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             # Bounded: a task that swallowed its cancel (see _reconnect_with_backoff) must not
-            # hang close(); it sees ``_closing`` and ends by itself.
+            # hang close(); it sees the link ending and ends by itself.
             await asyncio.wait(tasks, timeout=CLOSE_TASKS_TIMEOUT_S)
-        self._fail_pending(lambda p: True)
-        self._signal()
-        self._dispatch.put_nowait(None)
-        dispatcher = self._dispatcher
-        if dispatcher is not None and dispatcher is not me:
-            try:
-                await asyncio.wait_for(asyncio.shield(dispatcher), 5.0)
-            except TimeoutError:
-                dispatcher.cancel()
-        elif dispatcher is None:
-            self._end_streams()
+        self._requests.end()
+        self._dispatcher.finish()
+        await self._dispatcher.wait_finished(5.0)
