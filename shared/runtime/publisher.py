@@ -27,7 +27,7 @@ from typing import Any
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_key, user_key
-from shared.protocol.envelope import BatchedCommand, Reply, dumps, dumps_bytes
+from shared.protocol.envelope import Command, Reply, dumps, dumps_bytes
 from shared.runtime.outbox import (
     BroadcastPush,
     ConnectionClose,
@@ -223,20 +223,29 @@ class Publisher:
         )
 
     async def again(
-        self, command: BatchedCommand, reply_to: str | None, attempts: int, dead: bool
+        self,
+        command: Command,
+        command_id: str | None,
+        deadline_ms: int | None,
+        reply_to: str | None,
+        attempts: int,
+        dead: bool,
     ) -> None:
-        """One command of a batch that failed, back to this service's queue on its own (or,
-        ``dead``, to its dead letters), as the gateway would have sent it alone."""
+        """One command of a batch that failed (its ``attempts`` th try), back to this
+        service's queue on its own (or, ``dead``, to its dead letters), as the gateway would
+        have sent it alone."""
         t = self.broker.topology
+        headers: dict[str, Any] = {h.ATTEMPTS: attempts}
+        if deadline_ms is not None:
+            headers[h.DEADLINE] = deadline_ms
         await self.broker.publish(
             t.dead_letters if dead else t.commands,
             self.service if dead else f"{self.service}.{command.event}",
-            command.model_dump_json(exclude={"id", "deadline"}).encode(),
+            command.model_dump_json(include=set(Command.model_fields)).encode(),
             reply_to=reply_to,
-            correlation_id=command.id,
-            message_id=command.id,
-            headers={h.ATTEMPTS: attempts}
-            | ({h.DEADLINE: command.deadline} if command.deadline is not None else {}),
+            correlation_id=command_id,
+            message_id=command_id,
+            headers=headers,
         )
 
     async def timer(self, event: str, data: dict[str, Any], delay_s: float) -> None:

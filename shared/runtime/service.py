@@ -34,7 +34,7 @@ from shared.amqp.delivery import Delivery
 from shared.auth import Identity, Role
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
-from shared.protocol.envelope import COMMAND_BATCH, BatchedCommand, Command, Reply
+from shared.protocol.envelope import COMMAND_BATCH, Command, Reply
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import Outbox, Push, Request
 from shared.runtime.publisher import Outcome, Publisher
@@ -78,6 +78,7 @@ class InHand:
     command_id: str | None
     attempts: int  # tries before this one
     redelivered: bool
+    deadline_ms: int | None  # epoch ms by which it must start (its sender gives up after)
 
 
 class ServiceRunner:
@@ -177,28 +178,49 @@ class ServiceRunner:
 
     async def process(self, message: Delivery, transient: bool = False) -> None:
         """Handle one delivery (a command, or a gateway's batch of them) and settle it."""
-        if message.type == h.BATCH:
-            await self._process_batch(message, transient)
-            return
-        if h.is_past_deadline(message.headers):
-            self.expired.add()
-            await message.ack()
-            return
-        try:
-            command = Command.model_validate_json(message.body)
-        except ValidationError:
+        commands = self._decode(message)
+        if commands is None:
             log.error("undecodable message on %s dead-lettered", self.definition.name)
             await message.reject(requeue=False)
             return
+        now_ms = h.epoch_ms()
+        live = [one for one in commands if one.deadline_ms is None or one.deadline_ms >= now_ms]
+        if len(live) < len(commands):
+            self.expired.add(len(commands) - len(live))
+        if message.type == h.BATCH:
+            await self._process_batch(message, live, transient)
+        elif not live:
+            await message.ack()
+        else:
+            await self._process_one(message, live[0], transient)
+
+    def _decode(self, message: Delivery) -> list[InHand] | None:
+        """The commands of a message: its own, or its batch's (None: not readable)."""
         attempts = h.attempts(message.headers)
-        in_hand = InHand(
-            command,
-            message.reply_to,
-            message.correlation_id,
-            message.message_id,
-            attempts,
-            bool(message.redelivered) or attempts > 0,
-        )
+        redelivered = bool(message.redelivered) or attempts > 0
+        try:
+            if message.type == h.BATCH:
+                return [
+                    InHand(c, message.reply_to, c.id, c.id, attempts, redelivered, c.deadline)
+                    for c in COMMAND_BATCH.validate_json(message.body)
+                ]
+            command = Command.model_validate_json(message.body)
+        except ValidationError:
+            return None
+        deadline = (message.headers or {}).get(h.DEADLINE)
+        return [
+            InHand(
+                command,
+                message.reply_to,
+                message.correlation_id,
+                message.message_id,
+                attempts,
+                redelivered,
+                deadline if isinstance(deadline, int) else None,
+            )
+        ]
+
+    async def _process_one(self, message: Delivery, in_hand: InHand, transient: bool) -> None:
         if self.definition.workers > 1 and not transient:
             # Started from the loop's queue, like the commands of a batch (see
             # _process_batch): handlers then start in delivery order, whatever mix of single
@@ -213,7 +235,7 @@ class ServiceRunner:
         else:
             await message.reject(requeue=False)
 
-    async def _process_batch(self, message: Delivery, transient: bool) -> None:
+    async def _process_batch(self, message: Delivery, live: list[InHand], transient: bool) -> None:
         """Every command of a batch, started in order (one after another where the service
         handles one command at a time); then one ack. A command that failed goes back to
         the queue (or to the dead letters) alone, so its neighbours are not run again.
@@ -223,35 +245,26 @@ class ServiceRunner:
         handlers publish only through their outbox. Where a service runs one command at a
         time, a handler may publish from inside (``deliver_now``), so each command's effects
         go out before the next one starts, as if it had come alone."""
-        try:
-            commands = COMMAND_BATCH.validate_json(message.body)
-        except ValidationError:
-            log.error("undecodable batch on %s dead-lettered", self.definition.name)
-            await message.reject(requeue=False)
-            return
-        attempts = h.attempts(message.headers)
-        redelivered = bool(message.redelivered) or attempts > 0
-        now_ms = h.epoch_ms()
-        live: list[tuple[BatchedCommand, InHand]] = []
-        for command in commands:
-            if command.deadline is not None and command.deadline < now_ms:
-                self.expired.add()
-                continue
-            one = InHand(command, message.reply_to, command.id, command.id, attempts, redelivered)
-            live.append((command, one))
         if transient:  # one at a time, in order; their effects bundled
-            decided = [await self._decide(one, transient) for _, one in live]
+            decided = [await self._decide(one, transient) for one in live]
             verdicts = await self._publish_outcomes(decided, transient)
         elif self.definition.workers == 1:  # one at a time, each published before the next
-            verdicts = [await self._handle(one, transient) for _, one in live]
+            verdicts = [await self._handle(one, transient) for one in live]
         else:  # started in order, run together, their effects bundled
-            decided = list(await asyncio.gather(*(self._decide(o, transient) for _, o in live)))
+            decided = list(await asyncio.gather(*(self._decide(one, transient) for one in live)))
             verdicts = await self._publish_outcomes(decided, transient)
         try:
-            for (command, one), verdict in zip(live, verdicts, strict=True):
+            for one, verdict in zip(live, verdicts, strict=True):
                 if verdict is not Verdict.DONE and not transient:
                     dead = verdict is Verdict.DEAD
-                    await self.publisher.again(command, one.reply_to, attempts + 1, dead)
+                    await self.publisher.again(
+                        one.command,
+                        one.command_id,
+                        one.deadline_ms,
+                        one.reply_to,
+                        one.attempts + 1,
+                        dead,
+                    )
         except RealtimeError:  # the broker is away: the whole batch again, later
             log.warning("could not requeue the failed commands of a batch; will retry it")
             await message.nack(requeue=True)

@@ -54,12 +54,7 @@ class Requests:
         timeout: float | None = None,
         retry: bool = False,
     ) -> dict[str, Any]:
-        """Send any client event; return its ``ack`` data (``pong`` data for ``ping``).
-
-        ``retry``: resend on the next connection if the connection drops before the reply
-        (only for idempotent events). Raises as described in the docstring of
-        :mod:`instantmentor_client.client`.
-        """
+        """What ``client.request`` does (see :meth:`ApiMethods.request`)."""
         loop = asyncio.get_running_loop()
         limit = self.request_timeout if timeout is None else timeout
         deadline = loop.time() + limit
