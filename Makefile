@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# the npm socket.io-client the Socket.IO tests drive (installed again when its lockfile changes)
+NODE_CLIENT := tests/socketio_client
+NODE_STAMP := $(NODE_CLIENT)/node_modules/.installed
 
 USER ?= alice
 ROLE ?= student
@@ -21,10 +24,15 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 
 install: $(STAMP)
 
+$(NODE_STAMP): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	@echo "==> installing socket.io-client for the Socket.IO tests (npm ci in $(NODE_CLIENT))"
+	@cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
 up: $(STAMP)  ## run broker (if needed), gateway and every service in the foreground
 	@$(PY) -m tools.up
 
-test: $(STAMP)  ## every test; provides a RabbitMQ itself (container, or a local node)
+test: $(STAMP) $(NODE_STAMP)  ## every test; provides a RabbitMQ itself (container, or a local node)
 	$(PY) -m pytest -q
 
 unit: $(STAMP)  ## the fast tests without a broker
@@ -42,4 +50,4 @@ bench: $(STAMP)  ## open-loop benchmark, ours vs python-socketio; QUICK=1 smoke 
 	$(PY) -m bench.openloop $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache $(NODE_CLIENT)/node_modules

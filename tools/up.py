@@ -148,6 +148,7 @@ class Stack:
         print(
             "\nInstantMentor Realtime is up.\n"
             f"  WebSocket:  ws://localhost:{port}/ws?token=<JWT>\n"
+            f"  Socket.IO:  http://localhost:{port}/socket.io/  (auth: {{token: <JWT>}})\n"
             f"  Demo page:  http://localhost:{port}/demo/\n"
             f"  HTTP:       http://localhost:{port}/healthz  /readyz  /metrics  /api/mentors\n"
             "  A token:    make token USER=alice ROLE=student NAME=Alice\n"

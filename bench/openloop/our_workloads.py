@@ -20,6 +20,7 @@ from typing import Any
 import websockets
 
 from bench.openloop.gateway_client import Frame, GatewayClient, reply_of
+from bench.openloop.gateway_sio_client import SocketIOGatewayClient
 from bench.openloop.recorder import MessageLog, SenderSide
 from bench.openloop.scenario import PointToPoint, key_of, seq_of, until_all_arrived
 from bench.openloop.schedule import Sender
@@ -200,3 +201,14 @@ class Typing(OurPointToPoint):
             return seq
 
         return matches
+
+
+class ChatOverSocketIO(Chat):
+    """The chat workload with every client on ``/socket.io/`` (PROTOCOL §8) instead of
+    ``/ws``: the same gateway and services, to compare the two bindings side by side."""
+
+    workload = "sio-chat"
+
+    async def _client(self, user_id: str) -> GatewayClient:
+        token = self.target.token(user_id)
+        return await SocketIOGatewayClient.connect(self.target.ws_url, token, user_id, self.deflate)

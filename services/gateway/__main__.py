@@ -7,27 +7,27 @@ import socket
 import uvicorn
 
 from services.gateway.app import create_app, sockets_first
+from services.gateway.frames import hard_frame_limit
+from services.gateway.sessions import Sessions
 from services.gateway.wire import GatewayWebSocketProtocol
-from services.gateway.ws import SocketHandler
 from shared.gc_policy import tune_for_long_lived_heap
 from shared.logs import configure_logging
 from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
 
-HARD_FRAME_LIMIT = 1024 * 1024  # beyond this the socket is closed with 1009
 # Handshakes waiting to be accepted: a reconnect storm overflowed uvicorn's 2048 (the kernel
 # caps it at net.core.somaxconn).
 LISTEN_BACKLOG = 8192
 
 
 class GatewayServer(uvicorn.Server):
-    """Closes every WebSocket with 1001 (and lets presence know) before uvicorn stops."""
+    """Closes every client connection (/ws: 1001) (and lets presence know) before uvicorn stops."""
 
-    def __init__(self, config: uvicorn.Config, sockets: SocketHandler) -> None:
+    def __init__(self, config: uvicorn.Config, sessions: Sessions) -> None:
         super().__init__(config)
-        self.sockets = sockets
+        self.sessions = sessions
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        await self.sockets.close_all()
+        await self.sessions.close_all()
         await super().shutdown(sockets)
 
 
@@ -62,7 +62,7 @@ def main() -> None:
         loop="uvloop",
         ws=GatewayWebSocketProtocol,  # uvicorn's websockets-sansio, plus prebuilt frames
         ws_per_message_deflate=settings.ws_compression,
-        ws_max_size=max(HARD_FRAME_LIMIT, settings.max_frame_bytes * 4),
+        ws_max_size=hard_frame_limit(settings.max_frame_bytes),
         ws_ping_interval=settings.heartbeat_interval_s,
         ws_ping_timeout=settings.heartbeat_interval_s * 2,
         log_config=None,
@@ -74,7 +74,7 @@ def main() -> None:
         settings.gateway_host, settings.gateway_port, settings.gateway_reuse_port
     )
     tune_for_long_lived_heap()  # thousands of connections: no full collection per storm
-    GatewayServer(config, app.state.sockets).run(
+    GatewayServer(config, app.state.sessions).run(
         sockets=None if shared_port is None else [shared_port]
     )
 

@@ -6,11 +6,9 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Coroutine, Generator, Iterator
+from collections.abc import Awaitable, Coroutine, Generator, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
-
-from starlette.websockets import WebSocket
+from typing import Any, Protocol
 
 from services.gateway import metrics
 from services.gateway.ratelimit import TokenBucket
@@ -37,19 +35,31 @@ class Close:
     reason: str = ""
 
 
+class FrameSocket(Protocol):
+    """What a connection writes its frames to: a Starlette ``WebSocket`` for ``/ws``, or a
+    Socket.IO client (:class:`services.gateway.socketio_binding.SocketIOClient`). ``scope``
+    offers :data:`PREBUILT_FRAMES` where the socket can take them."""
+
+    scope: MutableMapping[str, Any]
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
 class SlowConsumer(Exception):
     """The client does not read its frames fast enough."""
 
 
 class Connection:
-    """One WebSocket. Frames are queued and written in order by a writer task that exists
+    """One client socket. Frames are queued and written in order by a writer task that exists
     only while there is something to write: an idle connection holds no task, no queue
     object and no event, which is most of what a connection costs (PROTOCOL targets
     thousands per gateway). :attr:`ended` is done once the socket is closed, broken, or
     :meth:`finish` let the last queued frame out."""
 
     __slots__ = (
-        "websocket",
+        "socket",
         "identity",
         "limiter",
         "user_limiter",
@@ -68,14 +78,14 @@ class Connection:
 
     def __init__(
         self,
-        websocket: WebSocket,
+        socket: FrameSocket,
         identity: Identity,
         limiter: TokenBucket,
         queue_limit: int,
         user_limiter: TokenBucket | None = None,  # shared by the user's connections here
         send_timeout_s: float = SEND_TIMEOUT_S,
     ) -> None:
-        self.websocket = websocket
+        self.socket = socket
         self.identity = identity
         self.limiter = limiter
         self.user_limiter = user_limiter
@@ -89,7 +99,7 @@ class Connection:
         self._finished = False
         self._writer: asyncio.Task[None] | None = None
         self._followups: dict[str, asyncio.TimerHandle] | None = None
-        prebuilt = websocket.scope.get("extensions", {}).get(PREBUILT_FRAMES)
+        prebuilt = socket.scope.get("extensions", {}).get(PREBUILT_FRAMES)
         self._write_prebuilt: WritePrebuilt | None = prebuilt["write"] if prebuilt else None
 
     @property
@@ -199,10 +209,11 @@ class Connection:
 
     def _write_now(self, text: str) -> None:
         """Write one frame without a task when the socket takes it at once, as it does
-        unless the client's TCP window is full (sockets without prebuilt frames, i.e. with
-        compression): no task, no timer and no loop turn per connection. When the send has
-        to wait, a writer task finishes it (within the send timeout), then the queue."""
-        sending = self.websocket.send_text(text)
+        unless the client's TCP window is full (sockets without prebuilt frames: with
+        compression, and Socket.IO clients): no task, no timer and no loop turn per
+        connection. When the send has to wait, a writer task finishes it (within the send
+        timeout), then the queue."""
+        sending = self.socket.send_text(text)
         try:
             waiting_for = sending.send(None)
         except StopIteration:
@@ -225,12 +236,12 @@ class Connection:
             while self._outbox:
                 item = self._outbox.popleft()
                 if isinstance(item, Close):
-                    closing = self.websocket.close(item.code, reason=item.reason or None)
+                    closing = self.socket.close(item.code, reason=item.reason or None)
                     await asyncio.wait_for(closing, self.send_timeout_s)
                     self._end()
                     return
                 async with asyncio.timeout(self.send_timeout_s):
-                    await self.websocket.send_text(item)
+                    await self.socket.send_text(item)
                 metrics.FRAMES_OUT.inc()
         except (OSError, RuntimeError, TimeoutError) as exc:  # the socket went away under us
             log.debug("writer of %s stopped: %r", self.id, exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from shared.auth import Role
@@ -30,6 +31,15 @@ class FrameError(RealtimeError):
         self.code = cause.code
         self.ref = ref
         self.event = event
+
+
+HARD_FRAME_LIMIT = 1024 * 1024  # beyond this the socket is closed (1009), unread
+
+
+def hard_frame_limit(max_frame_bytes: int) -> int:
+    """The size of a client message past which it is not even read (/ws closes with 1009;
+    Engine.IO drops the client): well above ``IM_MAX_FRAME_BYTES``, which gets an error."""
+    return max(HARD_FRAME_LIMIT, max_frame_bytes * 4)
 
 
 MAX_DEPTH = 32  # PROTOCOL v1.1 §2: JSON nested deeper is refused
@@ -71,6 +81,27 @@ def parse_frame(raw: str | bytes, role: Role, max_bytes: int) -> ParsedFrame:
         check_limits(document)
     except InvalidPayload as exc:
         raise FrameError(exc, ref, event) from None
+    return _validated(document, ref, event, role)
+
+
+def parse_decoded(document: Any, role: Role, max_bytes: int) -> ParsedFrame:
+    """:func:`parse_frame` for a frame another binding decoded already (Socket.IO): the same
+    checks, its size measured as the compact JSON a ``/ws`` client would have sent."""
+    ref, event = salvage_ref_and_event(document)
+    try:
+        check_limits(document)
+    except InvalidPayload as exc:
+        raise FrameError(exc, ref, event) from None
+    try:
+        size = len(orjson.dumps(document))  # no fallback for other types: binary data is refused
+    except TypeError as exc:  # lone surrogates (refused by /ws's parser too), bytes
+        raise FrameError(InvalidJson(f"not valid JSON text: {exc}"), ref, event) from None
+    if size > max_bytes:
+        raise FrameError(PayloadTooLarge(f"frame larger than {max_bytes} bytes"), ref, event)
+    return _validated(document, ref, event, role)
+
+
+def _validated(document: Any, ref: str | None, event: str | None, role: Role) -> ParsedFrame:
     try:
         frame = ClientFrame.model_validate(document)
     except ValidationError as exc:

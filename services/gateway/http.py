@@ -88,7 +88,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> Response:
     connected = router_of(request).broker.connected
     metrics.BROKER_UP.set(1 if connected else 0)
-    if request.app.state.sockets.stopping:  # a load balancer stops sending sockets here
+    if request.app.state.sessions.stopping:  # a load balancer stops sending sockets here
         return JSONResponse({"status": "stopping"}, status_code=503)
     if connected:
         return JSONResponse({"status": "ready"})

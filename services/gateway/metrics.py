@@ -21,7 +21,7 @@ def labelled(metric: M, *values: str) -> M:
     return cast(M, child)
 
 
-CONNECTIONS = Gauge("im_gateway_connections", "Open WebSocket connections")
+CONNECTIONS = Gauge("im_gateway_connections", "Open client connections (/ws and /socket.io/)")
 USERS = Gauge("im_gateway_users", "Users with at least one connection here")
 FRAMES_IN = Counter("im_gateway_frames_in_total", "Client frames accepted", ["event"])
 FRAMES_OUT = Counter("im_gateway_frames_out_total", "Frames sent to clients")
