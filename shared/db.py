@@ -10,6 +10,7 @@ it costs a fraction of that.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -50,13 +51,33 @@ def _prepare_sqlite_folder(url: str) -> bool:
     return is_sqlite
 
 
+def _wal(cursor: Any, timeout_s: float = 30.0) -> None:
+    """Put the file in WAL mode (it stays so). Switching fails at once, without waiting for
+    the busy timeout, while another connection writes (replicas creating a new file at the
+    same moment): it is asked only when not done yet, and asked again until it is."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.fetchall()
+        except Exception as error:  # sqlite3's, or the async adapter's OperationalError
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError("the SQLite file stayed out of WAL mode")
+        time.sleep(0.01)
+
+
 def _sqlite_transactions(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        _wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
 
