@@ -21,7 +21,8 @@ from services.chat.tables import (
 )
 from services.chat.writer import Outcome, WriteOp
 from shared.clock import now
-from shared.db import ThreadedDatabase
+from shared.db import DEFAULT_POOL_SIZE, ThreadedDatabase
+from shared.migrations import upgrade
 
 _USERS: BindParameter[str] = bindparam("users", expanding=True)
 _UNDELIVERED = (
@@ -55,13 +56,15 @@ class ChatStore:
     """Every read and every write batch runs whole in a database thread (ThreadedDatabase):
     one thread hop per unit of work, not several per statement."""
 
-    def __init__(self, url: str, max_backlog: int | None = None) -> None:
-        self.db = ThreadedDatabase(url)
+    def __init__(
+        self, url: str, max_backlog: int | None = None, pool_size: int = DEFAULT_POOL_SIZE
+    ) -> None:
+        self.db = ThreadedDatabase(url, pool_size)
         self.max_backlog = max_backlog  # see services.chat.domain.BacklogCap
         self._participants: dict[str, Conversation] = {}
 
     async def create(self) -> None:
-        await self.db.create(Base.metadata)
+        await self.db.migrate(lambda conn: upgrade(conn, "chat", Base.metadata))
 
     async def close(self) -> None:
         await self.db.close()
@@ -190,6 +193,7 @@ class ChatStore:
     async def apply(self, ops: Sequence[WriteOp[Any]]) -> list[Outcome]:
         """Apply ``ops`` in one transaction (the group writer's batch); one outcome each."""
         # the clock is read inside the transaction: monotonic across replicas on one file
+        # (on PostgreSQL, SERIALIZABLE: a batch refused for a concurrent one runs again whole)
         return await self.db.write(lambda conn: writes.apply(conn, ops, now(), self.max_backlog))
 
 

@@ -32,7 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from services.presence.domain import Mentor, Status, UserPresence
-from shared.db import ThreadedDatabase
+from shared.db import DEFAULT_POOL_SIZE, ThreadedDatabase
+from shared.migrations import upgrade
 from shared.protocol.domain import ConnectionFact
 
 T = TypeVar("T")
@@ -308,17 +309,19 @@ class PresenceTx:
 
 
 class PresenceStore:
-    def __init__(self, url: str) -> None:
-        self.db = ThreadedDatabase(url)
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.db = ThreadedDatabase(url, pool_size)
 
     async def create(self) -> None:
-        await self.db.create(metadata)
+        await self.db.migrate(lambda conn: upgrade(conn, "presence", metadata))
 
     async def close(self) -> None:
         await self.db.close()
 
     async def write(self, work: Callable[[PresenceTx], T]) -> T:
-        """Run ``work`` in one read-write transaction (replicas' writes are serialized)."""
+        """Run ``work`` in one read-write transaction (replicas' writes are serialized: on
+        SQLite by the file's lock, on PostgreSQL by SERIALIZABLE, ``work`` run again whole
+        when refused — so it must not change anything but the database)."""
         return await self.db.write(lambda conn: work(PresenceTx(conn)))
 
     async def read(self, work: Callable[[PresenceTx], T]) -> T:

@@ -1,11 +1,10 @@
-"""Chat's store on a real SQLite file (no broker): batched writes, the reads behind history,
-the conversation list and the catch-up, and two writers sharing one file."""
+"""Chat's store on a real database, SQLite and PostgreSQL (no broker): batched writes, the reads
+behind history, the conversation list and the catch-up, and two writers sharing a database."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +14,12 @@ from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
 from services.chat.writes import ReceiptOp, SendOp
 from shared.errors import InvalidPayload, NotFound
+from tests.support.postgres import Databases
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ChatStore]:
-    opened = ChatStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+async def store(databases: Databases) -> AsyncIterator[ChatStore]:
+    opened = ChatStore(databases.url("chat"))
     await opened.create()
     try:
         yield opened
@@ -102,10 +102,10 @@ async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
     )
 
 
-async def test_two_writers_on_one_file_keep_seqs_gap_free(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+async def test_two_writers_on_one_database_keep_seqs_gap_free(databases: Databases) -> None:
+    url = databases.url("shared")
     replicas = [ChatStore(url), ChatStore(url)]
-    await replicas[0].create()
+    await asyncio.gather(*(replica.create() for replica in replicas))  # both migrate at once
     writers = [GroupWriter(r.apply, max_batch=16) for r in replicas]
     tasks = [asyncio.create_task(w.run()) for w in writers]
     try:

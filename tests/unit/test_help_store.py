@@ -1,17 +1,17 @@
-"""The help store on a real SQLite file: the first accept wins, decided once, even when many
-accepts race through two stores (two replicas) sharing the file."""
+"""The help store on a real database, SQLite and PostgreSQL: the first accept wins, decided
+once, even when many accepts race through two stores (two replicas) sharing the database."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from services.help.domain import Action, HelpRequest, MentorState, Status, Urgency
 from services.help.store import HelpStore
 from shared.auth import Identity, Role
+from tests.support.postgres import Databases
 
 
 def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRequest:
@@ -30,10 +30,9 @@ def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRe
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'help.db'}"
-    first = await HelpStore.open(url)
-    second = await HelpStore.open(url)
+async def replicas(databases: Databases) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
+    url = databases.url("help")
+    first, second = await asyncio.gather(HelpStore.open(url), HelpStore.open(url))
     try:
         yield first, second
     finally:
