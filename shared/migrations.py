@@ -14,6 +14,7 @@ advisory lock keyed by the service; the one that comes second finds the schema a
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import sqlalchemy
@@ -21,6 +22,8 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import Connection, MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
 
 SERVICES = Path(__file__).resolve().parent.parent / "services"
 # the revision that creates the schema the services had before migrations existed
@@ -49,8 +52,10 @@ def upgrade(conn: Connection, service: str, metadata: MetaData) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(service)})
     cfg = config(service, conn)
     if _made_before_migrations(conn, service, metadata):
+        log.info("%s: tables made before migrations; recorded as revision %s", service, BASELINE)
         command.stamp(cfg, BASELINE)
     command.upgrade(cfg, "head")
+    log.info("%s: schema at the newest revision on %s", service, conn.dialect.name)
 
 
 async def upgrade_engine(engine: AsyncEngine, service: str, metadata: MetaData) -> None:
