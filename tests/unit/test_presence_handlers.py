@@ -4,7 +4,6 @@ who comes online, whose grace starts, and who gets a snapshot from presence."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +19,12 @@ from shared.runtime.outbox import (
     UserSpread,
 )
 from shared.settings import Settings
+from tests.support.postgres import Databases
 
 
 @pytest.fixture
-async def presence(tmp_path: Path) -> AsyncIterator[PresenceHandlers]:
-    store = PresenceStore(f"sqlite+aiosqlite:///{tmp_path / 'presence.db'}")
+async def presence(databases: Databases) -> AsyncIterator[PresenceHandlers]:
+    store = PresenceStore(databases.url("presence"))
     await store.create()
     yield PresenceHandlers(Settings(status_coalesce_ms=1, max_connections_per_user=3), store)
     await store.close()
