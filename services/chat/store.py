@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Connection,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+)
 
 from services.chat import writes
 from services.chat.domain import Conversation, Markers, Message
@@ -92,7 +102,7 @@ class ChatStore:
         """Up to ``limit + 1`` messages before ``before_seq``, newest first, and the markers."""
         query = select(messages).where(messages.c.conversation_id == conversation_id)
         if before_seq is not None:
-            query = query.where(messages.c.seq < before_seq)
+            query = query.where(messages.c.seq < _client_seq(before_seq))
         query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
 
         def read(conn: Connection) -> tuple[list[Message], dict[str, Markers]]:
@@ -180,7 +190,10 @@ class ChatStore:
             for conversation_id, seq in sorted(since.items()):
                 query = (
                     select(messages)
-                    .where(messages.c.conversation_id == conversation_id, messages.c.seq > seq)
+                    .where(
+                        messages.c.conversation_id == conversation_id,
+                        messages.c.seq > _client_seq(seq),
+                    )
                     .order_by(messages.c.seq)
                 )
                 found += [to_message(r) for r in conn.execute(query).mappings().all()]
@@ -195,6 +208,12 @@ class ChatStore:
         # the clock is read inside the transaction: monotonic across replicas on one file
         # (on PostgreSQL, SERIALIZABLE: a batch refused for a concurrent one runs again whole)
         return await self.db.write(lambda conn: writes.apply(conn, ops, now(), self.max_backlog))
+
+
+def _client_seq(seq: int) -> Any:
+    """A seq from a client, bound as a 64-bit integer: the protocol allows up to 2^53, past
+    the 32-bit seq column, and PostgreSQL refuses to compare with a parameter cast to it."""
+    return literal(seq, BigInteger)
 
 
 def _markers(conn: Connection, where: Any) -> dict[str, dict[str, Markers]]:

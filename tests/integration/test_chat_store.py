@@ -122,3 +122,15 @@ async def test_two_writers_on_one_database_keep_seqs_gap_free(databases: Databas
     assert all(w.batches < 200 for w in writers), "writes were not grouped"
     for replica in replicas:
         await replica.close()
+
+
+async def test_the_largest_seqs_the_protocol_allows_are_answered(store: ChatStore) -> None:
+    """PROTOCOL allows seqs up to 2^53 in requests: past the seq column's 32 bits on
+    PostgreSQL, where they must still just find nothing, as on SQLite."""
+    await store.apply([send("alice", "bob")])
+    ab = domain.conversation_id_for("alice", "bob")
+    rows, _ = await store.history(ab, 2**53, 10)
+    assert [m.seq for m in rows] == [1]
+    assert await store.after({ab: 2**53}) == []
+    [refused] = await store.apply([ReceiptOp(ab, "bob", Receipt.READ, 2**53)])
+    assert isinstance(refused, InvalidPayload)
