@@ -25,7 +25,7 @@ from pathlib import Path
 import psycopg
 
 from tests.support.broker import docker_engine_available
-from tools.rabbit import free_port
+from tools.rabbit import apt_install, free_port
 
 POSTGRES_IMAGE = "postgres:16-alpine"
 USER = "postgres"
@@ -61,7 +61,9 @@ def _binaries() -> Path:
     if found is None:
         versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not versions:
-            subprocess.run(["apt-get", "install", "-y", "-q", "postgresql"], check=True)
+            print("installing postgresql with apt-get …", flush=True)
+            if (problem := apt_install("postgresql")) is not None:
+                raise RuntimeError(problem)
             versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         found = versions[-1]
     return Path(os.path.realpath(found)).parent
