@@ -113,3 +113,46 @@ async def test_catch_up_records_who_was_shown(replicas: tuple[HelpStore, HelpSto
     assert await store.shown_to("b") == ["m7"]
     again = await store.catch_up("m7", broadcasts=False, targeted=True, now=201.0)
     assert [r.request_id for r in again] == ["t"]
+
+
+async def turn_available(store: HelpStore, state: MentorState) -> list[str]:
+    """What reactions do when a mentor turns available: the view, then their catch-up."""
+    await store.apply_mentor(state)
+    caught = await store.catch_up(state.mentor_id, broadcasts=True, targeted=True, now=300.0)
+    return [r.request_id for r in caught]
+
+
+async def test_a_mentor_turning_available_during_a_broadcast_is_shown_it(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    """One replica stores a broadcast while the other stores a mentor turning available and
+    catches them up: the mentor is in the broadcast's audience, or finds it in the catch-up."""
+    first, second = replicas
+    for number in range(15):
+        mentor_id = f"m{number}"
+        away = MentorState(mentor_id, "M", "busy", True, f"2026-01-01T00:00:{number:02}Z")
+        await second.apply_mentor(away)
+        back = MentorState(mentor_id, "M", "available", True, f"2026-01-01T00:01:{number:02}Z")
+        audience, caught = await asyncio.gather(
+            first.create(open_request(f"r{number}"), []), turn_available(second, back)
+        )
+        assert mentor_id in audience or f"r{number}" in caught, (audience, caught)
+
+
+async def test_a_request_closed_while_shown_is_closed_for_whoever_was_shown_it(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    """A close racing a catch-up on another replica: every mentor the catch-up showed the
+    request to is among those the close tells."""
+    first, second = replicas
+    student = Identity("s1", Role.STUDENT, "S1")
+    for number in range(15):
+        request = open_request(f"r{number}")
+        await first.create(request, [])
+        (won, told), caught = await asyncio.gather(
+            first.finish(request.moved(Action.CANCEL, 1.0, student)),
+            second.catch_up("m1", broadcasts=True, targeted=True, now=200.0),
+        )
+        assert won
+        if request.request_id in [r.request_id for r in caught]:
+            assert "m1" in told
