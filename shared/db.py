@@ -134,7 +134,7 @@ class ThreadedDatabase:
             if self.serializable
             else self.engine
         )
-        self._reads = self.engine.execution_options(**{READ_ONLY: True})
+        self._reads = self.engine.execution_options(**_read_options(self.engine.dialect.name))
         self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="db")
         self.retries = 0  # writes run again after PostgreSQL refused them (observability)
 
@@ -180,7 +180,15 @@ class ThreadedDatabase:
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """The same engine for reads: plain ``BEGIN``, so reads never queue behind writers (WAL
     readers see the last committed state)."""
-    return engine.execution_options(**{READ_ONLY: True})
+    return engine.execution_options(**_read_options(engine.dialect.name))
+
+
+def _read_options(dialect: str) -> dict[str, Any]:
+    """A read transaction sees one snapshot throughout, as a SQLite read transaction does:
+    on PostgreSQL that is REPEATABLE READ (which never refuses a transaction that only reads)."""
+    if dialect == "postgresql":
+        return {READ_ONLY: True, "isolation_level": "REPEATABLE READ"}
+    return {READ_ONLY: True}
 
 
 def sessions(engine: AsyncEngine) -> async_sessionmaker[Any]:
