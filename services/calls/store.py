@@ -31,6 +31,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.calls.domain import Call, CallState
 from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
+from shared.dbtypes import ClientString
 from shared.migrations import upgrade_engine
 
 
@@ -41,12 +42,12 @@ class Base(DeclarativeBase):
 class CallRow(Base):
     __tablename__ = "calls"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
     caller_id: Mapped[str] = mapped_column(String(64))
-    caller_name: Mapped[str] = mapped_column(String(80))
+    caller_name: Mapped[str] = mapped_column(ClientString(80))
     caller_role: Mapped[str] = mapped_column(String(16))
     receiver_id: Mapped[str] = mapped_column(String(64))
-    receiver_name: Mapped[str | None] = mapped_column(String(80))
+    receiver_name: Mapped[str | None] = mapped_column(ClientString(80))
     call_type: Mapped[str] = mapped_column(String(16))
     call_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
@@ -58,7 +59,7 @@ class CallRow(Base):
     rejected_by: Mapped[str | None] = mapped_column(String(64))
     ended_by: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[float | None] = mapped_column(Float)
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(ClientString(200))
     origin_connection: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
@@ -71,7 +72,7 @@ class LineRow(Base):
     __tablename__ = "call_lines"
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    call_id: Mapped[str] = mapped_column(ClientString(64), index=True)
 
 
 # What a transition may change (everything but the call's identity and its parties).

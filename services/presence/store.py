@@ -33,6 +33,7 @@ from sqlalchemy.engine import RowMapping
 
 from services.presence.domain import Mentor, Status, UserPresence
 from shared.db import DEFAULT_POOL_SIZE, ThreadedDatabase
+from shared.dbtypes import ClientString
 from shared.migrations import upgrade
 from shared.protocol.domain import ConnectionFact
 
@@ -63,9 +64,9 @@ mentors = Table(
     "mentors",
     metadata,
     Column("mentor_id", String(ID), primary_key=True),
-    Column("name", String(80), nullable=False),
+    Column("name", ClientString(80), nullable=False),
     Column("chosen", String(16), nullable=False),
-    Column("status_message", String(140), nullable=True),
+    Column("status_message", ClientString(140), nullable=True),
     Column("status_data", JSON, nullable=True),
     Column("online", Boolean, nullable=False, default=False),
     Column("session_calls", String, nullable=False, default="[]"),

@@ -134,3 +134,15 @@ async def test_the_largest_seqs_the_protocol_allows_are_answered(store: ChatStor
     assert await store.after({ab: 2**53}) == []
     [refused] = await store.apply([ReceiptOp(ab, "bob", Receipt.READ, 2**53)])
     assert isinstance(refused, InvalidPayload)
+
+
+async def test_text_with_nul_is_stored_and_found_as_it_was(store: ChatStore) -> None:
+    """The protocol allows NUL in any string; PostgreSQL stores none in text (shared.dbtypes)."""
+    odd = "a\x00b\ue000\ue001"
+    op = SendOp(Draft("alice", "Al\x00ice", domain.target("alice", "bob", None), odd, "k\x00"))
+    [first], [again] = await store.apply([op]), await store.apply([op])
+    assert isinstance(first, Sent) and isinstance(again, Sent) and not again.created
+    rows, _ = await store.history(first.message.conversation_id, None, 10)
+    assert rows == [first.message] == [again.message]
+    assert (rows[0].text, rows[0].sender_name, rows[0].client_msg_id) == (odd, "Al\x00ice", "k\x00")
+    assert await store.history("dm_\x00", None, 10) == ([], {})

@@ -183,3 +183,12 @@ async def test_two_replicas_placing_calls_to_one_receiver_let_one_ring(
         active = await first.active_calls_of("bob")
         assert [c.call_id for c in active] == [ringing.call_id]
         await second.transition(ringing, domain.hang_up(ringing, ringing.caller_id, T0 + 1))
+
+
+async def test_text_with_nul_is_stored_and_found_as_it_was(store: CallStore) -> None:
+    call = new_call("c\x00", "alice", "bob")
+    assert await store.place(call)
+    rejected = domain.reject(call, "bob", "B\x00b", T0 + 1, "no\x00")
+    assert await store.transition(call, rejected)
+    assert await store.get("c\x00") == rejected
+    assert await store.get("c") is None

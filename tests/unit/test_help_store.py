@@ -4,6 +4,7 @@ once, even when many accepts race through two stores (two replicas) sharing the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -156,3 +157,14 @@ async def test_a_request_closed_while_shown_is_closed_for_whoever_was_shown_it(
         assert won
         if request.request_id in [r.request_id for r in caught]:
             assert "m1" in told
+
+
+async def test_text_with_nul_is_stored_and_found_as_it_was(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    store, _ = replicas
+    odd = dataclasses.replace(open_request("r\x00"), subject="x\x00", message="\x00\ue000")
+    await store.create(odd, [])
+    assert await store.get("r\x00") == odd
+    assert await store.get("r") is None
+    assert await store.find_duplicate(odd, since=0.0, any_status=False) == odd

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from services.presence.domain import Mentor
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
 from shared.protocol.domain import MENTOR_STATUS_CHANGED, USERS_OFFLINE, USERS_ONLINE
@@ -229,3 +230,9 @@ async def test_two_replicas_keep_the_cap_over_two_gateways_opening_at_once(
         assert len(closed) == 1, user
         counts = await replicas[0].store.read(lambda tx, u=user: tx.connection_counts([u]))
         assert counts == {user: 3}
+
+
+async def test_a_status_message_with_nul_is_stored_as_it_was(presence: PresenceHandlers) -> None:
+    mentor = Mentor("m1", "M\x00", status_message="back\x00soon\ue000")
+    await presence.store.write(lambda tx: tx.save_mentor(mentor))
+    assert await presence.store.read(lambda tx: tx.mentor("m1")) == mentor
