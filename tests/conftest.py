@@ -44,11 +44,14 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Databases:
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
     """The test's databases, once on SQLite files and once on PostgreSQL."""
     if request.param == "sqlite":
-        return Databases("sqlite", tmp_path)
-    return Databases("postgresql", tmp_path, request.getfixturevalue("postgres"))
+        yield Databases("sqlite", tmp_path)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    yield Databases("postgresql", tmp_path, server)
+    server.drop_databases()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -54,6 +54,12 @@ class PostgresServer:
         self.made.append(name)
         return self._dsn(name).replace("postgresql://", "postgresql+asyncpg://", 1)
 
+    def drop_databases(self) -> None:
+        """Drop the databases made so far (each copy of the template costs ~8 MB of disk)."""
+        with psycopg.connect(self._dsn("postgres"), autocommit=True) as conn:
+            while self.made:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.made.pop()}" WITH (FORCE)')
+
 
 def _binaries() -> Path:
     """The folder of ``initdb`` and ``postgres`` (Debian keeps them out of PATH)."""
