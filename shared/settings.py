@@ -140,6 +140,16 @@ class Settings(BaseSettings):
     chat_db_url: str | None = None
     calls_db_url: str | None = None
     help_db_url: str | None = None
+    presence_db_pool_size: int = Field(
+        default=5,
+        ge=1,
+        le=200,
+        description="Connections a presence process keeps to its database (and its database "
+        "threads: presence and chat run each unit of work whole in one).",
+    )
+    chat_db_pool_size: int = Field(default=5, ge=1, le=200, description="The same for chat.")
+    calls_db_pool_size: int = Field(default=5, ge=1, le=200, description="The same for calls.")
+    help_db_pool_size: int = Field(default=5, ge=1, le=200, description="The same for help.")
 
     health_file: Path | None = Field(
         default=None, description="Touched every few seconds while the process has the broker."
@@ -177,6 +187,11 @@ class Settings(BaseSettings):
         if explicit:
             return explicit
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def db_pool_size(self, service: str) -> int:
+        """How many connections ``service`` keeps to its database: ``IM_<SERVICE>_DB_POOL_SIZE``."""
+        size: int = getattr(self, f"{service}_db_pool_size")
+        return size
 
 
 @lru_cache(maxsize=1)

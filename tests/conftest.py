@@ -16,6 +16,7 @@ from _pytest.runner import CallInfo
 
 from tests.support.broker import Broker, running_broker
 from tests.support.client import protocol_violations
+from tests.support.postgres import Databases, PostgresServer, running_postgres
 from tests.support.stack import Stack
 
 INTEGRATION = Path(__file__).parent / "integration"
@@ -35,6 +36,24 @@ def broker() -> Iterator[Broker]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session, started by the first test that needs it."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
+    """The test's databases, once on SQLite files and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield Databases("sqlite", tmp_path)
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    yield Databases("postgresql", tmp_path, server)
+    server.drop_databases()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: Item, call: CallInfo[None]) -> Iterator[TestReport]:
     report: TestReport = yield
@@ -51,8 +70,12 @@ async def stack(
     broker: Broker, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Stack]:
     """An empty stack on the shared broker; a test starts the processes it needs.
-    When the test fails, the tail of every process's log is printed with the failure."""
+    When the test fails, the tail of every process's log is printed with the failure.
+    A test that asks for ``databases`` too runs its services on those (SQLite, PostgreSQL)."""
     running = Stack(amqp_url=broker.url, base_dir=tmp_path)
+    if "databases" in request.fixturenames:
+        databases: Databases = request.getfixturevalue("databases")
+        running.env_overrides.update(databases.service_env())
     try:
         yield running
     finally:

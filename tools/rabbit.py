@@ -42,14 +42,22 @@ def ensure_installed() -> None:
             ", or point IM_AMQP_URL at a running broker, or start a Docker engine."
         )
     print("installing rabbitmq-server with apt-get (about 15 s) …", flush=True)
-    install = ("install", "-y", "-q", "--no-install-recommends", APT_PACKAGE)
+    if (problem := apt_install(APT_PACKAGE)) is not None:
+        raise RabbitUnavailable(problem)
+
+
+def apt_install(package: str) -> str | None:
+    """Install a Debian package (as root) without starting its services; None once done,
+    else what went wrong. (Also the tests' PostgreSQL, which runs private clusters too.)"""
+    install = ("install", "-y", "-q", "--no-install-recommends", package)
     # We only run private nodes, so the package must not start its default node: the
     # Debian way is a policy-rc.d that denies service starts for the length of the install.
     with _services_not_started():
         if _apt_get(*install).returncode != 0:
             _apt_get("update", "-q")
             if (result := _apt_get(*install)).returncode != 0:
-                raise RabbitUnavailable(f"apt-get install {APT_PACKAGE} failed:\n{result.stderr}")
+                return f"apt-get install {package} failed:\n{result.stderr}"
+    return None
 
 
 def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from shared.settings import Settings
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    store = CallStore(settings.db_url("calls"))
+    store = CallStore(settings.db_url("calls"), settings.db_pool_size("calls"))
     handlers = CallHandlers(store, ring_timeout_s=settings.call_ring_timeout_s)
     return ServiceDefinition(
         name="calls",

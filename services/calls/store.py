@@ -13,7 +13,10 @@ timeout, accept vs. cancel and two devices accepting come out once for everyone,
 number of replicas on one database.
 
 Transactions start with their first write (SQLite: pysqlite opens them lazily before DML), so
-a writer waits on the lock with ``busy_timeout`` instead of failing on a stale snapshot.
+a writer waits on the lock with ``busy_timeout`` instead of failing on a stale snapshot. On
+PostgreSQL (READ COMMITTED) the same statements decide the same races by row locks: a second
+conditional ``UPDATE`` waits for the first to commit and then finds the state changed, and a
+second insert of a taken line waits and then violates its key.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.calls.domain import Call, CallState
-from shared.db import create_engine, create_tables, reader
+from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
+from shared.dbtypes import ClientString
+from shared.migrations import upgrade_engine
 
 
 class Base(DeclarativeBase):
@@ -37,12 +42,12 @@ class Base(DeclarativeBase):
 class CallRow(Base):
     __tablename__ = "calls"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
     caller_id: Mapped[str] = mapped_column(String(64))
-    caller_name: Mapped[str] = mapped_column(String(80))
+    caller_name: Mapped[str] = mapped_column(ClientString(80))
     caller_role: Mapped[str] = mapped_column(String(16))
     receiver_id: Mapped[str] = mapped_column(String(64))
-    receiver_name: Mapped[str | None] = mapped_column(String(80))
+    receiver_name: Mapped[str | None] = mapped_column(ClientString(80))
     call_type: Mapped[str] = mapped_column(String(16))
     call_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
@@ -54,7 +59,7 @@ class CallRow(Base):
     rejected_by: Mapped[str | None] = mapped_column(String(64))
     ended_by: Mapped[str | None] = mapped_column(String(64))
     ended_at: Mapped[float | None] = mapped_column(Float)
-    reason: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(ClientString(200))
     origin_connection: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
@@ -67,7 +72,7 @@ class LineRow(Base):
     __tablename__ = "call_lines"
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    call_id: Mapped[str] = mapped_column(ClientString(64), index=True)
 
 
 # What a transition may change (everything but the call's identity and its parties).
@@ -139,13 +144,13 @@ class CallStore:
     """The repository of calls. Reads run outside transactions; each write is one
     short transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_engine(url)
+        self.engine: AsyncEngine = create_engine(url, pool_size)
         self.reads: AsyncEngine = reader(self.engine)
 
     async def start(self) -> None:
-        await create_tables(self.engine, Base)
+        await upgrade_engine(self.engine, "calls", Base.metadata)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -219,11 +224,14 @@ class CallStore:
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(CallRow).values(**_row_values(call)))
+                # in user order: two placements taking the same two lines (alice→bob and
+                # bob→alice) then queue on the first, where PostgreSQL's row locks could
+                # otherwise deadlock
                 await conn.execute(
                     insert(LineRow),
                     [
-                        {"user_id": call.caller_id, "call_id": call.call_id},
-                        {"user_id": call.receiver_id, "call_id": call.call_id},
+                        {"user_id": user_id, "call_id": call.call_id}
+                        for user_id in sorted((call.caller_id, call.receiver_id))
                     ],
                 )
         except IntegrityError:

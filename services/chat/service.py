@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    store = ChatStore(settings.db_url("chat"), settings.max_undelivered_per_conversation)
+    store = ChatStore(
+        settings.db_url("chat"),
+        settings.max_undelivered_per_conversation,
+        settings.db_pool_size("chat"),
+    )
     writer = GroupWriter(store.apply)
     h = ChatHandlers(settings, store, writer)
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Connection,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+)
 
 from services.chat import writes
 from services.chat.domain import Conversation, Markers, Message
@@ -21,7 +31,8 @@ from services.chat.tables import (
 )
 from services.chat.writer import Outcome, WriteOp
 from shared.clock import now
-from shared.db import ThreadedDatabase
+from shared.db import DEFAULT_POOL_SIZE, ThreadedDatabase
+from shared.migrations import upgrade
 
 _USERS: BindParameter[str] = bindparam("users", expanding=True)
 _UNDELIVERED = (
@@ -55,13 +66,15 @@ class ChatStore:
     """Every read and every write batch runs whole in a database thread (ThreadedDatabase):
     one thread hop per unit of work, not several per statement."""
 
-    def __init__(self, url: str, max_backlog: int | None = None) -> None:
-        self.db = ThreadedDatabase(url)
+    def __init__(
+        self, url: str, max_backlog: int | None = None, pool_size: int = DEFAULT_POOL_SIZE
+    ) -> None:
+        self.db = ThreadedDatabase(url, pool_size)
         self.max_backlog = max_backlog  # see services.chat.domain.BacklogCap
         self._participants: dict[str, Conversation] = {}
 
     async def create(self) -> None:
-        await self.db.create(Base.metadata)
+        await self.db.migrate(lambda conn: upgrade(conn, "chat", Base.metadata))
 
     async def close(self) -> None:
         await self.db.close()
@@ -89,7 +102,7 @@ class ChatStore:
         """Up to ``limit + 1`` messages before ``before_seq``, newest first, and the markers."""
         query = select(messages).where(messages.c.conversation_id == conversation_id)
         if before_seq is not None:
-            query = query.where(messages.c.seq < before_seq)
+            query = query.where(messages.c.seq < _client_seq(before_seq))
         query = query.order_by(messages.c.seq.desc()).limit(limit + 1)
 
         def read(conn: Connection) -> tuple[list[Message], dict[str, Markers]]:
@@ -177,7 +190,10 @@ class ChatStore:
             for conversation_id, seq in sorted(since.items()):
                 query = (
                     select(messages)
-                    .where(messages.c.conversation_id == conversation_id, messages.c.seq > seq)
+                    .where(
+                        messages.c.conversation_id == conversation_id,
+                        messages.c.seq > _client_seq(seq),
+                    )
                     .order_by(messages.c.seq)
                 )
                 found += [to_message(r) for r in conn.execute(query).mappings().all()]
@@ -190,7 +206,14 @@ class ChatStore:
     async def apply(self, ops: Sequence[WriteOp[Any]]) -> list[Outcome]:
         """Apply ``ops`` in one transaction (the group writer's batch); one outcome each."""
         # the clock is read inside the transaction: monotonic across replicas on one file
+        # (on PostgreSQL, SERIALIZABLE: a batch refused for a concurrent one runs again whole)
         return await self.db.write(lambda conn: writes.apply(conn, ops, now(), self.max_backlog))
+
+
+def _client_seq(seq: int) -> Any:
+    """A seq from a client, bound as a 64-bit integer: the protocol allows up to 2^53, past
+    the 32-bit seq column, and PostgreSQL refuses to compare with a parameter cast to it."""
+    return literal(seq, BigInteger)
 
 
 def _markers(conn: Connection, where: Any) -> dict[str, dict[str, Markers]]:

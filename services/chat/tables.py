@@ -16,7 +16,6 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
-    Text,
     UniqueConstraint,
     bindparam,
     select,
@@ -25,6 +24,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.orm import DeclarativeBase
 
 from services.chat.domain import Conversation, Markers, Message
+from shared.dbtypes import ClientString, ClientText
 
 ID = 64
 
@@ -36,7 +36,7 @@ class Base(DeclarativeBase):
 conversations = Table(
     "conversations",
     Base.metadata,
-    Column("id", String(ID), primary_key=True),
+    Column("id", ClientString(ID), primary_key=True),
     Column("user_a", String(ID), nullable=False),  # user_a < user_b
     Column("user_b", String(ID), nullable=False),
     Column("last_seq", Integer, nullable=False),  # the counter seqs are taken from
@@ -49,15 +49,15 @@ messages = Table(
     "messages",
     Base.metadata,
     Column("id", String(ID), primary_key=True),
-    Column("conversation_id", String(ID), nullable=False),
+    Column("conversation_id", ClientString(ID), nullable=False),
     Column("seq", Integer, nullable=False),
     Column("sender_id", String(ID), nullable=False),
-    Column("sender_name", String(80), nullable=False),
+    Column("sender_name", ClientString(80), nullable=False),
     Column("recipient_id", String(ID), nullable=False),
-    Column("text", Text, nullable=False),
+    Column("text", ClientText, nullable=False),
     Column("sent_at", Float, nullable=False),
-    Column("client_msg_id", String(ID), nullable=True),
-    Column("call_id", String(ID), nullable=True),
+    Column("client_msg_id", ClientString(ID), nullable=True),
+    Column("call_id", ClientString(ID), nullable=True),
     Column("command_id", String(ID), nullable=True),
     UniqueConstraint("conversation_id", "seq", name="messages_seq"),
     UniqueConstraint("sender_id", "client_msg_id", name="messages_client_msg_id"),
@@ -67,7 +67,7 @@ messages = Table(
 markers = Table(
     "markers",
     Base.metadata,
-    Column("conversation_id", String(ID), primary_key=True),
+    Column("conversation_id", ClientString(ID), primary_key=True),
     Column("user_id", String(ID), primary_key=True),  # the reader
     Column("delivered_seq", Integer, nullable=False),
     Column("read_seq", Integer, nullable=False),

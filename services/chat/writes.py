@@ -1,9 +1,11 @@
 """Chat's write operations and how a batch of them is applied in one transaction.
 
 On SQLite every transaction starts with ``BEGIN IMMEDIATE`` (shared.db), so replicas sharing
-the file take turns and a batch plans its seqs from the latest state. Elsewhere the guarded
-counter update and the UNIQUE constraints make a racing batch fail (and be retried one by one
-by the group writer) instead of writing a duplicate or a gap.
+the file take turns and a batch plans its seqs from the latest state. On PostgreSQL a batch runs
+at SERIALIZABLE (shared.db): a batch that raced another replica's is refused by PostgreSQL and
+run again whole, from the state the other committed. Whatever the engine, the guarded counter
+update and the UNIQUE constraints make a racing batch fail (and be retried one by one by the
+group writer) instead of writing a duplicate or a gap.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefini
     }
 
     async def startup() -> None:
-        handlers.attach(await HelpStore.open(settings.db_url(NAME)))
+        handlers.attach(await HelpStore.open(settings.db_url(NAME), settings.db_pool_size(NAME)))
 
     async def shutdown() -> None:
         await handlers.store.dispose()

@@ -5,6 +5,14 @@ transaction: a request leaves ``open`` only through ``UPDATE … WHERE status = 
 whoever changed the row (rowcount 1) owns the outcome. On SQLite, write transactions start
 with ``BEGIN IMMEDIATE`` (``shared.db``) so replicas sharing the file queue on the lock
 instead of failing to upgrade a read lock.
+
+On PostgreSQL (READ COMMITTED) nothing queues the replicas as a whole, so each transaction that
+reads something to decide what it writes locks what it read: the mentor's row (``FOR
+UPDATE``) before a status change, the open requests (``FOR SHARE``) it is about to show or
+hide, and the mentor view (``LOCK TABLE … IN SHARE MODE``) while a broadcast picks its
+audience. A request's close (``UPDATE``) therefore waits for a catch-up that is showing it,
+and then finds every mentor it showed; a mentor turning available either is in a broadcast's
+audience or, having committed after it, sees the broadcast in their catch-up.
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.help.domain import HelpRequest, MentorState, Status, supersedes
 from services.help.tables import PRIORITY, Base, M, R, S, to_mentor, to_request
-from shared.db import create_engine, create_tables, reader
+from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
+from shared.migrations import upgrade_engine
 
 
 def _upsert_for(engine: AsyncEngine) -> Any:
@@ -32,11 +41,12 @@ class HelpStore:
         self.engine = engine
         self.reads = reader(engine)
         self._upsert = _upsert_for(engine)
+        self._postgres = engine.dialect.name == "postgresql"
 
     @classmethod
-    async def open(cls, url: str) -> HelpStore:
-        engine = create_engine(url)
-        await create_tables(engine, Base)
+    async def open(cls, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> HelpStore:
+        engine = create_engine(url, pool_size)
+        await upgrade_engine(engine, "help", Base.metadata)
         return cls(engine)
 
     async def dispose(self) -> None:
@@ -61,22 +71,29 @@ class HelpStore:
 
     async def apply_mentor(self, new: MentorState) -> tuple[MentorState | None, bool]:
         """Store ``new`` unless a later change is already stored; returns (previous, applied)."""
+        values = {
+            "name": new.name,
+            "status": new.status,
+            "online": new.online,
+            "updated_at": new.updated_at,
+        }
+        this_mentor = select(M).where(M.c.mentor_id == new.mentor_id).with_for_update()
         async with self._write() as conn:
-            row = (await conn.execute(select(M).where(M.c.mentor_id == new.mentor_id))).first()
-            old = to_mentor(row) if row else None
-            if not supersedes(old, new):
-                return old, False
-            values = {
-                "name": new.name,
-                "status": new.status,
-                "online": new.online,
-                "updated_at": new.updated_at,
-            }
-            if old is None:
-                await conn.execute(M.insert().values(mentor_id=new.mentor_id, **values))
-            else:
-                await conn.execute(update(M).where(M.c.mentor_id == new.mentor_id).values(values))
-            return old, True
+            while True:
+                row = (await conn.execute(this_mentor)).first()
+                old = to_mentor(row) if row else None
+                if not supersedes(old, new):
+                    return old, False
+                if old is not None:
+                    await conn.execute(
+                        update(M).where(M.c.mentor_id == new.mentor_id).values(values)
+                    )
+                    return old, True
+                first = self._upsert(M).values(mentor_id=new.mentor_id, **values)
+                inserted = await conn.execute(first.on_conflict_do_nothing())
+                if inserted.rowcount == 1:
+                    return None, True
+                # another replica stored this mentor meanwhile (PostgreSQL): decide against it
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -85,6 +102,8 @@ class HelpStore:
         ignored and the mentors available in the view at commit time are used (returned)."""
         async with self._write() as conn:
             if request.is_broadcast:
+                if self._postgres:  # no mentor changes status until this request is stored
+                    await conn.execute(text(f"LOCK TABLE {M.name} IN SHARE MODE"))
                 rows = await conn.execute(
                     select(M.c.mentor_id).where(M.c.online.is_(True), M.c.status == "available")
                 )
@@ -178,9 +197,9 @@ class HelpStore:
         async with self._write() as conn:
             still_open = (
                 await conn.execute(
-                    select(R.c.request_id).where(
-                        R.c.request_id == request_id, R.c.status == Status.OPEN.value
-                    )
+                    select(R.c.request_id)
+                    .where(R.c.request_id == request_id, R.c.status == Status.OPEN.value)
+                    .with_for_update(read=True)  # stays open until this decline is stored
                 )
             ).first()
             if still_open is None:
@@ -210,7 +229,8 @@ class HelpStore:
         ``list_help_requests``), recorded as shown (at ``now``) in the same transaction.
         With ``not_shown_since``: only those not shown to this mentor since then."""
         async with self._write() as conn:
-            requests = await self._visible(conn, mentor_id, broadcasts, targeted)
+            # locked (FOR SHARE): a request is not closed while being shown to this mentor
+            requests = await self._visible(conn, mentor_id, broadcasts, targeted, lock=True)
             if not_shown_since is not None and requests:
                 recent = await conn.execute(
                     select(S.c.request_id).where(
@@ -248,7 +268,12 @@ class HelpStore:
             return await self._visible(conn, mentor_id, broadcasts=True, targeted=True)
 
     async def _visible(
-        self, conn: AsyncConnection, mentor_id: str, broadcasts: bool, targeted: bool
+        self,
+        conn: AsyncConnection,
+        mentor_id: str,
+        broadcasts: bool,
+        targeted: bool,
+        lock: bool = False,
     ) -> list[HelpRequest]:
         declined = select(S.c.request_id).where(S.c.mentor_id == mentor_id, S.c.declined.is_(True))
         audience = []
@@ -258,10 +283,12 @@ class HelpStore:
             audience.append(and_(R.c.mentor_id.is_(None), R.c.request_id.not_in(declined)))
         if not audience:
             return []
-        rows = await conn.execute(
+        query: Select[Any] = (
             select(R).where(R.c.status == Status.OPEN.value, or_(*audience)).order_by(*PRIORITY)
         )
-        return [to_request(r) for r in rows]
+        if lock:
+            query = query.with_for_update(read=True, of=R)
+        return [to_request(r) for r in await conn.execute(query)]
 
     async def open_count(self, student_id: str) -> int:
         """How many of the student's requests are still open."""

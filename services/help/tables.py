@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Table, Text
+from sqlalchemy import Boolean, Float, Index, Integer, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.help.domain import HelpRequest, MentorState, Status, Urgency
+from shared.dbtypes import ClientString, ClientText
 
 
 class Base(DeclarativeBase):
@@ -17,11 +18,11 @@ class Base(DeclarativeBase):
 class RequestRow(Base):
     __tablename__ = "help_requests"
 
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
     student_id: Mapped[str] = mapped_column(String(64), index=True)
-    student_name: Mapped[str] = mapped_column(String(80))
-    subject: Mapped[str] = mapped_column(String(100))
-    message: Mapped[str] = mapped_column(Text)
+    student_name: Mapped[str] = mapped_column(ClientString(80))
+    subject: Mapped[str] = mapped_column(ClientString(100))
+    message: Mapped[str] = mapped_column(ClientText)
     urgency: Mapped[str] = mapped_column(String(8))
     urgency_rank: Mapped[int] = mapped_column(Integer)
     mentor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -30,8 +31,8 @@ class RequestRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     closed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    closed_by_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
-    decline_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    closed_by_name: Mapped[str | None] = mapped_column(ClientString(80), nullable=True)
+    decline_reason: Mapped[str | None] = mapped_column(ClientString(200), nullable=True)
 
     __table_args__ = (Index("ix_help_requests_open", "status", "mentor_id"),)
 
@@ -42,7 +43,7 @@ class ShownRow(Base):
 
     __tablename__ = "help_shown"
 
-    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
     mentor_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
     shown_at: Mapped[float] = mapped_column(Float)
     declined: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -54,7 +55,7 @@ class MentorRow(Base):
     __tablename__ = "help_mentors"
 
     mentor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(ClientString(80))
     status: Mapped[str] = mapped_column(String(12))
     online: Mapped[bool] = mapped_column(Boolean)
     updated_at: Mapped[str] = mapped_column(String(40))

@@ -33,7 +33,7 @@ def silent_since(cutoff: float, tx: PresenceTx) -> list[str]:
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    store = PresenceStore(settings.db_url("presence"))
+    store = PresenceStore(settings.db_url("presence"), settings.db_pool_size("presence"))
     h = PresenceHandlers(settings, store)
 
     async def watch_gateways(runner: ServiceRunner) -> None:

@@ -32,7 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 
 from services.presence.domain import Mentor, Status, UserPresence
-from shared.db import ThreadedDatabase
+from shared.db import DEFAULT_POOL_SIZE, ThreadedDatabase
+from shared.dbtypes import ClientString
+from shared.migrations import upgrade
 from shared.protocol.domain import ConnectionFact
 
 T = TypeVar("T")
@@ -62,9 +64,9 @@ mentors = Table(
     "mentors",
     metadata,
     Column("mentor_id", String(ID), primary_key=True),
-    Column("name", String(80), nullable=False),
+    Column("name", ClientString(80), nullable=False),
     Column("chosen", String(16), nullable=False),
-    Column("status_message", String(140), nullable=True),
+    Column("status_message", ClientString(140), nullable=True),
     Column("status_data", JSON, nullable=True),
     Column("online", Boolean, nullable=False, default=False),
     Column("session_calls", String, nullable=False, default="[]"),
@@ -308,17 +310,19 @@ class PresenceTx:
 
 
 class PresenceStore:
-    def __init__(self, url: str) -> None:
-        self.db = ThreadedDatabase(url)
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.db = ThreadedDatabase(url, pool_size)
 
     async def create(self) -> None:
-        await self.db.create(metadata)
+        await self.db.migrate(lambda conn: upgrade(conn, "presence", metadata))
 
     async def close(self) -> None:
         await self.db.close()
 
     async def write(self, work: Callable[[PresenceTx], T]) -> T:
-        """Run ``work`` in one read-write transaction (replicas' writes are serialized)."""
+        """Run ``work`` in one read-write transaction (replicas' writes are serialized: on
+        SQLite by the file's lock, on PostgreSQL by SERIALIZABLE, ``work`` run again whole
+        when refused — so it must not change anything but the database)."""
         return await self.db.write(lambda conn: work(PresenceTx(conn)))
 
     async def read(self, work: Callable[[PresenceTx], T]) -> T:

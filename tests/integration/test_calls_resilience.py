@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from tests.support.client import WsClient
+from tests.support.postgres import Databases
 from tests.support.stack import Gateway, Stack
 
 
@@ -59,7 +60,7 @@ async def replies(*sends: tuple[WsClient, str, dict[str, Any]]) -> list[dict[str
     return list(await asyncio.gather(*(c.request(event, data) for c, event, data in sends)))
 
 
-async def test_two_replicas_decide_every_race_once(stack: Stack) -> None:
+async def test_two_replicas_decide_every_race_once(stack: Stack, databases: Databases) -> None:
     stack.start_service("presence")
     replicas = [stack.start_service("calls"), stack.start_service("calls")]
     gateway = stack.start_gateway()
@@ -103,5 +104,6 @@ async def test_two_replicas_decide_every_race_once(stack: Stack) -> None:
     # Both replicas took part (the broker spreads the commands over them).
     for replica in replicas:
         assert " accepted " in replica.log() or " ended " in replica.log()
+        assert f"schema at the newest revision on {databases.kind}" in replica.log()
     for client in (alice, phone, laptop):
         await client.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from services.chat.domain import conversation_id_for
 from tests.support.client import Frame, WsClient
+from tests.support.postgres import Databases
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
 
 WINDOW = 200  # messages in flight per sender
@@ -208,7 +209,7 @@ async def test_a_crash_does_not_double_messages_sent_without_client_msg_id(stack
         await client.close()
 
 
-async def test_two_replicas_keep_seqs_gap_free(stack: Stack) -> None:
+async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Databases) -> None:
     each = 300
     replicas = [stack.start_service("chat"), stack.start_service("chat")]
     gateway = stack.start_gateway(**NO_RATE_LIMITS)
@@ -235,6 +236,7 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack) -> None:
         assert replica.terminate() == 0
         written = re.search(r"wrote (\d+) operations in (\d+) batches", replica.log())
         assert written is not None and int(written.group(1)) > 0, replica.log()[-2000:]
+        assert f"schema at the newest revision on {databases.kind}" in replica.log()
 
 
 async def test_sigterm_finishes_the_commands_in_hand(stack: Stack) -> None:

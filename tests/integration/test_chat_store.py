@@ -1,11 +1,10 @@
-"""Chat's store on a real SQLite file (no broker): batched writes, the reads behind history,
-the conversation list and the catch-up, and two writers sharing one file."""
+"""Chat's store on a real database, SQLite and PostgreSQL (no broker): batched writes, the reads
+behind history, the conversation list and the catch-up, and two writers sharing a database."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +14,12 @@ from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
 from services.chat.writes import ReceiptOp, SendOp
 from shared.errors import InvalidPayload, NotFound
+from tests.support.postgres import Databases
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[ChatStore]:
-    opened = ChatStore(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+async def store(databases: Databases) -> AsyncIterator[ChatStore]:
+    opened = ChatStore(databases.url("chat"))
     await opened.create()
     try:
         yield opened
@@ -102,10 +102,10 @@ async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
     )
 
 
-async def test_two_writers_on_one_file_keep_seqs_gap_free(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+async def test_two_writers_on_one_database_keep_seqs_gap_free(databases: Databases) -> None:
+    url = databases.url("shared")
     replicas = [ChatStore(url), ChatStore(url)]
-    await replicas[0].create()
+    await asyncio.gather(*(replica.create() for replica in replicas))  # both migrate at once
     writers = [GroupWriter(r.apply, max_batch=16) for r in replicas]
     tasks = [asyncio.create_task(w.run()) for w in writers]
     try:
@@ -122,3 +122,27 @@ async def test_two_writers_on_one_file_keep_seqs_gap_free(tmp_path: Path) -> Non
     assert all(w.batches < 200 for w in writers), "writes were not grouped"
     for replica in replicas:
         await replica.close()
+
+
+async def test_the_largest_seqs_the_protocol_allows_are_answered(store: ChatStore) -> None:
+    """PROTOCOL allows seqs up to 2^53 in requests: past the seq column's 32 bits on
+    PostgreSQL, where they must still just find nothing, as on SQLite."""
+    await store.apply([send("alice", "bob")])
+    ab = domain.conversation_id_for("alice", "bob")
+    rows, _ = await store.history(ab, 2**53, 10)
+    assert [m.seq for m in rows] == [1]
+    assert await store.after({ab: 2**53}) == []
+    [refused] = await store.apply([ReceiptOp(ab, "bob", Receipt.READ, 2**53)])
+    assert isinstance(refused, InvalidPayload)
+
+
+async def test_text_with_nul_is_stored_and_found_as_it_was(store: ChatStore) -> None:
+    """The protocol allows NUL in any string; PostgreSQL stores none in text (shared.dbtypes)."""
+    odd = "a\x00b\ue000\ue001"
+    op = SendOp(Draft("alice", "Al\x00ice", domain.target("alice", "bob", None), odd, "k\x00"))
+    [first], [again] = await store.apply([op]), await store.apply([op])
+    assert isinstance(first, Sent) and isinstance(again, Sent) and not again.created
+    rows, _ = await store.history(first.message.conversation_id, None, 10)
+    assert rows == [first.message] == [again.message]
+    assert (rows[0].text, rows[0].sender_name, rows[0].client_msg_id) == (odd, "Al\x00ice", "k\x00")
+    assert await store.history("dm_\x00", None, 10) == ([], {})

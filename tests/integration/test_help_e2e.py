@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.client import WsClient
+from tests.support.postgres import Databases
 from tests.support.stack import Gateway, Stack
 
 Frame = dict[str, Any]
@@ -153,10 +154,12 @@ async def test_a_targeted_request_to_an_offline_mentor_arrives_when_they_connect
 # -- accept ---------------------------------------------------------------------------------
 
 
-async def test_ten_mentors_accepting_at_once_have_exactly_one_winner(stack: Stack) -> None:
+async def test_ten_mentors_accepting_at_once_have_exactly_one_winner(
+    stack: Stack, databases: Databases
+) -> None:
     stack.start_service("presence")
     stack.start_service("help")
-    stack.start_service("help")  # two replicas sharing the queue and the SQLite file
+    stack.start_service("help")  # two replicas sharing the queue and the database
     world = World(stack, stack.start_gateway())
     try:
         mentors = [await world.mentor(f"m{i}") for i in range(10)]

@@ -12,6 +12,7 @@ import httpx
 from shared.protocol.domain import CALL_ACCEPTED, CALL_ENDED
 from tests.support.broker import Broker
 from tests.support.client import WsClient
+from tests.support.postgres import Databases
 from tests.support.stack import Stack, wait_until
 
 
@@ -33,7 +34,7 @@ async def _until_mentor(client: WsClient, mentor_id: str, **fields: object) -> N
         await client.request("ping", {})
 
 
-async def test_two_gateways_two_replicas(stack: Stack) -> None:
+async def test_two_gateways_two_replicas(stack: Stack, databases: Databases) -> None:
     stack.start_service("presence")
     stack.start_service("presence")
     gw1, gw2 = stack.start_gateway(), stack.start_gateway()

@@ -10,7 +10,6 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from shared.errors import RealtimeError, Unavailable
 from shared.protocol.envelope import CommandOrigin
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import ConnectionPush, Outbox, Push, Request, UserPush
+from tests.support.postgres import Databases
 
 RING = 30.0
 T0 = 10_000.0
@@ -135,8 +135,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[list[CallStore]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}"
+async def stores(databases: Databases) -> AsyncIterator[list[CallStore]]:
+    url = databases.url("calls")
     opened = [CallStore(url), CallStore(url)]
     for store in opened:
         await store.start()
@@ -161,7 +161,7 @@ def calls(stores: list[CallStore], clock: Clock, online: set[str]) -> Harness:
 
 @pytest.fixture
 def replica(stores: list[CallStore], clock: Clock, online: set[str]) -> Harness:
-    """A second replica on the same database file."""
+    """A second replica on the same database."""
     return make(stores[1], clock, online)
 
 

@@ -1,17 +1,17 @@
-"""The calls database on a real SQLite file: busy lines, conditional transitions, history,
-and two stores (two replicas) racing on one file."""
+"""The calls database on a real database, SQLite and PostgreSQL: busy lines, conditional
+transitions, history, and two stores (two replicas) racing on one database."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 
 from services.calls import domain
 from services.calls.domain import Call, Caller, CallState, RejectReason
 from services.calls.store import CallStore
+from tests.support.postgres import Databases
 
 T0 = 1_000.0
 RING = 30.0
@@ -24,20 +24,19 @@ def new_call(call_id: str, caller: str = "alice", receiver: str = "bob", at: flo
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CallStore]:
-    running = CallStore(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
+async def store(databases: Databases) -> AsyncIterator[CallStore]:
+    running = CallStore(databases.url("calls"))
     await running.start()
     yield running
     await running.close()
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[tuple[CallStore, CallStore]]:
-    """Two stores with their own engines on one file, like two calls processes."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+async def replicas(databases: Databases) -> AsyncIterator[tuple[CallStore, CallStore]]:
+    """Two stores with their own engines on one database, like two calls processes."""
+    url = databases.url("shared")
     first, second = CallStore(url), CallStore(url)
-    await first.start()
-    await second.start()
+    await asyncio.gather(first.start(), second.start())
     yield first, second
     await first.close()
     await second.close()
@@ -135,8 +134,8 @@ async def test_placed_from_finds_the_call_of_a_redelivered_initiate(store: CallS
     assert await store.placed_from("alice", "bob", "k", since=T0 + 1) is None
 
 
-async def test_the_calls_survive_a_restart(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}"
+async def test_the_calls_survive_a_restart(databases: Databases) -> None:
+    url = databases.url("calls")
     first = CallStore(url)
     await first.start()
     await first.place(new_call("c1"))
@@ -184,3 +183,12 @@ async def test_two_replicas_placing_calls_to_one_receiver_let_one_ring(
         active = await first.active_calls_of("bob")
         assert [c.call_id for c in active] == [ringing.call_id]
         await second.transition(ringing, domain.hang_up(ringing, ringing.caller_id, T0 + 1))
+
+
+async def test_text_with_nul_is_stored_and_found_as_it_was(store: CallStore) -> None:
+    call = new_call("c\x00", "alice", "bob")
+    assert await store.place(call)
+    rejected = domain.reject(call, "bob", "B\x00b", T0 + 1, "no\x00")
+    assert await store.transition(call, rejected)
+    assert await store.get("c\x00") == rejected
+    assert await store.get("c") is None

@@ -1,17 +1,18 @@
-"""The help store on a real SQLite file: the first accept wins, decided once, even when many
-accepts race through two stores (two replicas) sharing the file."""
+"""The help store on a real database, SQLite and PostgreSQL: the first accept wins, decided
+once, even when many accepts race through two stores (two replicas) sharing the database."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from services.help.domain import Action, HelpRequest, MentorState, Status, Urgency
 from services.help.store import HelpStore
 from shared.auth import Identity, Role
+from tests.support.postgres import Databases
 
 
 def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRequest:
@@ -30,10 +31,9 @@ def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRe
 
 
 @pytest.fixture
-async def replicas(tmp_path: Path) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'help.db'}"
-    first = await HelpStore.open(url)
-    second = await HelpStore.open(url)
+async def replicas(databases: Databases) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
+    url = databases.url("help")
+    first, second = await asyncio.gather(HelpStore.open(url), HelpStore.open(url))
     try:
         yield first, second
     finally:
@@ -114,3 +114,57 @@ async def test_catch_up_records_who_was_shown(replicas: tuple[HelpStore, HelpSto
     assert await store.shown_to("b") == ["m7"]
     again = await store.catch_up("m7", broadcasts=False, targeted=True, now=201.0)
     assert [r.request_id for r in again] == ["t"]
+
+
+async def turn_available(store: HelpStore, state: MentorState) -> list[str]:
+    """What reactions do when a mentor turns available: the view, then their catch-up."""
+    await store.apply_mentor(state)
+    caught = await store.catch_up(state.mentor_id, broadcasts=True, targeted=True, now=300.0)
+    return [r.request_id for r in caught]
+
+
+async def test_a_mentor_turning_available_during_a_broadcast_is_shown_it(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    """One replica stores a broadcast while the other stores a mentor turning available and
+    catches them up: the mentor is in the broadcast's audience, or finds it in the catch-up."""
+    first, second = replicas
+    for number in range(15):
+        mentor_id = f"m{number}"
+        away = MentorState(mentor_id, "M", "busy", True, f"2026-01-01T00:00:{number:02}Z")
+        await second.apply_mentor(away)
+        back = MentorState(mentor_id, "M", "available", True, f"2026-01-01T00:01:{number:02}Z")
+        audience, caught = await asyncio.gather(
+            first.create(open_request(f"r{number}"), []), turn_available(second, back)
+        )
+        assert mentor_id in audience or f"r{number}" in caught, (audience, caught)
+
+
+async def test_a_request_closed_while_shown_is_closed_for_whoever_was_shown_it(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    """A close racing a catch-up on another replica: every mentor the catch-up showed the
+    request to is among those the close tells."""
+    first, second = replicas
+    student = Identity("s1", Role.STUDENT, "S1")
+    for number in range(15):
+        request = open_request(f"r{number}")
+        await first.create(request, [])
+        (won, told), caught = await asyncio.gather(
+            first.finish(request.moved(Action.CANCEL, 1.0, student)),
+            second.catch_up("m1", broadcasts=True, targeted=True, now=200.0),
+        )
+        assert won
+        if request.request_id in [r.request_id for r in caught]:
+            assert "m1" in told
+
+
+async def test_text_with_nul_is_stored_and_found_as_it_was(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    store, _ = replicas
+    odd = dataclasses.replace(open_request("r\x00"), subject="x\x00", message="\x00\ue000")
+    await store.create(odd, [])
+    assert await store.get("r\x00") == odd
+    assert await store.get("r") is None
+    assert await store.find_duplicate(odd, since=0.0, any_status=False) == odd

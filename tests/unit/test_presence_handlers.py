@@ -3,12 +3,13 @@ who comes online, whose grace starts, and who gets a snapshot from presence."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.presence.domain import Mentor
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
 from shared.protocol.domain import MENTOR_STATUS_CHANGED, USERS_OFFLINE, USERS_ONLINE
@@ -20,14 +21,26 @@ from shared.runtime.outbox import (
     UserSpread,
 )
 from shared.settings import Settings
+from tests.support.postgres import Databases
 
 
 @pytest.fixture
-async def presence(tmp_path: Path) -> AsyncIterator[PresenceHandlers]:
-    store = PresenceStore(f"sqlite+aiosqlite:///{tmp_path / 'presence.db'}")
+async def presence(databases: Databases) -> AsyncIterator[PresenceHandlers]:
+    store = PresenceStore(databases.url("presence"))
     await store.create()
     yield PresenceHandlers(Settings(status_coalesce_ms=1, max_connections_per_user=3), store)
     await store.close()
+
+
+@pytest.fixture
+async def replicas(databases: Databases) -> AsyncIterator[list[PresenceHandlers]]:
+    """Two presence processes on one database."""
+    stores = [PresenceStore(databases.url("presence")) for _ in range(2)]
+    await asyncio.gather(*(store.create() for store in stores))
+    settings = Settings(status_coalesce_ms=1, max_connections_per_user=3)
+    yield [PresenceHandlers(settings, store) for store in stores]
+    for store in stores:
+        await store.close()
 
 
 def fact(connection_id: str, user_id: str, role: str = "student", **extra: Any) -> dict[str, Any]:
@@ -200,3 +213,26 @@ async def test_a_silent_gateway_s_connections_do_not_count_against_the_cap(
     back = [{**fact(f"b{n}", "s1", at=10.0 + n), "gateway_id": "g2"} for n in range(3)]
     req = await run(presence, {"opened": back})
     assert not [p for p in req.out.pushes if isinstance(p, ConnectionClose)]
+
+
+async def test_two_replicas_keep_the_cap_over_two_gateways_opening_at_once(
+    replicas: list[PresenceHandlers],
+) -> None:
+    """Each replica alone would find the user within the cap: together they close one."""
+    for number in range(10):
+        user = f"s{number}"
+        batches = [
+            {"opened": [{**fact(f"{user}-{g}{n}", user), "gateway_id": g} for n in range(2)]}
+            for g in ("g1", "g2")
+        ]
+        reqs = await asyncio.gather(*(run(r, b) for r, b in zip(replicas, batches, strict=True)))
+        closed = [p for req in reqs for p in req.out.pushes if isinstance(p, ConnectionClose)]
+        assert len(closed) == 1, user
+        counts = await replicas[0].store.read(lambda tx, u=user: tx.connection_counts([u]))
+        assert counts == {user: 3}
+
+
+async def test_a_status_message_with_nul_is_stored_as_it_was(presence: PresenceHandlers) -> None:
+    mentor = Mentor("m1", "M\x00", status_message="back\x00soon\ue000")
+    await presence.store.write(lambda tx: tx.save_mentor(mentor))
+    assert await presence.store.read(lambda tx: tx.mentor("m1")) == mentor

@@ -1,0 +1,1 @@
+"""The calls service's schema migrations (Alembic; see shared.migrations)."""

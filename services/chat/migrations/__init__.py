@@ -1,0 +1,1 @@
+"""The chat service's schema migrations (Alembic; see shared.migrations)."""

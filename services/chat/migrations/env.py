@@ -1,0 +1,6 @@
+"""Alembic's entry point for the chat service's schema (see shared.migrations)."""
+
+from services.chat.tables import Base
+from shared.migrations import run_env
+
+run_env(Base.metadata)

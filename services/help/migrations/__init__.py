@@ -1,0 +1,1 @@
+"""The help service's schema migrations (Alembic; see shared.migrations)."""

@@ -1,0 +1,6 @@
+"""Alembic's entry point for the help service's schema (see shared.migrations)."""
+
+from services.help.tables import Base
+from shared.migrations import run_env
+
+run_env(Base.metadata)

@@ -1,0 +1,1 @@
+"""The presence service's schema migrations (Alembic; see shared.migrations)."""
