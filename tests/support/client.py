@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import websockets
@@ -88,21 +88,8 @@ class WsClient:
         await self.connection.send(text)
 
     def mentors_seen(self) -> dict[str, dict[str, Any]]:
-        """Mentor statuses as a client knows them: the snapshot, merged with every update
-        received since, by ``updated_at`` (PROTOCOL §1)."""
-        known: dict[str, dict[str, Any]] = {}
-        for frame in self.frames:
-            if frame.get("event") == "mentor_status_snapshot":
-                views = list(frame["data"]["mentors"])
-            elif frame.get("event") == "mentor_status_update":
-                views = [frame["data"]]
-            else:
-                continue
-            for view in views:
-                old = known.get(view["mentor_id"])
-                if old is None or old["updated_at"] <= view["updated_at"]:
-                    known[view["mentor_id"]] = view
-        return known
+        """Mentor statuses as a client knows them (see :func:`merge_mentor_views`)."""
+        return merge_mentor_views((f.get("event"), f.get("data")) for f in self.frames)
 
     async def until_mentor(
         self, mentor_id: str, timeout: float = 10.0, **fields: object
@@ -196,3 +183,21 @@ class WsClient:
     async def close(self) -> None:
         await self.connection.close()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def merge_mentor_views(pushes: Iterable[tuple[object, object]]) -> dict[str, dict[str, Any]]:
+    """Mentor statuses as a client knows them from its ``(event, data)`` pushes: the snapshot,
+    merged with every update received since, by ``updated_at`` (PROTOCOL §1)."""
+    known: dict[str, dict[str, Any]] = {}
+    for event, data in pushes:
+        if event == "mentor_status_snapshot" and isinstance(data, dict):
+            views = list(data["mentors"])
+        elif event == "mentor_status_update" and isinstance(data, dict):
+            views = [data]
+        else:
+            continue
+        for view in views:
+            old = known.get(view["mentor_id"])
+            if old is None or old["updated_at"] <= view["updated_at"]:
+                known[view["mentor_id"]] = view
+    return known

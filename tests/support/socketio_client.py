@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.client import check_frame
+from tests.support.client import check_frame, merge_mentor_views
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / "socketio_client"
 DRIVER = CLIENT_DIR / "driver.mjs"
@@ -138,23 +138,9 @@ class SioClient:
         return dict(report["args"][0])
 
     def mentors_seen(self) -> dict[str, dict[str, Any]]:
-        """Mentor statuses as the client knows them: the snapshot merged with the updates
-        received since, by ``updated_at`` (PROTOCOL §1)."""
-        known: dict[str, dict[str, Any]] = {}
-        for r in self.reports:
-            if r["type"] != "event":
-                continue
-            if r["name"] == "mentor_status_snapshot":
-                views = list(r["args"][0]["mentors"])
-            elif r["name"] == "mentor_status_update":
-                views = [r["args"][0]]
-            else:
-                continue
-            for view in views:
-                old = known.get(view["mentor_id"])
-                if old is None or old["updated_at"] <= view["updated_at"]:
-                    known[view["mentor_id"]] = view
-        return known
+        """Mentor statuses as the client knows them (see :func:`merge_mentor_views`)."""
+        events = (r for r in self.reports if r["type"] == "event")
+        return merge_mentor_views((r["name"], r["args"][0] if r["args"] else None) for r in events)
 
     async def until_mentor(
         self, mentor_id: str, timeout: float = 10.0, **fields: object
