@@ -88,7 +88,7 @@ class _Effects:
     """An outcome waiting to be published with others, and then the verdict on it."""
 
     outcome: Outcome
-    verdict: Verdict = Verdict.RETRY
+    verdict: Verdict = Verdict.RETRY  # until published
 
 
 class ServiceRunner:
@@ -308,9 +308,9 @@ class ServiceRunner:
     async def _publish_effects(self, transient: bool, effects: list[_Effects]) -> None:
         try:
             verdicts = await self._publish_outcomes([e.outcome for e in effects], transient)
-        except Exception:  # a bug; their commands are tried again (effects keep RETRY)
+        except Exception:  # a bug: as if the broker had refused them
             log.exception("publishing the effects of %d commands failed", len(effects))
-            return
+            verdicts = [self._unpublished(transient)] * len(effects)
         for effect, verdict in zip(effects, verdicts, strict=True):
             effect.verdict = verdict
 

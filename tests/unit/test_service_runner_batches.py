@@ -257,3 +257,18 @@ async def test_effects_go_out_in_the_order_decided_never_held_for_a_slow_neighbo
     assert (await first).settled == ["ack"]
     replies = [e["reply"][0] for p in broker.published for e in p.body if "reply" in e]
     assert replies == ["b", "c", "a"]
+
+
+@pytest.mark.parametrize(("transient", "settled"), [(False, "nack(requeue=True)"), (True, "ack")])
+async def test_a_bug_while_publishing_effects_retries_durable_and_drops_transient(
+    transient: bool, settled: str
+) -> None:
+    class BreaksOnBundles(FakeBroker):
+        async def publish(self, exchange: str, routing_key: str, body: bytes, **kw: Any) -> bool:
+            if kw.get("message_type") == h.BUNDLE:
+                raise RuntimeError("a bug")
+            return await super().publish(exchange, routing_key, body, **kw)
+
+    service = runner(pushes_and_answers, BreaksOnBundles(), workers=8)
+    single = FakeDelivery(command(), message_id="a")
+    assert (await process(service, single, transient)).settled == [settled]
