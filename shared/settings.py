@@ -124,6 +124,9 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Open help requests one student may have at once."
     )
     typing_timeout_s: float = Field(default=6.0, gt=0)
+    edit_window_s: float = Field(
+        default=86_400.0, gt=0, description="A message may be edited this long after sent_at."
+    )
     help_repush_after_s: float = Field(
         default=60.0,
         ge=0,

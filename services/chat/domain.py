@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from shared.errors import Conflict, InvalidPayload, NotFound, RealtimeError
+from shared.errors import Conflict, Forbidden, InvalidPayload, NotFound, RealtimeError
 
 CONVERSATION_PREFIX = "dm_"
 
@@ -120,6 +120,8 @@ class Message:
     client_msg_id: str | None = None
     call_id: str | None = None
     command_id: str | None = None  # the command that created it (never shown to clients)
+    edited_at: float | None = None
+    deleted_at: float | None = None  # a deleted message keeps its seq; its text is erased
 
     @property
     def keys(self) -> list[Key]:
@@ -251,6 +253,62 @@ def plan_sends(
         elif before != after:
             plan.advanced.append((before, after))
     return plan
+
+
+# -- edits and deletes -----------------------------------------------------------------------
+
+
+def _own_message(
+    conversation: Conversation | None,
+    message: Message | None,
+    user_id: str,
+    conversation_id: str,
+    message_id: str,
+) -> Message:
+    """The message, if ``user_id`` sent it in that conversation. Someone outside the
+    conversation learns nothing (``not_found``); its other participant is ``forbidden``."""
+    visible_to(conversation, user_id, conversation_id)
+    if message is None or message.conversation_id != conversation_id:
+        raise NotFound(f"message {message_id} not found in conversation {conversation_id}")
+    if message.sender_id != user_id:
+        raise Forbidden("only the sender of a message may change it")
+    return message
+
+
+def edit(
+    conversation: Conversation | None,
+    message: Message | None,
+    editor: str,
+    ids: tuple[str, str],
+    text: str,
+    at: float,
+    window_s: float,
+) -> Message:
+    """The message with its new text (``ids``: conversation id, message id as the client named
+    them). Refused once deleted, or once ``window_s`` has passed since it was sent."""
+    found = _own_message(conversation, message, editor, *ids)
+    if found.deleted_at is not None:
+        raise Conflict(f"message {found.id} was deleted")
+    if at - found.sent_at > window_s:
+        raise Conflict(
+            f"message {found.id} can no longer be edited ({window_s:.0f} s after sending)"
+        )
+    return replace(found, text=text, edited_at=at)
+
+
+def delete(
+    conversation: Conversation | None,
+    message: Message | None,
+    deleter: str,
+    ids: tuple[str, str],
+    at: float,
+) -> Message:
+    """The message deleted: its text erased, its seq kept. Deleting it again changes nothing
+    (the first ``deleted_at`` stays), so a repeated command gets the same answer."""
+    found = _own_message(conversation, message, deleter, *ids)
+    if found.deleted_at is not None:
+        return found
+    return replace(found, text="", deleted_at=at)
 
 
 def catch_up(undelivered: Sequence[Message], limit: int) -> list[Message]:

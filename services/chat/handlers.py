@@ -14,13 +14,15 @@ from services.chat import domain, views
 from services.chat.domain import Draft, Receipt
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from services.chat.writes import ReceiptOp, SendOp
+from services.chat.writes import ChangeOp, ReceiptOp, SendOp
 from shared.errors import NotFound
 from shared.protocol.chat import (
     MESSAGE_RECEIVED,
     MESSAGE_STATUS,
     USER_STOPPED_TYPING,
     USER_TYPING,
+    DeleteMessage,
+    EditMessage,
     GetHistory,
     MessageReceipt,
     SendMessage,
@@ -94,6 +96,26 @@ class ChatHandlers:
         req.out.reply = {}
         if change is not None:
             req.out.push_user(change.to_user_id, MESSAGE_STATUS, views.status(change))
+
+    async def edit_message(self, req: Request) -> None:
+        payload = req.payload_as(EditMessage)
+        await self._change(req, payload.conversation_id, payload.message_id, payload.text)
+
+    async def delete_message(self, req: Request) -> None:
+        payload = req.payload_as(DeleteMessage)
+        await self._change(req, payload.conversation_id, payload.message_id, None)
+
+    async def _change(
+        self, req: Request, conversation_id: str, message_id: str, text: str | None
+    ) -> None:
+        """An edit (``text``) or a delete: the ack to the sender, the push to every connection
+        of both participants (again when a command is repeated: clients apply it once)."""
+        user_id = req.sender.user_id
+        op = ChangeOp(conversation_id, message_id, user_id, text, self.settings.edit_window_s)
+        message = await self.writer.submit(op)
+        event, push, req.out.reply = views.changed(message)
+        for participant in (message.recipient_id, message.sender_id):
+            req.out.push_user(participant, event, push)
 
     # -- typing ----------------------------------------------------------------------------
 

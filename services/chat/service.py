@@ -42,6 +42,8 @@ def build(settings: Settings) -> ServiceDefinition:
             "get_history": h.get_history,
             "list_conversations": h.list_conversations,
             "sync": h.sync,
+            "edit_message": h.edit_message,
+            "delete_message": h.delete_message,
             SYNC_PUSH: h.sync_push,
             CONNECTIONS_CHANGED: h.connections_changed,
         },

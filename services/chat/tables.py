@@ -7,6 +7,7 @@ command (redelivered after a crash) creates at most one message.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from sqlalchemy import (
@@ -59,6 +60,8 @@ messages = Table(
     Column("client_msg_id", ClientString(ID), nullable=True),
     Column("call_id", ClientString(ID), nullable=True),
     Column("command_id", String(ID), nullable=True),
+    Column("edited_at", Float, nullable=True),
+    Column("deleted_at", Float, nullable=True),
     UniqueConstraint("conversation_id", "seq", name="messages_seq"),
     UniqueConstraint("sender_id", "client_msg_id", name="messages_client_msg_id"),
     UniqueConstraint("sender_id", "command_id", name="messages_command_id"),
@@ -74,60 +77,31 @@ markers = Table(
 )
 
 
+# Rows and domain objects have the same field names (a unit test checks it), so the mapping
+# is derived, not copied by hand.
+_CONVERSATION_FIELDS = tuple(f.name for f in fields(Conversation))
+_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
+_MARKER_FIELDS = tuple(f.name for f in fields(Markers))
+
+
 def to_conversation(row: RowMapping) -> Conversation:
-    return Conversation(
-        id=row["id"],
-        user_a=row["user_a"],
-        user_b=row["user_b"],
-        last_seq=row["last_seq"],
-        updated_at=row["updated_at"],
-    )
+    return Conversation(**{name: row[name] for name in _CONVERSATION_FIELDS})
 
 
 def to_message(row: RowMapping) -> Message:
-    return Message(
-        id=row["id"],
-        conversation_id=row["conversation_id"],
-        seq=row["seq"],
-        sender_id=row["sender_id"],
-        sender_name=row["sender_name"],
-        recipient_id=row["recipient_id"],
-        text=row["text"],
-        sent_at=row["sent_at"],
-        client_msg_id=row["client_msg_id"],
-        call_id=row["call_id"],
-        command_id=row["command_id"],
-    )
+    return Message(**{name: row[name] for name in _MESSAGE_FIELDS})
 
 
 def to_markers(row: RowMapping) -> Markers:
-    return Markers(delivered_seq=row["delivered_seq"], read_seq=row["read_seq"])
+    return Markers(**{name: row[name] for name in _MARKER_FIELDS})
 
 
 def message_row(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "conversation_id": message.conversation_id,
-        "seq": message.seq,
-        "sender_id": message.sender_id,
-        "sender_name": message.sender_name,
-        "recipient_id": message.recipient_id,
-        "text": message.text,
-        "sent_at": message.sent_at,
-        "client_msg_id": message.client_msg_id,
-        "call_id": message.call_id,
-        "command_id": message.command_id,
-    }
+    return {name: getattr(message, name) for name in _MESSAGE_FIELDS}
 
 
 def conversation_row(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "id": conversation.id,
-        "user_a": conversation.user_a,
-        "user_b": conversation.user_b,
-        "last_seq": conversation.last_seq,
-        "updated_at": conversation.updated_at,
-    }
+    return {name: getattr(conversation, name) for name in _CONVERSATION_FIELDS}
 
 
 _CONVERSATIONS = select(conversations).where(

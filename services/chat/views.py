@@ -19,11 +19,17 @@ def _message(message: Message) -> wire.ChatMessage:
         sender_id=message.sender_id,
         sender_name=message.sender_name,
         recipient_id=message.recipient_id,
-        text=message.text,
+        text=None if message.deleted_at is not None else message.text,
         sent_at=iso(message.sent_at),
         client_msg_id=message.client_msg_id,
         call_id=message.call_id,
+        edited_at=_iso_or_none(message.edited_at),
+        deleted_at=_iso_or_none(message.deleted_at),
     )
+
+
+def _iso_or_none(at: float | None) -> str | None:
+    return None if at is None else iso(at)
 
 
 def received(message: Message) -> dict[str, Any]:
@@ -48,6 +54,31 @@ def sent_ack(message: Message) -> dict[str, Any]:
         sent_at=iso(message.sent_at),
         client_msg_id=message.client_msg_id,
     ).model_dump()
+
+
+def changed(message: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """An edited or deleted message: the push's event and data, and the ``ack`` data."""
+    if message.deleted_at is not None:
+        at = iso(message.deleted_at)
+        deleted = wire.MessageDeleted(
+            conversation_id=message.conversation_id,
+            message_id=message.id,
+            seq=message.seq,
+            text=None,
+            deleted_at=at,
+        )
+        gone = wire.MessageDeleteAck(message_id=message.id, deleted_at=at)
+        return wire.MESSAGE_DELETED, deleted.model_dump(), gone.model_dump()
+    at = iso(message.edited_at if message.edited_at is not None else message.sent_at)
+    edited = wire.MessageEdited(
+        conversation_id=message.conversation_id,
+        message_id=message.id,
+        seq=message.seq,
+        text=message.text,
+        edited_at=at,
+    )
+    ack = wire.MessageEditAck(message_id=message.id, edited_at=at)
+    return wire.MESSAGE_EDITED, edited.model_dump(), ack.model_dump()
 
 
 def status(change: StatusChange) -> dict[str, Any]:

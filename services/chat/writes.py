@@ -61,6 +61,18 @@ class ReceiptOp(WriteOp[StatusChange | None]):
     up_to_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeOp(WriteOp[Message]):
+    """``user_id`` edits a message (``text``) or deletes it (``text`` None); the result is the
+    message as it is afterwards."""
+
+    conversation_id: str
+    message_id: str
+    user_id: str
+    text: str | None
+    edit_window_s: float
+
+
 # Built once: SQLAlchemy keys its compiled-statement cache by the statement object's structure,
 # and building and keying a statement per call cost more than executing it on SQLite.
 # A sender's earlier message with one of the batch's keys. Two indexed lookups, not one
@@ -84,6 +96,7 @@ _ADVANCE = (
 )
 _NEW_CONVERSATIONS = insert(conversations)
 _NEW_MESSAGES = insert(messages)
+_MESSAGE = select(messages).where(messages.c.id == bindparam("id"))
 
 
 def new_message_id() -> str:
@@ -181,4 +194,21 @@ def _apply_one(conn: Connection, op: WriteOp[Any], at: float) -> Outcome:
             else:
                 conn.execute(update(markers).where(key).values(**values))
         return change
+    if isinstance(op, ChangeOp):
+        return _change(conn, op, at)
     raise TypeError(f"unknown write operation {op!r}")
+
+
+def _change(conn: Connection, op: ChangeOp, at: float) -> Message:
+    conversation = load_conversations(conn, {op.conversation_id}).get(op.conversation_id)
+    row = conn.execute(_MESSAGE, {"id": op.message_id}).mappings().first()
+    before = to_message(row) if row is not None else None
+    ids = (op.conversation_id, op.message_id)
+    if op.text is None:
+        after = domain.delete(conversation, before, op.user_id, ids, at)
+    else:
+        after = domain.edit(conversation, before, op.user_id, ids, op.text, at, op.edit_window_s)
+    if after != before:
+        changed = {"text": after.text, "edited_at": after.edited_at, "deleted_at": after.deleted_at}
+        conn.execute(update(messages).where(messages.c.id == after.id).values(**changed))
+    return after

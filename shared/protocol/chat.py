@@ -53,12 +53,27 @@ class Sync(Payload):
     since: dict[EntityId, Seq] = Field(default_factory=dict, max_length=1000)
 
 
+class DeleteMessage(Payload):
+    """``delete_message``: by the message's sender."""
+
+    conversation_id: EntityId
+    message_id: EntityId
+
+
+class EditMessage(DeleteMessage):
+    """``edit_message``: by the message's sender, within ``IM_EDIT_WINDOW_S`` of ``sent_at``."""
+
+    text: MessageText
+
+
 # -- What the chat service sends (PROTOCOL §4) -----------------
 
 MESSAGE_RECEIVED = "message_received"
 MESSAGE_STATUS = "message_status"
 USER_TYPING = "user_typing"
 USER_STOPPED_TYPING = "user_stopped_typing"
+MESSAGE_EDITED = "message_edited"
+MESSAGE_DELETED = "message_deleted"
 
 DeliveryStatus = Literal["sent", "delivered", "read"]
 
@@ -72,10 +87,12 @@ class ChatMessage(BaseModel):
     sender_id: str
     sender_name: str
     recipient_id: str
-    text: str
+    text: str | None  # null once deleted
     sent_at: str
     client_msg_id: str | None
     call_id: str | None
+    edited_at: str | None = None
+    deleted_at: str | None = None
 
 
 class HistoryMessage(ChatMessage):
@@ -103,6 +120,40 @@ class MessageStatus(BaseModel):
     status: Literal["delivered", "read"]
     by_user_id: str
     at: str
+
+
+class MessageEdited(BaseModel):
+    """``message_edited``: to both participants' connections."""
+
+    conversation_id: str
+    message_id: str
+    seq: int
+    text: str
+    edited_at: str
+
+
+class MessageDeleted(BaseModel):
+    """``message_deleted``: to both participants' connections."""
+
+    conversation_id: str
+    message_id: str
+    seq: int
+    text: None
+    deleted_at: str
+
+
+class MessageEditAck(BaseModel):
+    """The ``ack`` of ``edit_message``."""
+
+    message_id: str
+    edited_at: str
+
+
+class MessageDeleteAck(BaseModel):
+    """The ``ack`` of ``delete_message``."""
+
+    message_id: str
+    deleted_at: str
 
 
 class TypingNotice(BaseModel):

@@ -50,6 +50,8 @@ SERVER_PUSHES: dict[str, type[BaseModel]] = {
     chat.MESSAGE_STATUS: chat.MessageStatus,
     chat.USER_TYPING: chat.TypingNotice,
     chat.USER_STOPPED_TYPING: chat.TypingNotice,
+    chat.MESSAGE_EDITED: chat.MessageEdited,
+    chat.MESSAGE_DELETED: chat.MessageDeleted,
     calls.CALL_INITIATED: calls.CallInitiatedPush,
     calls.CALL_ACCEPTED: calls.CallAcceptedPush,
     calls.CALL_REJECTED: calls.CallRejectedPush,

@@ -68,6 +68,8 @@ CLIENT_EVENTS: dict[str, EventSpec] = {
             ("get_history", chat.GetHistory, ANYONE),
             ("list_conversations", Empty, ANYONE),
             ("sync", chat.Sync, ANYONE),
+            ("edit_message", chat.EditMessage, ANYONE),
+            ("delete_message", chat.DeleteMessage, ANYONE),
         ),
         *_specs(
             "presence",

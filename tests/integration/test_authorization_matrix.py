@@ -54,6 +54,14 @@ PROTOCOL_ROLES = {
 CALL_PARTY_ONLY = {"receiver": ACK, "caller": ACK, "outsider": "not_found", "missing": "not_found"}
 CALL_RECEIVER_ONLY = {**CALL_PARTY_ONLY, "caller": "forbidden"}
 PARTICIPANT_ONLY = {"participant": ACK, "outsider": "not_found", "missing": "not_found"}
+# §4: edit_message / delete_message are for "the message's sender"; the other participant is
+# forbidden; someone outside the conversation learns nothing, as for any conversation.
+SENDER_ONLY = {
+    "sender": ACK,
+    "participant": "forbidden",
+    "outsider": "not_found",
+    "missing": "not_found",
+}
 MENTOR_OF_REQUEST = {
     "broadcast": ACK,
     "targeted_at_me": ACK,
@@ -72,6 +80,8 @@ EXPECTED: dict[str, dict[str, str]] = {
     "user_stopped_typing": PARTICIPANT_ONLY,
     "get_history": PARTICIPANT_ONLY,
     "sync": PARTICIPANT_ONLY,
+    "edit_message": SENDER_ONLY,
+    "delete_message": SENDER_ONLY,
     "accept_help_request": MENTOR_OF_REQUEST,
     "decline_help_request": MENTOR_OF_REQUEST,
     "cancel_help_request": {
@@ -94,6 +104,8 @@ OBJECT_LESS = {
 }
 CALL_EVENTS = {"accept_call", "reject_call", "end_call", "call_signal"}
 HELP_EVENTS = {"accept_help_request", "decline_help_request", "cancel_help_request"}
+MESSAGE_EVENTS = {"edit_message", "delete_message"}
+MESSAGE_CHANGES = {"message_edited", "message_deleted"}
 
 
 def allowed_roles(event: str) -> list[str]:
@@ -182,6 +194,7 @@ class Made:
     owner: WsClient | None = None  # the one who may act on it (to show it is untouched)
     peer: WsClient | None = None  # the other party / participant
     peer_id: str | None = None
+    message_id: str = "no-such-message"  # the conversation's first message
 
 
 async def ring(caller: WsClient, receiver: WsClient, receiver_id: str) -> str:
@@ -210,11 +223,21 @@ async def make_conversation(world: World, me: WsClient, role: str, relation: str
         return Made("dm_" + uuid.uuid4().hex)
     if relation == "outsider":  # x wrote to y; y need not be online
         sender, to = await world.user("x", "student"), world.id("y")
+    elif relation == "sender":  # I wrote to the peer
+        peer = await world.user("peer", other(role))
+        ack = await me.ack("send_message", {"recipient_id": world.id("peer"), "text": "first"})
+        return Made(ack["conversation_id"], owner=me, peer=peer, message_id=ack["message_id"])
     else:  # the peer wrote to me
         sender, to = await world.user("peer", other(role)), world.id("me")
     ack = await sender.ack("send_message", {"recipient_id": to, "text": "first"})
     assert ack["seq"] == 1
-    return Made(str(ack["conversation_id"]), owner=sender, peer=sender, peer_id=to)
+    return Made(
+        str(ack["conversation_id"]),
+        owner=sender,
+        peer=sender,
+        peer_id=to,
+        message_id=ack["message_id"],
+    )
 
 
 async def make_help_request(world: World, me: WsClient, role: str, relation: str) -> Made:
@@ -237,7 +260,11 @@ async def make_help_request(world: World, me: WsClient, role: str, relation: str
     return Made(str(ack["request_id"]), owner=owner, peer=student)
 
 
-def payload(event: str, object_id: str) -> dict[str, Any]:
+def payload(event: str, made: Made) -> dict[str, Any]:
+    object_id = made.object_id
+    if event in MESSAGE_EVENTS:
+        edit = {"text": "edited"} if event == "edit_message" else {}
+        return {"conversation_id": object_id, "message_id": made.message_id, **edit}
     if event in CALL_EVENTS:
         extra = {"signal": {"type": "offer", "sdp": "v=0"}} if event == "call_signal" else {}
         return {"call_id": object_id, **extra}
@@ -295,6 +322,19 @@ async def check_acted(world: World, event: str, me: WsClient, made: Made, ack: F
         assert data == {}
         assert made.peer is not None
         await made.peer.event(event, conversation_id=oid, user_id=me_id)
+    elif event in MESSAGE_EVENTS:
+        pushed, text = (
+            ("message_edited", "edited")
+            if event == "edit_message"
+            else (
+                "message_deleted",
+                None,
+            )
+        )
+        assert data["message_id"] == made.message_id, data
+        assert made.peer is not None
+        told = await made.peer.event(pushed, message_id=made.message_id)
+        assert (told["data"]["conversation_id"], told["data"]["text"]) == (oid, text)
     elif event == "accept_help_request":
         assert data == {"request_id": oid, "status": "accepted"}
         assert made.peer is not None
@@ -331,9 +371,18 @@ async def check_untouched(world: World, event: str, me: WsClient, made: Made) ->
             (1, "first", "sent")
         ]
         assert not [f for f in owner.frames if f["event"] == "message_status"]
+        # nothing of it reached me, but the message itself when it was sent to me
+        told = {"message_received"} if made.peer_id == world.id("me") else set()
         assert not [
-            f for f in me.frames if f["data"].get("conversation_id") == oid and "seq" in f["data"]
+            f
+            for f in me.frames
+            if f["data"].get("conversation_id") == oid
+            and "seq" in f["data"]
+            and f["event"] not in told
         ]
+        for party in (owner, made.peer):  # and no change was pushed to anyone
+            assert party is not None
+            assert not [f for f in party.frames if f["event"] in MESSAGE_CHANGES]
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -365,7 +414,7 @@ async def test_the_role_check(world: World, event: str, role: str) -> None:
     made: Made | None = None
     if event in HELP_EVENTS:  # a real open request (another student's broadcast)
         made = await make_help_request(world, me, role, "other_student")
-        data = payload(event, made.object_id)
+        data = payload(event, made)
     else:
         data = sample_data(world, event)
     reply = await me.request(event, data)
@@ -402,6 +451,8 @@ def sample_data(world: World, event: str) -> dict[str, Any]:
         "accept_help_request": {"request_id": "none"},
         "decline_help_request": {"request_id": "none"},
         "cancel_help_request": {"request_id": "none"},
+        "edit_message": {"conversation_id": "dm_none", "message_id": "none", "text": "x"},
+        "delete_message": {"conversation_id": "dm_none", "message_id": "none"},
     }.get(event, {})
 
 
@@ -411,7 +462,7 @@ async def test_whose_object(
 ) -> None:
     me = await world.user("me", role)
     made = await make(world, event, me, role, relation)
-    reply = await me.request(event, payload(event, made.object_id))
+    reply = await me.request(event, payload(event, made))
     if expected == ACK:
         assert reply["event"] == "ack", reply
         await check_acted(world, event, me, made, reply)

@@ -62,6 +62,8 @@ async def test_a_conversation_with_history(stack: Stack) -> None:
         "sent_at": ack["sent_at"],
         "client_msg_id": "c1",
         "call_id": "call-9",
+        "edited_at": None,
+        "deleted_at": None,
     }
     # the sender's other connection sees it too; the connection that sent it only gets the ack
     await alice_laptop.event("message_received", message_id=ack["message_id"])
@@ -310,4 +312,53 @@ async def test_a_connections_messages_keep_their_order_under_load(stack: Stack) 
         assert [seqs[f"{prefix}{i}"] for i in range(count)] == list(range(1, count + 1))
     await bob.wait_for(lambda f: bob.count("message_received") == 2 * count, timeout=60)
     for client in (alice, carol, bob):
+        await client.close()
+
+
+async def test_the_sender_edits_and_deletes_and_both_sides_see_it(stack: Stack) -> None:
+    stack.start_service("chat")
+    gateway = stack.start_gateway()
+    alice = await connect(stack, gateway, "alice")
+    alice_phone = await connect(stack, gateway, "alice")
+    bob = await connect(stack, gateway, "bob")
+    eve = await connect(stack, gateway, "eve")
+    sent = await alice.ack("send_message", {"recipient_id": "bob", "text": "helo"})
+    cid, mid = sent["conversation_id"], sent["message_id"]
+    ref = {"conversation_id": cid, "message_id": mid}
+
+    ack = await alice.ack("edit_message", {**ref, "text": "hello"})
+    assert set(ack) == {"message_id", "edited_at"} and ack["message_id"] == mid
+    expected = {**ref, "seq": 1, "text": "hello", "edited_at": ack["edited_at"]}
+    for client in (alice, alice_phone, bob):  # every connection of both participants
+        assert (await client.event("message_edited", message_id=mid))["data"] == expected
+
+    # only the sender; outsiders learn nothing; bad ids and texts are refused
+    assert await bob.error("edit_message", {**ref, "text": "x"}) == "forbidden"
+    assert await bob.error("delete_message", ref) == "forbidden"
+    assert await eve.error("delete_message", ref) == "not_found"
+    unknown = {**ref, "message_id": "no-such-message"}
+    assert await alice.error("delete_message", unknown) == "not_found"
+    assert await alice.error("edit_message", {**ref, "text": "  "}) == "invalid_payload"
+    assert await alice.error("edit_message", ref) == "invalid_payload"
+
+    gone = await alice.ack("delete_message", ref)
+    assert set(gone) == {"message_id", "deleted_at"}
+    pushed = (await bob.event("message_deleted", message_id=mid))["data"]
+    assert pushed == {**ref, "seq": 1, "text": None, "deleted_at": gone["deleted_at"]}
+    assert await alice.ack("delete_message", ref) == gone  # again: the first answer
+    assert await alice.error("edit_message", {**ref, "text": "back"}) == "conflict"
+
+    # history keeps the seq with text null; the next message still gets seq 2
+    later = await alice.ack("send_message", {"recipient_id": "bob", "text": "sorry"})
+    assert later["seq"] == 2
+    history = await bob.ack("get_history", {"conversation_id": cid})
+    first, second = history["messages"]
+    assert (first["seq"], first["text"], first["edited_at"], first["deleted_at"]) == (
+        1,
+        None,
+        ack["edited_at"],
+        gone["deleted_at"],
+    )
+    assert (second["text"], second["edited_at"], second["deleted_at"]) == ("sorry", None, None)
+    for client in (alice, alice_phone, bob, eve):
         await client.close()

@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 import pytest
 
 from services.chat import domain
-from services.chat.domain import Draft, Markers, Receipt, Sent, StatusChange, Target
+from services.chat.domain import Draft, Markers, Message, Receipt, Sent, StatusChange, Target
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from services.chat.writes import ReceiptOp, SendOp
-from shared.errors import InvalidPayload, NotFound
+from services.chat.writes import ChangeOp, ReceiptOp, SendOp
+from shared.errors import Conflict, Forbidden, InvalidPayload, NotFound
 from tests.support.postgres import Databases
+
+DAY = 86_400.0
 
 
 @pytest.fixture
@@ -146,3 +148,29 @@ async def test_text_with_nul_is_stored_and_found_as_it_was(store: ChatStore) -> 
     assert rows == [first.message] == [again.message]
     assert (rows[0].text, rows[0].sender_name, rows[0].client_msg_id) == (odd, "Al\x00ice", "k\x00")
     assert await store.history("dm_\x00", None, 10) == ([], {})
+
+
+async def test_edits_and_deletes_are_stored_and_shown_in_history(store: ChatStore) -> None:
+    ab = domain.conversation_id_for("alice", "bob")
+    [sent, _] = await store.apply([send("alice", "bob", "helo"), send("bob", "alice", "hi")])
+    assert isinstance(sent, Sent)
+    mid = sent.message.id
+    [edited] = await store.apply([ChangeOp(ab, mid, "alice", "hello", DAY)])
+    assert isinstance(edited, Message) and edited.text == "hello" and edited.edited_at is not None
+    refused = await store.apply(
+        [ChangeOp(ab, mid, "bob", "mine", DAY), ChangeOp(ab, "nope", "alice", None, DAY)]
+    )
+    assert [type(r) for r in refused] == [Forbidden, NotFound]
+    rows, _ = await store.history(ab, None, 10)
+    assert [(m.seq, m.text, m.edited_at) for m in rows][1] == (1, "hello", edited.edited_at)
+
+    [deleted] = await store.apply([ChangeOp(ab, mid, "alice", None, DAY)])
+    [again] = await store.apply([ChangeOp(ab, mid, "alice", None, DAY)])
+    assert isinstance(deleted, Message) and again == deleted and deleted.deleted_at is not None
+    [late] = await store.apply([ChangeOp(ab, mid, "alice", "undo", DAY)])
+    assert isinstance(late, Conflict)
+    rows, _ = await store.history(ab, None, 10)
+    assert [(m.seq, m.text, m.deleted_at) for m in rows] == [
+        (2, "hi", None),
+        (1, "", deleted.deleted_at),  # the seq stays, the text is gone
+    ]

@@ -154,6 +154,29 @@ async def test_chat_methods_receipts_and_dedupe(users: Users) -> None:
         await alice.send_message("nowhere")
 
 
+async def test_editing_and_deleting_a_message(users: Users) -> None:
+    alice, bob = await users.connect("alice"), await users.connect("bob")
+    bob_changes = bob.events("message_edited", "message_deleted")
+    sent = await alice.send_message("helo", recipient_id=users.id("bob"))
+    cid, mid = sent.conversation_id, sent.message_id
+
+    edited = await alice.edit_message(cid, mid, "hello")
+    assert isinstance(edited, sdk.MessageChangeAck) and edited.edited_at is not None
+    change = (await bob_changes.next(WAIT_S)).payload
+    assert change == sdk.MessageChange(cid, mid, 1, "hello", edited_at=edited.edited_at)
+    with pytest.raises(sdk.Forbidden):
+        await bob.delete_message(cid, mid)
+
+    deleted = await alice.delete_message(cid, mid)
+    assert deleted.deleted_at is not None and deleted.edited_at is None
+    change = (await bob_changes.next(WAIT_S)).payload
+    assert isinstance(change, sdk.MessageChange) and change.text is None
+    with pytest.raises(sdk.Conflict):
+        await alice.edit_message(cid, mid, "undo")
+    (message,) = (await bob.get_history(cid)).messages
+    assert (message.seq, message.text, message.deleted_at) == (1, None, deleted.deleted_at)
+
+
 async def test_presence_and_help_requests(users: Users) -> None:
     maya, sam = await users.connect("maya", "mentor"), await users.connect("sam")
     maya_id, sam_id = users.id("maya"), users.id("sam")

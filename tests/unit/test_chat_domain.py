@@ -18,8 +18,15 @@ from services.chat.domain import (
     Status,
     Target,
 )
-from shared.errors import InvalidPayload, NotFound
-from shared.protocol.chat import ChatMessage, HistoryMessage, MessageSent, MessageStatus
+from shared.errors import Conflict, Forbidden, InvalidPayload, NotFound
+from shared.protocol.chat import (
+    ChatMessage,
+    HistoryMessage,
+    MessageDeleted,
+    MessageEdited,
+    MessageSent,
+    MessageStatus,
+)
 
 AT = 1_700_000_000.0
 
@@ -275,7 +282,7 @@ def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
     view = views.received(message)
     assert set(view) == set(ChatMessage.model_fields) == {
         "message_id", "conversation_id", "seq", "sender_id", "sender_name", "recipient_id",
-        "text", "sent_at", "client_msg_id", "call_id",
+        "text", "sent_at", "client_msg_id", "call_id", "edited_at", "deleted_at",
     }  # fmt: skip
     assert view["sent_at"] == "2023-11-14T22:13:20.000Z"
     assert set(views.sent_ack(message)) == set(MessageSent.model_fields) == {
@@ -314,3 +321,58 @@ def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
         "user_id": "alice",
         "user_name": "Alice",
     }
+
+
+# -- edits and deletes ---------------------------------------------------------------------
+
+AB = Conversation.between("alice", "bob", AT)
+SENT = Message("m1", AB.id, 1, "alice", "Alice", "bob", "helo", AT)
+IDS = (AB.id, "m1")
+DAY = 86_400.0
+
+
+def test_the_sender_edits_within_the_window_and_deletes() -> None:
+    edited = domain.edit(AB, SENT, "alice", IDS, "hello", AT + 60, DAY)
+    assert (edited.text, edited.edited_at, edited.seq) == ("hello", AT + 60, 1)
+    deleted = domain.delete(AB, edited, "alice", IDS, AT + 120)
+    assert (deleted.text, deleted.deleted_at, deleted.seq) == ("", AT + 120, 1)
+    assert views.received(deleted)["text"] is None  # on the wire, a deleted text is null
+    assert domain.delete(AB, deleted, "alice", IDS, AT + 999) == deleted  # again: the first
+
+
+def test_only_the_sender_may_change_a_message_and_outsiders_learn_nothing() -> None:
+    with pytest.raises(Forbidden):
+        domain.edit(AB, SENT, "bob", IDS, "mine now", AT, DAY)
+    with pytest.raises(Forbidden):
+        domain.delete(AB, SENT, "bob", IDS, AT)
+    with pytest.raises(NotFound):
+        domain.edit(AB, SENT, "eve", IDS, "x", AT, DAY)
+    with pytest.raises(NotFound):  # a message of another conversation, named with this one
+        other = Conversation.between("alice", "carol", AT)
+        domain.delete(other, SENT, "alice", (other.id, "m1"), AT)
+    with pytest.raises(NotFound):
+        domain.delete(AB, None, "alice", IDS, AT)
+    with pytest.raises(NotFound):
+        domain.delete(None, None, "alice", IDS, AT)
+
+
+def test_a_deleted_message_or_an_old_one_cannot_be_edited() -> None:
+    deleted = domain.delete(AB, SENT, "alice", IDS, AT + 1)
+    with pytest.raises(Conflict, match="deleted"):
+        domain.edit(AB, deleted, "alice", IDS, "back", AT + 2, DAY)
+    with pytest.raises(Conflict, match="no longer"):
+        domain.edit(AB, SENT, "alice", IDS, "late", AT + DAY + 1, DAY)
+    assert domain.edit(AB, SENT, "alice", IDS, "just in time", AT + DAY, DAY).text == "just in time"
+
+
+def test_the_changes_on_the_wire() -> None:
+    edited = domain.edit(AB, SENT, "alice", IDS, "hello", AT + 60, DAY)
+    event, push, ack = views.changed(edited)
+    assert event == "message_edited"
+    assert MessageEdited.model_validate(push).model_dump() == push
+    assert push["text"] == "hello" and push["seq"] == 1 and ack["message_id"] == "m1"
+    assert ack["edited_at"] == push["edited_at"] == views.received(edited)["edited_at"]
+    event, push, ack = views.changed(domain.delete(AB, edited, "alice", IDS, AT + 61))
+    assert event == "message_deleted" and push["text"] is None
+    assert MessageDeleted.model_validate(push).model_dump() == push
+    assert set(ack) == {"message_id", "deleted_at"}

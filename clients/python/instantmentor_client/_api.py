@@ -21,6 +21,7 @@ from instantmentor_client.models import (
     HelpRequestUpdate,
     History,
     MentorStatus,
+    MessageChangeAck,
     MessageSent,
     Pong,
     mentors_from,
@@ -136,6 +137,24 @@ class ApiMethods:
         )
         self._delivery.on_sent(sent.message_id, sent.conversation_id, sent.seq)
         return sent
+
+    async def edit_message(
+        self, conversation_id: str, message_id: str, text: str, *, timeout: float | None = None
+    ) -> MessageChangeAck:
+        """Replace the text of a message this user sent (within 24 h of sending); both
+        participants get ``message_edited``. A deleted message: :class:`Conflict`."""
+        data = {"conversation_id": conversation_id, "message_id": message_id, "text": text}
+        ack = await self.request("edit_message", data, timeout=timeout, retry=True)
+        return MessageChangeAck.from_dict(ack)
+
+    async def delete_message(
+        self, conversation_id: str, message_id: str, *, timeout: float | None = None
+    ) -> MessageChangeAck:
+        """Delete a message this user sent: its seq stays, its text becomes None; both
+        participants get ``message_deleted``. Deleting it again returns the first ack."""
+        data = {"conversation_id": conversation_id, "message_id": message_id}
+        ack = await self.request("delete_message", data, timeout=timeout, retry=True)
+        return MessageChangeAck.from_dict(ack)
 
     async def mark_delivered(
         self, conversation_id: str, up_to_seq: int, *, timeout: float | None = None

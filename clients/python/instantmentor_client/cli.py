@@ -125,7 +125,8 @@ async def chat(client: InstantMentorClient, peer: str, history: int) -> None:
 
     def show(message: ChatMessage) -> None:
         who = "me" if message.sender_id == me else message.sender_name or message.sender_id
-        print(f"[{message.sent_at[11:19]}] {who}: {message.text}", flush=True)
+        text = "(deleted)" if message.text is None else message.text
+        print(f"[{message.sent_at[11:19]}] {who}: {text}", flush=True)
 
     def on_message(event: Event) -> None:
         message = ChatMessage.from_dict(event.data)

@@ -196,14 +196,46 @@ class ChatMessage:
     sender_id: str
     sender_name: str
     recipient_id: str
-    text: str
+    text: str | None  # None once deleted
     sent_at: str
     client_msg_id: str | None = None
     call_id: str | None = None
     status: str | None = None
+    edited_at: str | None = None
+    deleted_at: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChatMessage:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChange:
+    """Push ``message_edited`` / ``message_deleted`` (to both participants): the message's
+    text now (None once deleted), and when it changed."""
+
+    conversation_id: str
+    message_id: str
+    seq: int
+    text: str | None
+    edited_at: str | None = None
+    deleted_at: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MessageChange:
+        return _build(cls, data)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChangeAck:
+    """The ack of ``edit_message`` (``edited_at``) or ``delete_message`` (``deleted_at``)."""
+
+    message_id: str
+    edited_at: str | None = None
+    deleted_at: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MessageChangeAck:
         return _build(cls, data)
 
 
@@ -420,6 +452,8 @@ PUSH_TYPES: dict[str, Callable[[Mapping[str, Any]], object]] = {
     "call_signal": CallSignal.from_dict,
     "message_received": ChatMessage.from_dict,
     "message_status": MessageStatus.from_dict,
+    "message_edited": MessageChange.from_dict,
+    "message_deleted": MessageChange.from_dict,
     "user_typing": TypingNotice.from_dict,
     "user_stopped_typing": TypingNotice.from_dict,
     "mentor_status_update": MentorStatus.from_dict,
@@ -474,6 +508,8 @@ __all__ = [
     "History",
     "IncomingCall",
     "MentorStatus",
+    "MessageChange",
+    "MessageChangeAck",
     "MessageSent",
     "MessageStatus",
     "Pong",

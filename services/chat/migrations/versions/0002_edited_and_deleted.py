@@ -1,0 +1,28 @@
+"""Messages can be edited and deleted (PROTOCOL v1.1 §4): when, for each.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column("messages", sa.Column("edited_at", sa.Float(), nullable=True))
+    op.add_column("messages", sa.Column("deleted_at", sa.Float(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("deleted_at")
+        batch.drop_column("edited_at")
