@@ -40,8 +40,6 @@ PROTOCOL_ERROR_CODES = frozenset(
         "internal",
     }
 )
-# Client events PROTOCOL §4 names that the registry may not have (yet).
-PROTOCOL_ONLY_EVENTS = ("edit_message", "delete_message")
 # Server frame names sent back by a client: all must be unknown_event.
 SERVER_EVENT_NAMES = (
     "connected",
@@ -213,7 +211,7 @@ class Fuzzer:
         self.pool = pool
         self.tag = tag
         self.count = 0
-        self.events = [*CLIENT_EVENTS, *PROTOCOL_ONLY_EVENTS]
+        self.events = list(CLIENT_EVENTS)
         self.kinds: list[tuple[Callable[[str], Generated], int]] = [
             (self._binary, 5),
             (self._garbled, 9),
