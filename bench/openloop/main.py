@@ -31,6 +31,7 @@ from bench.openloop.report import render, write_json
 from bench.openloop.runner import StepResult, run_step
 from bench.openloop.scenario import Scenario
 from bench.openloop.systems import OurSystem, PeerSystem, our_system, peer_system
+from shared.protocol.registry import SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLOT = REPO / "docs" / "performance-latency.png"
@@ -82,6 +83,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "with --quick: beside the results JSON); '' for none",
     )
     p.add_argument("--markdown", type=Path, help="also write the tables as Markdown here")
+    p.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        help="our gateway processes, sharing the port (SO_REUSEPORT; the kernel spreads the "
+        "connections, so a pair's two ends may be on different gateways)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=_replicas,
+        default={},
+        help="processes per service, e.g. chat=2,calls=2 (default one each)",
+    )
     args = p.parse_args(argv)
     for name, value in (QUICK if args.quick else FULL).items():
         if getattr(args, name) is None:
@@ -155,14 +169,26 @@ async def run_system(
 
 @contextmanager
 def started(
-    system: str, amqp_url: str, base: Path, deflate: bool
+    system: str, amqp_url: str, base: Path, args: argparse.Namespace
 ) -> Iterator[OurSystem | PeerSystem]:
+    deflate = args.deflate
     if system == "ours":
-        with our_system(amqp_url, base / "ours", deflate) as ours:
+        with our_system(amqp_url, base / "ours", deflate, args.gateways, args.replicas) as ours:
             yield ours
     else:
         with peer_system(amqp_url, base / "peer", deflate) as peer:
             yield peer
+
+
+def _replicas(text: str) -> dict[str, int]:
+    """``chat=2,calls=2`` → {"chat": 2, "calls": 2}."""
+    counts: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        name, _, count = item.partition("=")
+        if name not in SERVICES or not count.isdigit() or int(count) < 1:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected <service>=<count ≥ 1>")
+        counts[name] = int(count)
+    return counts
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         # One system at a time: the broker is shared, so each step's broker CPU is its own.
         for system in _names(args.systems):
             print(f"{system}: starting", flush=True)
-            with started(system, amqp_url, Path(tmp), args.deflate) as target:
+            with started(system, amqp_url, Path(tmp), args) as target:
                 processes = target.processes()
                 if broker is not None:
                     processes["broker"] = broker.pid

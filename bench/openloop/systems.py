@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,9 +41,15 @@ class OurSystem:
     gateways: int = 1  # gateway processes sharing the port (SO_REUSEPORT) when more than one
 
     def processes(self) -> dict[str, int]:
-        """label → pid; the newest ``gateways`` gateway processes, as ``gateway`` when there is
-        one and ``gateway-1`` … otherwise."""
-        pids = {p.name: p.popen.pid for p in self.stack.processes if p.name != "gateway"}
+        """label → pid; a service with replicas as ``chat-1``, ``chat-2`` …; the newest
+        ``gateways`` gateway processes, as ``gateway`` when there is one and ``gateway-1`` …
+        otherwise."""
+        services = [p for p in self.stack.processes if p.name != "gateway"]
+        pids: dict[str, int] = {}
+        for process in services:
+            same = [p for p in services if p.name == process.name]
+            number = next(i for i, p in enumerate(same, start=1) if p is process)
+            pids[process.name if len(same) == 1 else f"{process.name}-{number}"] = process.popen.pid
         serving = self.serving_gateways()
         for number, process in enumerate(serving, start=1):
             pids["gateway" if len(serving) == 1 else f"gateway-{number}"] = process.popen.pid
@@ -79,8 +85,14 @@ class PeerSystem:
 
 @contextmanager
 def our_system(
-    amqp_url: str, base_dir: Path, deflate: bool, gateways: int = 1
+    amqp_url: str,
+    base_dir: Path,
+    deflate: bool,
+    gateways: int = 1,
+    replicas: Mapping[str, int] | None = None,
 ) -> Iterator[OurSystem]:
+    """Every service (``replicas[name]`` processes of it, default one) and ``gateways``
+    gateway processes sharing one port."""
     base_dir.mkdir(parents=True, exist_ok=True)
     compression = {"IM_WS_COMPRESSION": "true" if deflate else "false"}
     stack = Stack(
@@ -90,7 +102,8 @@ def our_system(
     )
     try:
         for service in SERVICES:
-            stack.start_service(service, timeout_s=START_TIMEOUT_S)
+            for _ in range((replicas or {}).get(service, 1)):
+                stack.start_service(service, timeout_s=START_TIMEOUT_S)
         system = OurSystem(stack, "", gateways)
         system.ws_url = f"ws://127.0.0.1:{system.start_gateways()}/ws"
         yield system
