@@ -1,29 +1,37 @@
 """Doing many small things as one: a connect storm's facts and bindings, the commands of a
 gateway's lane, the effects of a service's commands.
 
-A :class:`Batcher` hands the items added within ``window_s`` — and while the previous batch
-is still being done — to ``flush`` together. Batches are flushed one at a time, in order, so
-what was added later never overtakes what was added earlier. :meth:`Batcher.add` returns
-once the batch holding its item is done, and raises what ``flush`` raised;
-:meth:`Batcher.submit` returns that outcome as a future instead of waiting for it.
+A :class:`Batcher` hands the items added within ``window_s`` — and while earlier batches are
+still being done — to ``flush`` together. Batches start in order, so what was added later
+never overtakes what was added earlier. By default one batch is done at a time; with
+``in_flight=n`` up to ``n`` overlap, each started once the one before it has gone as far as
+its first pause (for a publish: written to the channel, waiting for its confirm).
+:meth:`Batcher.add` returns once the batch holding its item is done, and raises what
+``flush`` raised; :meth:`Batcher.submit` returns that outcome as a future instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class Batcher(Generic[T]):
-    def __init__(self, flush: Callable[[list[T]], Awaitable[None]], window_s: float) -> None:
+    def __init__(
+        self,
+        flush: Callable[[list[T]], Coroutine[Any, Any, None]],
+        window_s: float,
+        in_flight: int = 1,
+    ) -> None:
         self._flush = flush
         self._window_s = window_s
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []  # one per add(), of the next batch
-        self._flushing = asyncio.Lock()
+        self._starting = asyncio.Lock()  # batches start one after the other, in order
+        self._slots = asyncio.Semaphore(in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def pending(self) -> int:
@@ -47,24 +55,35 @@ class Batcher(Generic[T]):
         return waiter
 
     async def _run(self) -> None:
-        async with self._flushing:  # the previous batch is done first: order is kept
-            if self._window_s:
-                await asyncio.sleep(self._window_s)
+        async with self._starting:
+            await self._slots.acquire()
+            try:
+                if self._window_s:
+                    await asyncio.sleep(self._window_s)
+            except BaseException:
+                self._slots.release()
+                raise
             items, self._items = self._items, []
             waiters, self._waiters = self._waiters, []
-            outcome: Exception | None = None
-            try:
-                await self._flush(items)
-            except asyncio.CancelledError:  # shutting down: nobody hears "done"
-                for waiter in waiters:
-                    waiter.cancel()
-                raise
-            except Exception as exc:
-                outcome = exc
+            # Scheduled before the next batch can resume (the loop runs callbacks in order),
+            # so it reaches its first pause first.
+            flushing = asyncio.ensure_future(self._flush(items))
+        outcome: Exception | None = None
+        try:
+            await flushing
+        except asyncio.CancelledError:  # shutting down: nobody hears "done"
+            flushing.cancel()
             for waiter in waiters:
-                if waiter.done():  # its caller gave up
-                    continue
-                if outcome is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(outcome)
+                waiter.cancel()
+            raise
+        except Exception as exc:
+            outcome = exc
+        finally:
+            self._slots.release()
+        for waiter in waiters:
+            if waiter.done():  # its caller gave up
+                continue
+            if outcome is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(outcome)

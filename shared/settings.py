@@ -41,6 +41,13 @@ class Settings(BaseSettings):
         description="A service whose oldest unanswered command is this old gets no new ones "
         "from this gateway: they are refused at once with unavailable and retry_after_ms.",
     )
+    publishes_in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Messages of a gateway's commands to one service that may wait for their "
+        "confirms at once; each is written after the one before it, so order is kept.",
+    )
     transient_shed_after_ms: int = Field(
         default=500, ge=10, description="The same for transient events: they are shed first."
     )

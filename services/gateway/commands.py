@@ -3,9 +3,9 @@
 A publish costs the same whether it carries one command or fifty: its confirm, the queue's
 write, the delivery and the ack are each paid once per message, in the gateway, the broker
 and the service alike. Nothing waits for a batch to fill, though: a lane's command goes out
-at once when nothing of that lane is being published, and the commands that arrive while the
-broker confirms the previous message go together in the next one. The busier the lane, the
-larger its batches; a command never waits longer than one confirm.
+at once while fewer than ``IM_PUBLISHES_IN_FLIGHT`` (2) messages of that lane wait for their
+confirms, and the commands that arrive meanwhile go together in the next one. The busier the
+lane, the larger its batches; a command never waits longer than one confirm.
 
 One command alone is sent as a plain command message; several as one :data:`BATCH` message
 (a list of :class:`shared.protocol.envelope.BatchedCommand`). Each command keeps its own id
@@ -43,9 +43,13 @@ class Outgoing:
 
 
 class CommandSender:
-    def __init__(self, broker: Broker, reply_to: str) -> None:
+    """``in_flight``: messages of one lane that may wait for their confirms at once (the
+    next batch goes out once the previous one is written, not confirmed)."""
+
+    def __init__(self, broker: Broker, reply_to: str, in_flight: int = 1) -> None:
         self.broker = broker
         self.reply_to = reply_to
+        self.in_flight = in_flight
         self._lanes: dict[Lane, Batcher[Outgoing]] = {}
 
     async def send(self, lane: Lane, outgoing: Outgoing) -> None:
@@ -60,28 +64,38 @@ class CommandSender:
         (then :attr:`Outgoing.refused` says why)."""
         batcher = self._lanes.get(lane)
         if batcher is None:
-            batcher = self._lanes[lane] = Batcher(partial(self.publish, lane), window_s=0.0)
+            publish = partial(self.publish, lane)
+            batcher = self._lanes[lane] = Batcher(publish, window_s=0.0, in_flight=self.in_flight)
         outgoing.queued_at = time.monotonic()
         return batcher.submit(outgoing)
 
     async def publish(self, lane: Lane, commands: list[Outgoing]) -> None:
         """Publish ``commands`` (in order, at most :data:`MAX_PER_MESSAGE` per message),
-        marking those the broker refused."""
-        for start in range(0, len(commands), MAX_PER_MESSAGE):
-            chunk = commands[start : start + MAX_PER_MESSAGE]
-            metrics.labelled(metrics.COMMANDS_PER_MESSAGE, lane[0]).observe(len(chunk))
-            try:
-                if len(chunk) == 1:
-                    await self._publish_one(lane, chunk[0])
-                else:
-                    await self._publish_batch(lane, chunk)
-            except Unavailable as exc:
-                for outgoing in chunk:
-                    outgoing.refused = exc
-            done = time.monotonic()
-            published = metrics.labelled(metrics.COMMAND_PUBLISH_SECONDS, lane[0])
+        marking those the broker refused. Every message is written before any confirm is
+        awaited: a later batch, already allowed to start, must not come between them."""
+        chunks = [
+            commands[start : start + MAX_PER_MESSAGE]
+            for start in range(0, len(commands), MAX_PER_MESSAGE)
+        ]
+        if len(chunks) == 1:
+            await self._publish_chunk(lane, chunks[0])
+        else:  # the tasks start in order, and each writes its message before it first waits
+            await asyncio.gather(*(self._publish_chunk(lane, chunk) for chunk in chunks))
+
+    async def _publish_chunk(self, lane: Lane, chunk: list[Outgoing]) -> None:
+        metrics.labelled(metrics.COMMANDS_PER_MESSAGE, lane[0]).observe(len(chunk))
+        try:
+            if len(chunk) == 1:
+                await self._publish_one(lane, chunk[0])
+            else:
+                await self._publish_batch(lane, chunk)
+        except Unavailable as exc:
             for outgoing in chunk:
-                published.observe(done - outgoing.queued_at)
+                outgoing.refused = exc
+        done = time.monotonic()
+        published = metrics.labelled(metrics.COMMAND_PUBLISH_SECONDS, lane[0])
+        for outgoing in chunk:
+            published.observe(done - outgoing.queued_at)
 
     async def _publish_one(self, lane: Lane, outgoing: Outgoing) -> None:
         transient = lane[1]

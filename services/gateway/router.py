@@ -98,7 +98,7 @@ class Router:
         batch_s = self.settings.connection_batch_ms / 1000
         self.announcer = Announcer(self._publish_changes, batch_s)
         self.bindings = Bindings(broker, registry, self.queue_name, batch_s)
-        self.commands = CommandSender(broker, self.queue_name)
+        self.commands = CommandSender(broker, self.queue_name, self.settings.publishes_in_flight)
         self.snapshot = MentorSnapshot()
         self._snapshot_stale = asyncio.Event()
         self._snapshot_stale.set()

@@ -98,3 +98,39 @@ async def test_transient_commands_go_straight_to_their_queue_with_a_ttl(count: i
     assert (exchange, key) == ("", "t.calls.transient")
     assert (kw["confirm"], kw["persistent"]) == (False, False)
     assert 0 < kw["expiration_ms"] <= 9_000
+
+
+def numbers(body: Any) -> list[int]:
+    return [c["data"]["n"] for c in body] if isinstance(body, list) else [body["data"]["n"]]
+
+
+async def test_with_two_in_flight_the_next_message_goes_before_the_first_confirm() -> None:
+    broker = GatedBroker()
+    commands = CommandSender(cast(Broker, cast(Any, broker)), "gw.q", in_flight=2)
+    sent = [asyncio.create_task(commands.send(LANE, outgoing(0)))]
+    await poll(lambda: len(broker.published) == 1, 5, "the first publish")
+    sent.append(asyncio.create_task(commands.send(LANE, outgoing(1))))
+    await poll(lambda: len(broker.published) == 2, 5, "the second, unconfirmed as well")
+    sent += [asyncio.create_task(commands.send(LANE, outgoing(i))) for i in (2, 3)]
+    for _ in range(5):  # both slots are taken: the third message waits for a confirm
+        await asyncio.sleep(0)
+    assert len(broker.published) == 2
+    broker.gate.set()
+    await asyncio.gather(*sent)
+    assert [numbers(body) for _, _, body, _ in broker.published] == [[0], [1], [2, 3]]
+
+
+async def test_a_split_batch_is_written_whole_before_a_later_batch_starts() -> None:
+    broker = GatedBroker()
+    commands = CommandSender(cast(Broker, cast(Any, broker)), "gw.q", in_flight=3)
+    sent = [asyncio.create_task(commands.send(LANE, outgoing(0)))]
+    await poll(lambda: len(broker.published) == 1, 5, "the first publish")
+    count = MAX_PER_MESSAGE + 20  # one batch of two messages, while the first is unconfirmed
+    sent += [asyncio.create_task(commands.send(LANE, outgoing(i))) for i in range(1, count + 1)]
+    await poll(lambda: len(broker.published) == 3, 5, "both messages of the batch")
+    sent.append(asyncio.create_task(commands.send(LANE, outgoing(count + 1))))
+    await poll(lambda: len(broker.published) == 4, 5, "the next batch, in the third slot")
+    broker.gate.set()
+    await asyncio.gather(*sent)
+    order = [n for _, _, body, _ in broker.published for n in numbers(body)]
+    assert order == list(range(count + 2))
