@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ import httpx
 import instantmentor_client as sdk
 import pytest
 
-from tests.support.load_balancer import LocalLoadBalancer
+from tests.support.load_balancer import SHIPPED_CONFIG, LocalLoadBalancer, haproxy_binary
 from tests.support.stack import Gateway, Stack, poll
 
 EVENTUALLY_S = 15.0
@@ -73,6 +74,15 @@ def balanced(stack: Stack, tmp_path: Path) -> Iterator[Balanced]:
         yield Balanced(load_balancer, gateways)
     finally:
         load_balancer.stop()
+
+
+def test_the_shipped_config_is_valid_as_it_is() -> None:
+    # as compose mounts it: gateways by Docker's DNS, resolved once HAProxy runs
+    check = subprocess.run(
+        [haproxy_binary(), "-c", "-f", str(SHIPPED_CONFIG)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "Configuration file is valid" in check.stdout
 
 
 async def test_users_on_different_gateways_chat_call_and_get_help_through_it(
