@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +214,10 @@ def receiver(client: sdk.InstantMentorClient, sender_id: str) -> list[str]:
     return received
 
 
+def all_of(expected: set[str], received: list[str]) -> Callable[[], bool]:
+    return lambda: set(received) >= expected
+
+
 async def whole_history(
     client: sdk.InstantMentorClient, conversation_id: str
 ) -> list[sdk.ChatMessage]:
@@ -270,11 +274,7 @@ async def test_a_killed_gateways_clients_come_back_through_it_and_lose_nothing(
     # every acknowledged message reached its recipient exactly once
     for sender, received in ((from_alice, to_maya), (from_maya, to_alice)):
         expected = set(sender.acked.values())
-        await poll(
-            lambda got=received, want=expected: set(got) >= want,
-            EVENTUALLY_S,
-            "every message delivered",
-        )
+        await poll(all_of(expected, received), EVENTUALLY_S, "every message delivered")
         assert sorted(received) == sorted(expected), "nothing more, nothing twice"
 
     # and is stored once, gap-free, whoever resent it how often
