@@ -12,6 +12,7 @@ import httpx
 from services.chat.domain import conversation_id_for
 from shared.protocol.chat import ChatMessage, ConversationList, History, MessageStatus
 from tests.support.client import WsClient
+from tests.support.postgres import Databases
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
 
 MESSAGE_FIELDS = set(ChatMessage.model_fields)
@@ -315,7 +316,10 @@ async def test_a_connections_messages_keep_their_order_under_load(stack: Stack) 
         await client.close()
 
 
-async def test_the_sender_edits_and_deletes_and_both_sides_see_it(stack: Stack) -> None:
+async def test_the_sender_edits_and_deletes_and_both_sides_see_it(
+    stack: Stack, databases: Databases
+) -> None:
+    """On SQLite and on PostgreSQL (``databases``: the stack's services use them)."""
     stack.start_service("chat")
     gateway = stack.start_gateway()
     alice = await connect(stack, gateway, "alice")
