@@ -37,6 +37,7 @@ class _Consumer:
     queue: str
     on_delivery: OnDelivery
     no_ack: bool
+    arguments: dict[str, Any] | None = None
 
 
 class Broker:
@@ -144,12 +145,20 @@ class Broker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def consume(self, queue: str, on_delivery: OnDelivery, *, no_ack: bool = False) -> str:
+    async def consume(
+        self,
+        queue: str,
+        on_delivery: OnDelivery,
+        *,
+        no_ack: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> str:
         """Deliver ``queue``'s messages to ``on_delivery`` (each in a task of its own, as
         aiormq does), on the consume channel and its prefetch, again after every reconnect.
-        Returns the consumer tag for :meth:`cancel`."""
+        ``arguments`` go with the subscription (``x-priority``). Returns the consumer tag for
+        :meth:`cancel`."""
         tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
-        consumer = _Consumer(queue, on_delivery, no_ack)
+        consumer = _Consumer(queue, on_delivery, no_ack, arguments)
         self._consumers[tag] = consumer
         await self._start_consumer(tag, consumer)
         return tag
@@ -162,7 +171,11 @@ class Broker:
             await consumer.on_delivery(Delivery(message, channel))
 
         await channel.basic_consume(
-            consumer.queue, deliver, no_ack=consumer.no_ack, consumer_tag=tag
+            consumer.queue,
+            deliver,
+            no_ack=consumer.no_ack,
+            consumer_tag=tag,
+            arguments=consumer.arguments,
         )
 
     async def cancel(self, tag: str) -> None:

@@ -1,0 +1,95 @@
+"""A partitioned service's client commands: one quorum queue per partition, each with one
+active consumer, so the commands of one partition (chat: of one conversation) are started in
+the order they were queued, with any number of replicas (see :mod:`shared.partitions`).
+
+Every replica consumes every partition, and the broker keeps one consumer of each active. When
+the active one goes (a crash, a lost connection), the broker activates the next: the commands
+the first had not acknowledged come back to it first, in their order. RabbitMQ 3.x activates
+the first consumer to arrive, so a replica subscribes at once to *its* partitions (those with
+``p % IM_REPLICAS == IM_REPLICA_INDEX``) and to the others ``IM_PARTITION_STANDBY_S`` later, as
+a standby: when every replica starts within that time, each is active on its own share. Its
+own share is also subscribed with the higher ``x-priority``, which RabbitMQ 4 honours: there a
+replica that comes back takes its partitions over, once the standby settled what it holds.
+
+Stopping: a partition's consumer is not cancelled, since that would activate the next replica
+while this one still runs commands of the partition. What is delivered after the stop is left
+unsettled, and goes back to the queue (in order, ahead of the rest) when the connection closes,
+after the commands in hand are finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from shared.amqp.broker import Broker, OnDelivery
+from shared.amqp.delivery import Delivery
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+OWN_PRIORITY = 10  # x-priority of a replica's own partitions (RabbitMQ 4 prefers it)
+STANDBY_PRIORITY = 0
+
+
+class Partitions:
+    def __init__(
+        self, broker: Broker, settings: Settings, service: str, on_delivery: OnDelivery
+    ) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.service = service
+        self.count = settings.partitions(service)
+        self._on_delivery = on_delivery
+        self._stopping = False
+
+    def own(self) -> list[int]:
+        """The partitions this replica subscribes to first."""
+        s = self.settings
+        return [p for p in range(self.count) if p % s.replicas == s.replica_index]
+
+    def others(self) -> list[int]:
+        return [
+            p
+            for p in range(self.count)
+            if p % self.settings.replicas != self.settings.replica_index
+        ]
+
+    async def declare(self) -> None:
+        t, s = self.broker.topology, self.settings
+        arguments = t.partition_queue_arguments(self.service, s.delivery_limit, s.queue_max_length)
+        for partition in range(self.count):
+            queue = await self.broker.declare_queue(
+                t.partition_queue(self.service, partition), arguments=arguments
+            )
+            await queue.bind(t.commands, t.partition_key(self.service, partition, "*"))
+
+    async def consume_own(self) -> None:
+        await self._consume(self.own(), OWN_PRIORITY)
+
+    async def standby(self) -> None:
+        """Join the other replicas' partitions, after they had the time to start."""
+        others = self.others()
+        if not others:
+            return
+        await asyncio.sleep(self.settings.partition_standby_s)
+        await self._consume(others, STANDBY_PRIORITY)
+        log.info("%s standing by for partitions %s", self.service, others)
+
+    def stop(self) -> None:
+        """Take no more deliveries (see the module's docstring)."""
+        self._stopping = True
+
+    async def _consume(self, partitions: list[int], priority: int) -> None:
+        topology = self.broker.topology
+        for partition in partitions:
+            await self.broker.consume(
+                topology.partition_queue(self.service, partition),
+                self._take,
+                arguments={"x-priority": priority},
+            )
+
+    async def _take(self, delivery: Delivery) -> None:
+        if self._stopping:
+            return  # unsettled: the broker requeues it when the connection closes
+        await self._on_delivery(delivery)
