@@ -34,6 +34,7 @@ from shared.errors import Unavailable
 from shared.protocol.envelope import dumps_bytes
 
 MAX_PER_MESSAGE = 100  # commands in one message (bounded queues count messages)
+UNROUTED_RETRY_MS = 1_000
 Route = tuple[Lane, int | None]  # a lane, and the partition of a partitioned service
 
 
@@ -136,8 +137,11 @@ class CommandSender:
         routed = await self.broker.publish(
             exchange, key, body, mandatory=partition is not None, **options
         )
-        if not routed:
-            raise Unavailable(f"the {service} service has no queue for partition {partition}")
+        if not routed:  # never reached a service: safe to resend, as a refusal says
+            raise Unavailable(
+                f"the {service} service has no queue for partition {partition}",
+                retry_after_ms=UNROUTED_RETRY_MS,
+            )
 
     def _destination(self, route: Route, event: str) -> tuple[str, str]:
         """(exchange, routing key): a service's commands exchange key (its partition's, for a

@@ -229,3 +229,22 @@ async def test_a_replica_stopped_mid_stream_loses_nothing_and_keeps_the_order(
         await client.close()
     survivors = [r for i, r in enumerate(replicas) if i != victim]
     assert all(operations_written(r) > 0 for r in survivors)
+
+
+async def test_a_gateway_with_more_partitions_than_chat_is_refused_not_lost(
+    stack: Stack,
+) -> None:
+    """Gateway and chat disagree on IM_CHAT_PARTITIONS: a command for a partition without a
+    queue is refused at once (never executed: retry_after_ms), not dropped in silence."""
+    stack.start_service("chat", IM_CHAT_PARTITIONS="8")
+    gateway = stack.start_gateway(IM_CHAT_PARTITIONS="16", **NO_RATE_LIMITS)
+    alice = await WsClient.connect(gateway.ws, stack.token("alice"))
+    await alice.event("connected")
+    peers = [f"p{i}" for i in range(40)]
+    lost = next(p for p in peers if partition_of(conversation_id_for("alice", p), 16) >= 8)
+    kept = next(p for p in peers if partition_of(conversation_id_for("alice", p), 16) < 8)
+    reply = await alice.request("send_message", {"recipient_id": lost, "text": "x"}, timeout=3)
+    assert reply["event"] == "error" and reply["data"]["code"] == "unavailable", reply
+    assert reply["data"]["retry_after_ms"] == 1000
+    assert (await alice.ack("send_message", {"recipient_id": kept, "text": "y"}))["seq"] == 1
+    await alice.close()

@@ -127,7 +127,8 @@ async def test_a_partition_without_a_queue_is_refused_at_once() -> None:
 
     broker = Unroutable()
     broker.gate.set()
-    with pytest.raises(Unavailable, match="no queue for partition 9"):
+    with pytest.raises(Unavailable, match="no queue for partition 9") as refused:
         await sender(broker).send(LANE, outgoing(0), 9)
+    assert refused.value.retry_after_ms == 1_000  # never executed: safe to resend
     await sender(broker).send(LANE, outgoing(1))  # an unpartitioned lane is not mandatory
     assert [kw["mandatory"] for *_, kw in broker.published] == [True, False]
