@@ -65,7 +65,9 @@ class Partitions:
             await queue.bind(t.commands, t.partition_key(self.service, partition, "*"))
 
     async def consume_own(self) -> None:
-        await self._consume(self.own(), OWN_PRIORITY)
+        own = self.own()
+        await self._consume(own, OWN_PRIORITY)
+        log.info("%s first on partitions %s of %d", self.service, own, self.count)
 
     async def standby(self) -> None:
         """Join the other replicas' partitions, after they had the time to start."""
