@@ -44,11 +44,14 @@ class Settings(BaseSettings):
     replicas: int = Field(
         default=1,
         ge=1,
-        description="How many replicas of this service run: with IM_REPLICA_INDEX, which "
+        description="How many replicas of this service run: with the replica's index, which "
         "partitions this one consumes first (the others it joins later, as a standby).",
     )
-    replica_index: int = Field(
-        default=0, ge=0, description="This replica's number, 0 to IM_REPLICAS - 1."
+    replica_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="This replica's number, 0 to IM_REPLICAS - 1. Unset, a replica takes the "
+        "first number no running replica holds (so identical replicas need only IM_REPLICAS).",
     )
     partition_standby_s: float = Field(
         default=5.0,
@@ -190,7 +193,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _replica_index_in_range(self) -> Settings:
-        if self.replica_index >= self.replicas:
+        if self.replica_index is not None and self.replica_index >= self.replicas:
             raise ValueError("IM_REPLICA_INDEX must be below IM_REPLICAS")
         return self
 

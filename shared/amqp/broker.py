@@ -234,6 +234,22 @@ class Broker:
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable("message broker unavailable") from exc
 
+    async def hold_first_free(self, names: list[str]) -> int | None:
+        """Declare the first of ``names`` that no other connection holds, as an exclusive queue
+        of this connection, and return its position (None: all are held). The broker frees it
+        when the connection closes; it is not taken again after a reconnect."""
+        assert self._connection is not None and self._connection.transport is not None
+        connection = self._connection.transport.connection
+        for position, name in enumerate(names):
+            channel = await connection.channel()
+            try:
+                await channel.queue_declare(name, exclusive=True)
+            except aiormq.exceptions.ChannelLockedResource:
+                continue  # held by another connection (the broker closed this channel)
+            await channel.close()
+            return position
+        return None
+
     async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
         """The durable timer queue of one duration; expired messages go back to ``service``."""
         assert self._publish_channel is not None

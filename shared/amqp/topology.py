@@ -12,6 +12,7 @@
   consumes every partition, one of them at a time is active, so the order holds.
 * ``<ns>.<service>.transient`` (classic, non-persistent, bounded, single active consumer):
   the light path of transient commands (typing, call signals), in order, shed first.
+* ``<ns>.<service>.replica.<i>`` (exclusive, empty): held by the replica numbered ``i``.
 * ``<ns>.gateway.<id>`` (exclusive): one per gateway process; user bindings come and go.
 * ``<ns>.delay.<service>.<ms>`` (classic, TTL): a durable timer of one duration; deleted by
   the broker once nobody has declared it for its duration plus ``DELAY_QUEUE_SPARE_MS``.
@@ -76,6 +77,10 @@ class Topology:
 
     def partition_queue(self, service: str, partition: int) -> str:
         return f"{self.namespace}.{service}.p{partition}"
+
+    def replica_slot(self, service: str, index: int) -> str:
+        """An exclusive queue: whoever declared it is replica ``index`` of ``service``."""
+        return f"{self.namespace}.{service}.replica.{index}"
 
     @staticmethod
     def partition_key(service: str, partition: int, event: str) -> str:

@@ -6,8 +6,11 @@ Every replica consumes every partition, and the broker keeps one consumer of eac
 the active one goes (a crash, a lost connection), the broker activates the next: the commands
 the first had not acknowledged come back to it first, in their order. RabbitMQ 3.x activates
 the first consumer to arrive, so a replica subscribes at once to *its* partitions (those with
-``p % IM_REPLICAS == IM_REPLICA_INDEX``) and to the others ``IM_PARTITION_STANDBY_S`` later, as
-a standby: when every replica starts within that time, each is active on its own share. Its
+``p % IM_REPLICAS == index``) and to the others ``IM_PARTITION_STANDBY_S`` later, as a standby:
+when every replica starts within that time, each is active on its own share. The index is
+``IM_REPLICA_INDEX``, or else the first one no running replica holds (an exclusive queue per
+index, freed by the broker when its holder's connection closes); a replica finding every index
+held owns no partition and only stands by. Its
 own share is also subscribed with the higher ``x-priority``, which RabbitMQ 4 honours: there a
 replica that comes back takes its partitions over, once the standby settled what it holds.
 
@@ -42,18 +45,23 @@ class Partitions:
         self.count = settings.partitions(service)
         self._on_delivery = on_delivery
         self._stopping = False
+        single = settings.replicas == 1
+        self.index: int | None = 0 if single else settings.replica_index
+
+    async def take_index(self) -> None:
+        """Without ``IM_REPLICA_INDEX``: the first index no running replica holds."""
+        s = self.settings
+        if self.index is None:
+            slots = [self.broker.topology.replica_slot(self.service, i) for i in range(s.replicas)]
+            self.index = await self.broker.hold_first_free(slots)
+        log.info("%s is replica %s of %d", self.service, self.index, s.replicas)
 
     def own(self) -> list[int]:
         """The partitions this replica subscribes to first."""
-        s = self.settings
-        return [p for p in range(self.count) if p % s.replicas == s.replica_index]
+        return [p for p in range(self.count) if p % self.settings.replicas == self.index]
 
     def others(self) -> list[int]:
-        return [
-            p
-            for p in range(self.count)
-            if p % self.settings.replicas != self.settings.replica_index
-        ]
+        return [p for p in range(self.count) if p % self.settings.replicas != self.index]
 
     async def declare(self) -> None:
         t, s = self.broker.topology, self.settings

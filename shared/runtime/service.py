@@ -121,6 +121,7 @@ class ServiceRunner:
         consumers = [await self.broker.consume(queue.name, self._inbox.put)]
         if self.partitions.count:
             await self.partitions.declare()
+            await self.partitions.take_index()
             await self.partitions.consume_own()
         transient = await self._declare_transient_queue()
         if transient is not None:

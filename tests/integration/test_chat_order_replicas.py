@@ -91,21 +91,25 @@ async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
 
 
 def start_replicas(stack: Stack) -> list[Process]:
-    """Three replicas starting together, each with its index; back once every one has joined
-    the others' partitions as a standby."""
-    replicas = [
+    """Three identical replicas starting together (each takes the first free index); back
+    once every one has joined the others' partitions as a standby. Ordered by index."""
+    started = [
         stack.spawn_service(
             "chat",
             IM_CHAT_PARTITIONS=str(PARTITIONS),
             IM_REPLICAS=str(REPLICAS),
-            IM_REPLICA_INDEX=str(i),
             IM_PARTITION_STANDBY_S="10",
         )
-        for i in range(REPLICAS)
+        for _ in range(REPLICAS)
     ]
-    for replica in replicas:
+    by_index: dict[int, Process] = {}
+    for replica in started:
         stack.wait_logged(replica, "standing by for partitions", 60)
-    return replicas
+        index = re.search(r"chat is replica (\d+) of 3", replica.log())
+        assert index is not None, replica.log()[-2000:]
+        by_index[int(index.group(1))] = replica
+    assert sorted(by_index) == list(range(REPLICAS)), "each replica has an index of its own"
+    return [by_index[i] for i in range(REPLICAS)]
 
 
 async def bursts_on(stack: Stack) -> tuple[list[Burst], dict[str, WsClient]]:

@@ -19,6 +19,12 @@ class RecordingBroker:
     topology: Topology = field(default_factory=lambda: Topology("t"))
     consumed: list[tuple[str, int]] = field(default_factory=list)
     taker: Any = None
+    free_slot: int | None = None
+    asked: list[str] = field(default_factory=list)
+
+    async def hold_first_free(self, names: list[str]) -> int | None:
+        self.asked = names
+        return self.free_slot
 
     async def consume(self, queue: str, on_delivery: Any, **kw: Any) -> str:
         self.consumed.append((queue, kw["arguments"]["x-priority"]))
@@ -68,6 +74,32 @@ async def test_after_stop_deliveries_are_left_for_the_next_replica() -> None:
     mine.stop()
     await broker.taker(cast(Delivery, "second"))  # neither handled nor settled
     assert taken == ["first"]
+
+
+async def test_a_replica_without_an_index_takes_the_first_free_one() -> None:
+    broker = RecordingBroker(free_slot=2)
+    mine = partitions(broker, chat_partitions=8, replicas=3)
+    await mine.take_index()
+    assert broker.asked == ["t.chat.replica.0", "t.chat.replica.1", "t.chat.replica.2"]
+    assert (mine.index, mine.own()) == (2, [2, 5])
+
+
+async def test_a_replica_finding_every_index_held_only_stands_by() -> None:
+    broker = RecordingBroker(free_slot=None)
+    extra = partitions(broker, chat_partitions=4, replicas=2, partition_standby_s=0)
+    await extra.take_index()
+    await extra.consume_own()
+    await extra.standby()
+    assert (extra.own(), extra.others()) == ([], [0, 1, 2, 3])
+    assert {priority for _, priority in broker.consumed} == {STANDBY_PRIORITY}
+
+
+async def test_a_given_index_or_a_single_replica_asks_the_broker_nothing() -> None:
+    for settings in ({"replicas": 3, "replica_index": 0}, {}):
+        broker = RecordingBroker(free_slot=1)
+        mine = partitions(broker, chat_partitions=6, **settings)
+        await mine.take_index()
+        assert mine.index == 0 and broker.asked == []
 
 
 def test_partition_keys_are_not_matched_by_the_service_queue() -> None:
