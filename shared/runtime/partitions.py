@@ -10,9 +10,10 @@ the first consumer to arrive, so a replica subscribes at once to *its* partition
 when every replica starts within that time, each is active on its own share. The index is
 ``IM_REPLICA_INDEX``, or else the first one no running replica holds (an exclusive queue per
 index, freed by the broker when its holder's connection closes); a replica finding every index
-held owns no partition and only stands by. Its
-own share is also subscribed with the higher ``x-priority``, which RabbitMQ 4 honours: there a
-replica that comes back takes its partitions over, once the standby settled what it holds.
+held owns no partition and only stands by. Its own share is also subscribed with the higher
+``x-priority``, which RabbitMQ 4's single active consumer is documented to honour (a replica
+that comes back takes its partitions over once the standby settled what it holds); 3.x
+ignores it.
 
 Stopping: a partition's consumer is not cancelled, since that would activate the next replica
 while this one still runs commands of the partition. What is delivered after the stop is left
