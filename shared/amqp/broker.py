@@ -37,6 +37,7 @@ class _Consumer:
     queue: str
     on_delivery: OnDelivery
     no_ack: bool
+    arguments: dict[str, Any] | None = None
 
 
 class Broker:
@@ -144,12 +145,20 @@ class Broker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def consume(self, queue: str, on_delivery: OnDelivery, *, no_ack: bool = False) -> str:
+    async def consume(
+        self,
+        queue: str,
+        on_delivery: OnDelivery,
+        *,
+        no_ack: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> str:
         """Deliver ``queue``'s messages to ``on_delivery`` (each in a task of its own, as
         aiormq does), on the consume channel and its prefetch, again after every reconnect.
-        Returns the consumer tag for :meth:`cancel`."""
+        ``arguments`` go with the subscription (``x-priority``). Returns the consumer tag for
+        :meth:`cancel`."""
         tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
-        consumer = _Consumer(queue, on_delivery, no_ack)
+        consumer = _Consumer(queue, on_delivery, no_ack, arguments)
         self._consumers[tag] = consumer
         await self._start_consumer(tag, consumer)
         return tag
@@ -162,7 +171,11 @@ class Broker:
             await consumer.on_delivery(Delivery(message, channel))
 
         await channel.basic_consume(
-            consumer.queue, deliver, no_ack=consumer.no_ack, consumer_tag=tag
+            consumer.queue,
+            deliver,
+            no_ack=consumer.no_ack,
+            consumer_tag=tag,
+            arguments=consumer.arguments,
         )
 
     async def cancel(self, tag: str) -> None:
@@ -220,6 +233,22 @@ class Broker:
             return await channel.get_underlay_channel()
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable("message broker unavailable") from exc
+
+    async def hold_first_free(self, names: list[str]) -> int | None:
+        """Declare the first of ``names`` that no other connection holds, as an exclusive queue
+        of this connection, and return its position (None: all are held). The broker frees it
+        when the connection closes; it is not taken again after a reconnect."""
+        assert self._connection is not None and self._connection.transport is not None
+        connection = self._connection.transport.connection
+        for position, name in enumerate(names):
+            channel = await connection.channel()
+            try:
+                await channel.queue_declare(name, exclusive=True)
+            except aiormq.exceptions.ChannelLockedResource:
+                continue  # held by another connection (the broker closed this channel)
+            await channel.close()
+            return position
+        return None
 
     async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
         """The durable timer queue of one duration; expired messages go back to ``service``."""

@@ -6,8 +6,13 @@
   ``to.<gateway queue>`` for a push that carries the asking gateway's reply.
 * ``<ns>.dead`` (direct): where a service's poison messages end, key ``<service>``.
 * ``<ns>.<service>`` (quorum, bounded): a service's durable work queue; replicas compete on it.
+  A partitioned service (chat) gets only its facts, timers and retries there.
+* ``<ns>.<service>.p<n>`` (quorum, bounded, single active consumer): partition ``n`` of a
+  partitioned service's client commands, key ``<service>.p<n>.<event>``; every replica
+  consumes every partition, one of them at a time is active, so the order holds.
 * ``<ns>.<service>.transient`` (classic, non-persistent, bounded, single active consumer):
   the light path of transient commands (typing, call signals), in order, shed first.
+* ``<ns>.<service>.replica.<i>`` (exclusive, empty): held by the replica numbered ``i``.
 * ``<ns>.gateway.<id>`` (exclusive): one per gateway process; user bindings come and go.
 * ``<ns>.delay.<service>.<ms>`` (classic, TTL): a durable timer of one duration; deleted by
   the broker once nobody has declared it for its duration plus ``DELAY_QUEUE_SPARE_MS``.
@@ -70,6 +75,24 @@ class Topology:
     def delay_queue(self, service: str, delay_ms: int) -> str:
         return f"{self.namespace}.delay.{service}.{delay_ms}"
 
+    def partition_queue(self, service: str, partition: int) -> str:
+        return f"{self.namespace}.{service}.p{partition}"
+
+    def replica_slot(self, service: str, index: int) -> str:
+        """An exclusive queue: whoever declared it is replica ``index`` of ``service``."""
+        return f"{self.namespace}.{service}.replica.{index}"
+
+    @staticmethod
+    def partition_key(service: str, partition: int, event: str) -> str:
+        """The commands-exchange key of a command for one partition (``event`` may be
+        ``batch``). Three words, so the service queue's ``<service>.*`` does not match it."""
+        return f"{service}.p{partition}.{event}"
+
+    @staticmethod
+    def service_binding(service: str, partitioned: bool) -> str:
+        """What binds the service queue: ``<service>.<event>`` only, when partitioned."""
+        return f"{service}.*" if partitioned else f"{service}.#"
+
     @staticmethod
     def timer_key(service: str) -> str:
         return f"{service}.timer"
@@ -85,6 +108,16 @@ class Topology:
             # Full: the publisher's confirm is a nack, and the client hears unavailable at once.
             "x-max-length": max_length,
             "x-overflow": "reject-publish",
+        }
+
+    def partition_queue_arguments(
+        self, service: str, delivery_limit: int, max_length: int
+    ) -> dict[str, Any]:
+        """A service queue's bounds, with one consumer active at a time: its commands are
+        started in the order they were queued, whichever replica runs them."""
+        return {
+            **self.service_queue_arguments(service, delivery_limit, max_length),
+            "x-single-active-consumer": True,
         }
 
     @staticmethod

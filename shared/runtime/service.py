@@ -12,6 +12,10 @@ A gateway sends the commands it has for one service at one moment as one message
 each is handled as if it had come alone, the message is acked once, and a command that failed
 goes back to the queue alone (``x-attempts`` counts its tries), or to the dead letters.
 
+A partitioned service (chat) takes its client commands from partitions, one replica at a
+time on each (:mod:`shared.runtime.partitions`); its service queue has its facts, timers and
+retries.
+
 Transient commands (``EventSpec.transient``) come from their own queue and are handled one at
 a time, in order; their effects are published without confirms and a failure is answered,
 never retried.
@@ -39,6 +43,7 @@ from shared.logs import Tally, connection_id_var, user_id_var
 from shared.protocol.envelope import COMMAND_BATCH, Command, Reply
 from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import Outbox, Push, Request
+from shared.runtime.partitions import Partitions
 from shared.runtime.publisher import Outcome, Publisher
 from shared.settings import Settings
 
@@ -105,6 +110,7 @@ class ServiceRunner:
             for transient in (False, True)
         }
         self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
+        self.partitions = Partitions(broker, settings, definition.name, self._inbox.put)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then finish the commands in hand and return."""
@@ -113,6 +119,10 @@ class ServiceRunner:
             await d.startup()
         queue = await self._declare_queues()
         consumers = [await self.broker.consume(queue.name, self._inbox.put)]
+        if self.partitions.count:
+            await self.partitions.declare()
+            await self.partitions.take_index()
+            await self.partitions.consume_own()
         transient = await self._declare_transient_queue()
         if transient is not None:
             consumers.append(await self.broker.consume(transient.name, self._transient_inbox.put))
@@ -123,7 +133,10 @@ class ServiceRunner:
                 if transient is not None:
                     workers.append(group.create_task(self._work(self._transient_inbox, True)))
                 extras = [group.create_task(job(self)) for job in d.background]
+                if self.partitions.count:
+                    extras.append(group.create_task(self.partitions.standby()))
                 await stop.wait()
+                self.partitions.stop()
                 for tag in consumers:
                     await self.broker.cancel(tag)
                 await self._drain()
@@ -145,7 +158,10 @@ class ServiceRunner:
                 name, self.settings.delivery_limit, self.settings.queue_max_length
             ),
         )
-        await queue.bind(t.commands, f"{name}.#")
+        partitioned = self.partitions.count > 0
+        await queue.bind(t.commands, t.service_binding(name, partitioned))
+        if partitioned:  # a queue of a deployment before partitions had the wider key
+            await queue.unbind(t.commands, t.service_binding(name, partitioned=False))
         for fact in self.definition.facts:
             await queue.bind(t.domain, fact)
         return queue
