@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from services.calls import domain, views
 from services.calls.domain import Call, Caller, CallState, RejectReason
@@ -33,9 +33,8 @@ from shared.protocol.domain import (
     UsersPresenceFact,
 )
 from shared.protocol.envelope import CommandOrigin, push_frame
-from shared.protocol.registry import describe_validation_error
 from shared.runtime.outbox import Outbox, Request, UserPush
-from shared.runtime.service import Handler
+from shared.runtime.routes import Routes, command, fact, routes, timer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,12 @@ _ATTEMPTS = 4
 REANNOUNCE_WINDOW_S = 60.0
 
 Decide = Callable[[Call], Call]
+
+
+class RingTimeout(BaseModel):
+    """The data of the ``ring_timeout`` timer."""
+
+    call_id: str
 
 
 def new_call_id() -> str:
@@ -84,18 +89,18 @@ class CallHandlers:
         self.new_id = new_id
         self.live = LiveCalls(store.get)
 
-    def table(self) -> Mapping[str, Handler]:
-        return {
-            "initiate_call": self.initiate_call,
-            "accept_call": self.accept_call,
-            "reject_call": self.reject_call,
-            "end_call": self.end_call,
-            "call_signal": self.call_signal,
-            LIST_CALLS: self.list_calls,
-            RING_TIMEOUT: self.ring_timeout,
-            USERS_OFFLINE: self.users_offline,
-            CONNECTIONS_CHANGED: self.connections_changed,
-        }
+    def table(self) -> Routes:
+        return routes(
+            command("initiate_call", self.initiate_call),
+            command("accept_call", self.accept_call),
+            command("reject_call", self.reject_call),
+            command("end_call", self.end_call),
+            command("call_signal", self.call_signal),
+            command(LIST_CALLS, self.list_calls, wire.ListCalls),  # the gateway's HTTP API
+            timer(RING_TIMEOUT, RingTimeout, self.ring_timeout),
+            fact(USERS_OFFLINE, self.users_offline),
+            fact(CONNECTIONS_CHANGED, self.connections_changed),
+        )
 
     # -- shared steps ----------------------------------------------------------------------
 
@@ -137,7 +142,7 @@ class CallHandlers:
             delay = self.ring_timeout_s
         else:  # re-arming after a redelivery: whole seconds, so few delay queues exist
             delay = float(max(1, math.ceil(remaining)))
-        out.schedule(RING_TIMEOUT, {"call_id": call.call_id}, delay)
+        out.schedule(RING_TIMEOUT, RingTimeout(call_id=call.call_id).model_dump(), delay)
 
     # -- client events ---------------------------------------------------------------------
 
@@ -229,12 +234,7 @@ class CallHandlers:
 
     async def list_calls(self, req: Request) -> None:
         me = req.sender
-        p = req.payload
-        if not isinstance(p, wire.ListCalls):
-            try:
-                p = wire.ListCalls.model_validate(req.data)
-            except ValidationError as exc:
-                raise InvalidPayload(describe_validation_error(exc)) from None
+        p = req.payload_as(wire.ListCalls)
         before = None
         if p.before is not None:
             try:
@@ -247,7 +247,7 @@ class CallHandlers:
     # -- timers and facts ------------------------------------------------------------------
 
     async def ring_timeout(self, req: Request) -> None:
-        call_id = str(req.data.get("call_id", ""))
+        call_id = req.payload_as(RingTimeout).call_id
         try:
             call = await self._change(call_id, lambda c: domain.time_out(c, self.now()))
         except (Conflict, NotFound):
@@ -260,7 +260,7 @@ class CallHandlers:
     async def users_offline(self, req: Request) -> None:
         """Users gone past the reconnect grace (thousands when a gateway restarts): the calls
         that held their line end; one query finds them all."""
-        gone = [user.user_id for user in UsersPresenceFact.model_validate(req.data).users]
+        gone = [user.user_id for user in req.payload_as(UsersPresenceFact).users]
         if req.redelivered:  # what our first run ended may not have been announced
             for user_id in gone:
                 for call in await self.store.history(user_id, 5):
@@ -283,15 +283,17 @@ class CallHandlers:
         """Catch-up: a party who (re)connects while a call rings sees it ring (one query for
         a gateway's whole batch of connections)."""
         # resumed: re-announced after a broker reconnect, the client saw it all
-        opened = [f for f in ConnectionsChanged.model_validate(req.data).opened if not f.resumed]
+        opened = [f for f in req.payload_as(ConnectionsChanged).opened if not f.resumed]
         if not opened:
             return
         calls = await self.store.active_calls_of_users({f.user_id for f in opened})
         now = self.now()
-        for fact in opened:
+        for opening in opened:
             origin = CommandOrigin(
-                gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+                gateway_id=opening.gateway_id,
+                connection_id=opening.connection_id,
+                reply_to=opening.reply_to,
             )
-            for call in calls.get(fact.user_id, ()):
+            for call in calls.get(opening.user_id, ()):
                 if call.rings_at(now):
                     req.out.push_connection(origin, wire.CALL_INITIATED, views.initiated(call))

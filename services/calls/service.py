@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from services.calls.handlers import CallHandlers
 from services.calls.store import CallStore
-from shared.protocol.domain import CONNECTIONS_CHANGED, USERS_OFFLINE
 from shared.runtime.service import ServiceDefinition
 from shared.settings import Settings
 
@@ -15,7 +14,6 @@ def build(settings: Settings) -> ServiceDefinition:
     return ServiceDefinition(
         name="calls",
         handlers=handlers.table(),
-        facts=(CONNECTIONS_CHANGED, USERS_OFFLINE),
         # One command at a time per replica keeps a user's own commands in order
         # (accept then end); replicas scale it out, the store settles their races.
         workers=1,

@@ -22,7 +22,7 @@ DAY = 86_400.0
 @pytest.fixture
 async def store(databases: Databases) -> AsyncIterator[ChatStore]:
     opened = ChatStore(databases.url("chat"))
-    await opened.create()
+    await opened.start()
     try:
         yield opened
     finally:
@@ -107,7 +107,7 @@ async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
 async def test_two_writers_on_one_database_keep_seqs_gap_free(databases: Databases) -> None:
     url = databases.url("shared")
     replicas = [ChatStore(url), ChatStore(url)]
-    await asyncio.gather(*(replica.create() for replica in replicas))  # both migrate at once
+    await asyncio.gather(*(replica.start() for replica in replicas))  # both migrate at once
     writers = [GroupWriter(r.apply, max_batch=16) for r in replicas]
     tasks = [asyncio.create_task(w.run()) for w in writers]
     try:
