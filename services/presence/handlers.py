@@ -1,23 +1,29 @@
 """Presence's handlers: each turns one command, fact or timer into domain steps and effects.
 
-The database part of each is a synchronous unit of work (``_…_in``) run whole in a
-database thread; it returns what changed, and the effects are decided back on the loop.
+The database part of each is a synchronous unit of work (``_…_in``, built of the steps in
+``units.py``) run whole in a database thread; it returns what changed, and the effects are
+decided back on the loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, model_validator
 
 from services.presence import domain, views
-from services.presence.domain import Mentor, Status, UserPresence, chunks, spread_changes
+from services.presence.domain import Mentor, Status, chunks, spread_changes
 from services.presence.pacing import BroadcastPacer, Pace
 from services.presence.store import PresenceStore, PresenceTx
-from shared import clock
+from services.presence.units import (
+    Changes,
+    close_connections,
+    close_tracking_spread,
+    open_connections,
+)
 from shared.amqp.topology import Topology
+from shared.clock import now
 from shared.protocol.domain import (
     CALL_ACCEPTED,
     CALL_ENDED,
@@ -38,7 +44,6 @@ from shared.runtime.outbox import Outbox, Request
 from shared.runtime.routes import Routes, command, fact, routes, timer
 from shared.settings import Settings
 
-MENTOR = "mentor"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
 FLUSH_STATUS = "flush_status"
@@ -73,22 +78,9 @@ class FlushStatus(BaseModel):
     mentor_id: str
 
 
-@dataclass
-class Changes:
-    """What one unit of work changed, for the effects decided after it."""
-
-    online: list[UserPresence] = field(default_factory=list)  # came online
-    offline: list[UserPresence] = field(default_factory=list)  # grace expired
-    graces: list[tuple[str, int]] = field(default_factory=list)  # (user, stamp) to arm
-    mentors: list[tuple[Mentor | None, Mentor]] = field(default_factory=list)
-    listing: list[Mentor] = field(default_factory=list)
-    refused: list[ConnectionFact] = field(default_factory=list)  # over the cap: to be closed
-    spreads: dict[str, set[str]] = field(default_factory=dict)  # user → gateways, if changed
-
-
 class PresenceHandlers:
     def __init__(
-        self, settings: Settings, store: PresenceStore, clock: Callable[[], float] = clock.now
+        self, settings: Settings, store: PresenceStore, clock: Callable[[], float] = now
     ) -> None:
         self.settings = settings
         self.store = store
@@ -157,8 +149,8 @@ class PresenceHandlers:
                 tx.gateway_seen(gateway_id, at)
             touched = {f.user_id for f in (*batch.opened, *batch.closed)}
             before = tx.gateways_of(touched)
-            self._open_in(tx, batch.opened, at, changes, cap=cap, alive_since=alive_since)
-            self._close_in(tx, [f.connection_id for f in batch.closed], changes)
+            open_connections(tx, batch.opened, at, changes, cap=cap, alive_since=alive_since)
+            close_connections(tx, [f.connection_id for f in batch.closed], changes)
             changes.spreads = spread_changes(before, tx.gateways_of(touched))
             if any(not f.resumed and not f.snapshot_sent for f in batch.opened):
                 changes.listing = tx.mentors()
@@ -177,60 +169,6 @@ class PresenceHandlers:
         for f in wants_snapshot:
             snapshot = views.mentor_list(changes.listing, f.user_id)
             req.out.push_connection(_origin(f), MENTOR_STATUS_SNAPSHOT, snapshot)
-
-    @staticmethod
-    def _open_in(
-        tx: PresenceTx,
-        opened: list[ConnectionFact],
-        at: float,
-        changes: Changes,
-        *,
-        cap: int,
-        alive_since: float,
-    ) -> None:
-        new = tx.add_connections(opened)
-        changes.refused = _over_the_cap(tx, new, cap, alive_since)
-        if changes.refused:
-            tx.remove_connections([f.connection_id for f in changes.refused])
-            new = [f for f in new if f not in changes.refused]
-        if not new:
-            return
-        roles = {f.user_id: f.role for f in new}
-        before = tx.users(roles)
-        after = {user_id: user.connected() for user_id, user in before.items()}
-        tx.save_users(list(after.values()))
-        changes.online += [after[u] for u, user in before.items() if not user.online]
-        names = {f.user_id: f.name for f in new if f.role == MENTOR}
-        known = tx.mentors_of(list(names))
-        for mentor_id, name in names.items():
-            stored = known.get(mentor_id)
-            turned = domain.set_online(stored or Mentor(mentor_id, name), True, at, name=name)
-            if domain.changed(stored, turned):
-                tx.save_mentor(turned)
-                changes.mentors.append((stored, turned))
-
-    @staticmethod
-    def _close_in(tx: PresenceTx, connection_ids: list[str], changes: Changes) -> None:
-        """Forget connections; a user left without any starts their reconnect grace."""
-        users = set(tx.remove_connections(connection_ids).values())
-        gone = [u for u, n in tx.connection_counts(users).items() if n == 0]
-        if not gone:
-            return
-        advanced = [
-            user.last_connection_closed() for user in tx.users(dict.fromkeys(gone, "")).values()
-        ]
-        tx.save_users([user for user, _ in advanced])
-        changes.graces += [(user.user_id, stamp) for user, stamp in advanced]
-
-    @classmethod
-    def _close_tracking_spread(
-        cls, tx: PresenceTx, connection_ids: list[str], changes: Changes
-    ) -> None:
-        """:meth:`_close_in`, noting users left on fewer gateways (their budget share)."""
-        users = tx.users_of(connection_ids)
-        before = tx.gateways_of(users)
-        cls._close_in(tx, connection_ids, changes)
-        changes.spreads = spread_changes(before, tx.gateways_of(users))
 
     async def grace_expired(self, req: Request) -> None:
         """Timer: the reconnect grace ran out for the users whose last connection closed in
@@ -267,7 +205,7 @@ class PresenceHandlers:
             tx.gateway_seen(beat.gateway_id, at)
             live = set(beat.connection_ids)
             stale = tx.stale_connections(beat.gateway_id, live, before=beat.at)
-            self._close_tracking_spread(tx, stale, changes)
+            close_tracking_spread(tx, stale, changes)
             return changes
 
         self._effects(req.out, await self.store.write(beat_in))
@@ -280,7 +218,7 @@ class PresenceHandlers:
         def expire_in(tx: PresenceTx) -> Changes:
             changes = Changes()
             if tx.claim_dead_gateway(gateway_id, cutoff):
-                self._close_tracking_spread(tx, tx.connections_of_gateway(gateway_id), changes)
+                close_tracking_spread(tx, tx.connections_of_gateway(gateway_id), changes)
             return changes
 
         self._effects(req.out, await self.store.write(expire_in))
@@ -357,21 +295,6 @@ class PresenceHandlers:
         own = views.mentor_status(mentor, to_self=True)
         if own != view:  # appearing offline: their own connections still see the truth
             out.push_user(mentor.mentor_id, MENTOR_STATUS_UPDATE, own)
-
-
-def _over_the_cap(
-    tx: PresenceTx, new: list[ConnectionFact], cap: int, alive_since: float
-) -> list[ConnectionFact]:
-    """The newest of ``new`` beyond ``cap`` connections of their user over all gateways heard
-    from since ``alive_since`` (each gateway refuses what passes the cap on its own sockets
-    at the handshake; presence sees the sum)."""
-    users = {f.user_id for f in new}
-    counts = tx.connection_counts(users, on_gateways_seen_since=alive_since)
-    refused: list[ConnectionFact] = []
-    for user_id, excess in ((u, n - cap) for u, n in counts.items() if n > cap):
-        theirs = sorted((f for f in new if f.user_id == user_id), key=lambda f: f.at)
-        refused += theirs[-excess:]
-    return refused
 
 
 def _origin(fact: ConnectionFact) -> CommandOrigin:

@@ -9,7 +9,7 @@ from functools import partial
 
 from services.presence.handlers import GATEWAY_EXPIRED, GatewayExpired, PresenceHandlers
 from services.presence.store import PresenceStore, PresenceTx
-from shared import clock
+from shared.clock import now
 from shared.errors import Unavailable
 from shared.runtime.service import BackgroundJob, ServiceDefinition, ServiceRunner
 from shared.settings import Settings
@@ -18,14 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def gateway_watchdog(
-    store: PresenceStore, settings: Settings, now: Callable[[], float]
+    store: PresenceStore, settings: Settings, clock: Callable[[], float]
 ) -> BackgroundJob:
     async def watch_gateways(runner: ServiceRunner) -> None:
         """Hand every gateway that stopped beating to a replica as ``gateway_expired``."""
         while True:
             await asyncio.sleep(settings.gateway_heartbeat_s)
             try:
-                cutoff = now() - settings.gateway_timeout_s
+                cutoff = clock() - settings.gateway_timeout_s
                 silent = await store.read(partial(PresenceTx.silent_gateways, since=cutoff))
                 for gateway_id in silent:
                     expired = GatewayExpired(gateway_id=gateway_id)
@@ -36,13 +36,13 @@ def gateway_watchdog(
     return watch_gateways
 
 
-def build(settings: Settings, now: Callable[[], float] = clock.now) -> ServiceDefinition:
+def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefinition:
     store = PresenceStore(settings.db_url("presence"), settings.db_pool_size("presence"))
-    handlers = PresenceHandlers(settings, store, clock=now)
+    handlers = PresenceHandlers(settings, store, clock)
     return ServiceDefinition(
         name="presence",
         handlers=handlers.table(),
         startup=store.start,
         shutdown=store.close,
-        background=[gateway_watchdog(store, settings, now)],
+        background=[gateway_watchdog(store, settings, clock)],
     )
