@@ -1,7 +1,8 @@
 """Table rows ↔ the frozen dataclasses of a service's domain, derived from the dataclass.
 
-A column has the name of its field. An enum field is stored as its value and read back as the
-enum; any other conversion (a set kept as JSON text, say) is named once, as a :class:`Stored`.
+A column has the name of its field (unless ``columns`` names it otherwise). An enum field is
+stored as its value and read back as the enum; any other conversion (a set kept as JSON text,
+say) is named once, as a :class:`Stored`.
 Adding a field to the dataclass and a column of the same name is all a store needs.
 """
 
@@ -28,17 +29,25 @@ def _enum_of(hint: Any) -> type[enum.Enum] | None:
 
 
 class RowMapper(Generic[T]):
-    def __init__(self, kind: type[T], stored: Mapping[str, Stored] | None = None) -> None:
+    def __init__(
+        self,
+        kind: type[T],
+        stored: Mapping[str, Stored] | None = None,
+        columns: Mapping[str, str] | None = None,
+    ) -> None:
+        """``stored``: field → its conversion; ``columns``: field → its column's name."""
         self.kind = kind
         hints = get_type_hints(kind)
         names = [f.name for f in fields(kind)]  # type: ignore[arg-type]
-        self.columns = tuple(names)
+        self.fields = tuple(names)
+        renamed = dict(columns or {})
+        self.columns = {name: renamed.pop(name, name) for name in names}  # field → column
         converters = dict(stored or {})
         for name in names:
             member = _enum_of(hints[name])
             if name not in converters and member is not None:
                 converters[name] = Stored(dump=lambda value: value.value, load=member)
-        unknown = set(converters) - set(names)
+        unknown = (set(converters) - set(names)) | set(renamed)
         if unknown:
             raise ValueError(f"{kind.__name__} has no fields {sorted(unknown)}")
         self._stored = converters
@@ -47,8 +56,8 @@ class RowMapper(Generic[T]):
         """The dataclass of a row (a ``Row`` or a ``RowMapping``; extra columns are ignored)."""
         values: Mapping[str, Any] = getattr(row, "_mapping", row)
         loaded = {}
-        for name in self.columns:
-            value = values[name]
+        for name, column in self.columns.items():
+            value = values[column]
             converter = self._stored.get(name)
             loaded[name] = converter.load(value) if converter and value is not None else value
         return self.kind(**loaded)
@@ -56,8 +65,8 @@ class RowMapper(Generic[T]):
     def to_row(self, obj: T) -> dict[str, Any]:
         """The column values of ``obj``."""
         row = {}
-        for name in self.columns:
+        for name, column in self.columns.items():
             value = getattr(obj, name)
             converter = self._stored.get(name)
-            row[name] = converter.dump(value) if converter and value is not None else value
+            row[column] = converter.dump(value) if converter and value is not None else value
         return row

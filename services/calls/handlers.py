@@ -20,7 +20,7 @@ from services.calls import domain, views
 from services.calls.domain import Call, Caller, CallState, RejectReason
 from services.calls.live import LiveCalls
 from services.calls.store import CallStore
-from shared import clock
+from shared.clock import now
 from shared.errors import Conflict, InvalidPayload, NotFound
 from shared.protocol import calls as wire
 from shared.protocol.domain import (
@@ -80,12 +80,12 @@ class CallHandlers:
         self,
         store: CallStore,
         ring_timeout_s: float,
-        now: Callable[[], float] = clock.now,
+        clock: Callable[[], float] = now,
         new_id: Callable[[], str] = new_call_id,
     ) -> None:
         self.store = store
         self.ring_timeout_s = ring_timeout_s
-        self.now = now
+        self.clock = clock
         self.new_id = new_id
         self.live = LiveCalls(store.get)
 
@@ -137,7 +137,7 @@ class CallHandlers:
         req.out.reply = views.state_ack(call)
 
     def _schedule_timeout(self, out: Outbox, call: Call) -> None:
-        remaining = call.expires_at - self.now()
+        remaining = call.expires_at - self.clock()
         if remaining >= self.ring_timeout_s - 0.001:
             delay = self.ring_timeout_s
         else:  # re-arming after a redelivery: whole seconds, so few delay queues exist
@@ -149,7 +149,7 @@ class CallHandlers:
     async def initiate_call(self, req: Request) -> None:
         p = req.payload_as(wire.InitiateCall)
         me = req.sender
-        now = self.now()
+        now = self.clock()
         connection = req.origin.connection_id if req.origin else None
         call = None
         if req.redelivered and connection is not None:
@@ -191,7 +191,7 @@ class CallHandlers:
         req.out.reply = views.initiate_ack(call)
 
     async def _reject_offline(self, call: Call) -> Call:
-        offline = domain.reject_by_system(call, RejectReason.OFFLINE, self.now())
+        offline = domain.reject_by_system(call, RejectReason.OFFLINE, self.clock())
         if await self.store.transition(call, offline):
             return offline
         # The receiver connected just now and answered through the catch-up push.
@@ -203,7 +203,7 @@ class CallHandlers:
         await self._party_action(
             req,
             p.call_id,
-            lambda call: domain.accept(call, me.user_id, me.name, self.now(), p.call_data),
+            lambda call: domain.accept(call, me.user_id, me.name, self.clock(), p.call_data),
         )
 
     async def reject_call(self, req: Request) -> None:
@@ -212,14 +212,14 @@ class CallHandlers:
         await self._party_action(
             req,
             p.call_id,
-            lambda call: domain.reject(call, me.user_id, me.name, self.now(), p.reason),
+            lambda call: domain.reject(call, me.user_id, me.name, self.clock(), p.reason),
         )
 
     async def end_call(self, req: Request) -> None:
         p = req.payload_as(wire.EndCall)
         me = req.sender
         await self._party_action(
-            req, p.call_id, lambda call: domain.hang_up(call, me.user_id, self.now())
+            req, p.call_id, lambda call: domain.hang_up(call, me.user_id, self.clock())
         )
 
     async def call_signal(self, req: Request) -> None:
@@ -249,7 +249,7 @@ class CallHandlers:
     async def ring_timeout(self, req: Request) -> None:
         call_id = req.payload_as(RingTimeout).call_id
         try:
-            call = await self._change(call_id, lambda c: domain.time_out(c, self.now()))
+            call = await self._change(call_id, lambda c: domain.time_out(c, self.clock()))
         except (Conflict, NotFound):
             current = await self.store.get(call_id)
             if req.redelivered and current is not None and current.state is CallState.MISSED:
@@ -264,7 +264,7 @@ class CallHandlers:
         if req.redelivered:  # what our first run ended may not have been announced
             for user_id in gone:
                 for call in await self.store.history(user_id, 5):
-                    if domain.ended_by_system(call, self.now() - REANNOUNCE_WINDOW_S):
+                    if domain.ended_by_system(call, self.clock() - REANNOUNCE_WINDOW_S):
                         announce(req.out, call)
         active = await self.store.active_calls_of_users(gone)
         for user_id in gone:
@@ -277,7 +277,7 @@ class CallHandlers:
                 announce(req.out, call)
 
     def _dropping(self, user_id: str) -> Callable[[Call], Call]:
-        return lambda call: domain.drop_party(call, user_id, self.now())
+        return lambda call: domain.drop_party(call, user_id, self.clock())
 
     async def connections_changed(self, req: Request) -> None:
         """Catch-up: a party who (re)connects while a call rings sees it ring (one query for
@@ -287,7 +287,7 @@ class CallHandlers:
         if not opened:
             return
         calls = await self.store.active_calls_of_users({f.user_id for f in opened})
-        now = self.now()
+        now = self.clock()
         for opening in opened:
             origin = CommandOrigin(
                 gateway_id=opening.gateway_id,

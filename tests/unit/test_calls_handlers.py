@@ -148,7 +148,8 @@ def online() -> set[str]:
 
 
 def make(store: CallStore, clock: Clock, online: set[str]) -> Harness:
-    return Harness(CallHandlers(store, RING, now=clock, new_id=lambda: f"call{next(_ids)}"), online)
+    handlers = CallHandlers(store, RING, clock=clock, new_id=lambda: f"call{next(_ids)}")
+    return Harness(handlers, online)
 
 
 @pytest.fixture

@@ -28,9 +28,8 @@ def _load_tags(text: str) -> frozenset[str]:
     return frozenset(json.loads(text))
 
 
-THINGS = RowMapper(
-    Thing, stored={"tags": Stored(dump=lambda t: json.dumps(sorted(t)), load=_load_tags)}
-)
+TAGS = {"tags": Stored(dump=lambda t: json.dumps(sorted(t)), load=_load_tags)}
+THINGS = RowMapper(Thing, stored=TAGS)
 
 
 def test_a_row_round_trips_with_enums_as_values_and_named_conversions() -> None:
@@ -45,3 +44,13 @@ def test_a_row_round_trips_with_enums_as_values_and_named_conversions() -> None:
 def test_a_conversion_for_a_field_that_does_not_exist_is_refused() -> None:
     with pytest.raises(ValueError, match="colour_name"):
         RowMapper(Thing, stored={"colour_name": Stored(dump=str, load=str)})
+
+
+def test_a_field_may_live_in_a_column_of_another_name() -> None:
+    renamed = RowMapper(Thing, stored=TAGS, columns={"thing_id": "id"})
+    thing = Thing("t1", Colour.RED, frozenset())
+    row = renamed.to_row(thing)
+    assert row["id"] == "t1" and "thing_id" not in row
+    assert renamed.to_object(row) == thing
+    with pytest.raises(ValueError, match="nope"):
+        RowMapper(Thing, columns={"nope": "x"})
