@@ -242,7 +242,7 @@ class CallHandlers:
             except ValueError:
                 raise InvalidPayload("before: not an ISO 8601 time") from None
         calls = await self.store.history(me.user_id, p.limit, before)
-        req.out.reply = {"calls": [views.record(call, me.user_id) for call in calls]}
+        req.out.reply = views.history(calls, me.user_id)
 
     # -- timers and facts ------------------------------------------------------------------
 
