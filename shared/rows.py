@@ -25,6 +25,7 @@ class Stored:
 
 
 def _enum_of(hint: Any) -> type[enum.Enum] | None:
+    """The enum a field holds (a plain enum annotation; an optional one is not recognised)."""
     return hint if isinstance(hint, type) and issubclass(hint, enum.Enum) else None
 
 
@@ -39,7 +40,6 @@ class RowMapper(Generic[T]):
         self.kind = kind
         hints = get_type_hints(kind)
         names = [f.name for f in fields(kind)]  # type: ignore[arg-type]
-        self.fields = tuple(names)
         renamed = dict(columns or {})
         self.columns = {name: renamed.pop(name, name) for name in names}  # field → column
         converters = dict(stored or {})
