@@ -174,3 +174,13 @@ async def test_edits_and_deletes_are_stored_and_shown_in_history(store: ChatStor
         (2, "hi", None),
         (1, "", deleted.deleted_at),  # the seq stays, the text is gone
     ]
+
+
+async def test_messages_are_stamped_by_the_store_s_clock(databases: Databases) -> None:
+    stamped = ChatStore(databases.url("chat"), clock=lambda: 1_234.5)
+    await stamped.start()
+    try:
+        [sent] = await stamped.apply([send("alice", "bob")])
+        assert isinstance(sent, Sent) and sent.message.sent_at == 1_234.5
+    finally:
+        await stamped.close()

@@ -241,3 +241,12 @@ async def test_a_status_message_with_nul_is_stored_as_it_was(presence: PresenceH
     mentor = Mentor("m1", "M\x00", status_message="back\x00soon\ue000")
     await presence.store.write(lambda tx: tx.save_mentor(mentor))
     assert await presence.store.read(lambda tx: tx.mentor("m1")) == mentor
+
+
+async def test_status_changes_are_stamped_by_the_injected_clock(
+    presence: PresenceHandlers,
+) -> None:
+    presence.clock = lambda: 1_800_000_000.0
+    req = await run(presence, {"opened": [fact("c1", "m1", role="mentor")]})
+    [changed] = [f.data for f in req.out.facts if f.name == MENTOR_STATUS_CHANGED]
+    assert changed["updated_at"] == "2027-01-15T08:00:00.000Z"
