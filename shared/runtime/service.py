@@ -5,7 +5,8 @@ Ack policy: a handler that returns → effects published with confirms → ack. 
 raises a :class:`RealtimeError` → an ``error`` reply → ack (the command was answered). Any
 other exception → requeue; the quorum queue's delivery limit moves a command that keeps
 failing to ``<ns>.<service>.dead`` (its sender is told ``internal`` on the last try).
-Undecodable messages go straight to the dead-letter queue. A command past its deadline is
+Undecodable messages go straight to the dead-letter queue, and so do facts and timers whose
+data does not fit their model (``shared/runtime/routes.py``). A command past its deadline is
 dropped unexecuted (its sender has been told ``unavailable``), and counted.
 
 A gateway sends the commands it has for one service at one moment as one message (a batch):
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -36,21 +37,21 @@ from pydantic import ValidationError
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
-from shared.auth import Identity, Role
+from shared.auth import Identity
 from shared.batching import Batcher
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
 from shared.protocol.envelope import COMMAND_BATCH, Command, Reply
-from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
+from shared.protocol.registry import CLIENT_EVENTS
 from shared.runtime.outbox import Outbox, Push, Request
 from shared.runtime.partitions import Partitions
 from shared.runtime.publisher import Outcome, Publisher
+from shared.runtime.routes import Kind, MalformedWork, Route, Routes, validate
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 DRAIN_S = 10.0  # SIGTERM: how long the commands in hand may take to finish
 
-Handler = Callable[[Request], Awaitable[None]]
 BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
 
 
@@ -59,12 +60,16 @@ class ServiceDefinition:
     """Everything that differs between two services."""
 
     name: str
-    handlers: Mapping[str, Handler]
-    facts: Sequence[str] = ()
+    handlers: Routes  # every command, fact and timer it takes (shared/runtime/routes.py)
     workers: int = 1
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
     background: Sequence[BackgroundJob] = field(default_factory=tuple)
+
+    @property
+    def facts(self) -> list[str]:
+        """The domain facts it follows (its queue is bound to them)."""
+        return [name for name, route in self.handlers.items() if route.kind is Kind.FACT]
 
 
 class Verdict(Enum):
@@ -337,11 +342,11 @@ class ServiceRunner:
         user_id_var.set(command.user.id if command.user else None)
         connection_id_var.set(command.origin.connection_id if command.origin else None)
         try:
-            request = self._request(in_hand)
-            handler = self.definition.handlers.get(command.event)
-            if handler is None:
+            route = self.definition.handlers.get(command.event)
+            if route is None:
                 raise InternalError(f"{self.definition.name} has no handler for {command.event}")
-            await handler(request)
+            request = self._request(in_hand, route)
+            await route.handler(request)
             reply = Reply(ok=True, data=request.out.reply or {})
             return Outcome(request.out, reply, in_hand.reply_to, in_hand.correlation_id)
         except RealtimeError as exc:
@@ -349,6 +354,9 @@ class ServiceRunner:
                 ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
             )
             return Outcome(Outbox(), reply, in_hand.reply_to, in_hand.correlation_id)
+        except MalformedWork as exc:
+            log.error("malformed %s dead-lettered: %s", command.event, exc)
+            return Verdict.DEAD
         except Exception:
             if not transient and in_hand.attempts + 1 < self.settings.delivery_limit:
                 log.exception("%s failed; will retry", command.event)
@@ -410,20 +418,13 @@ class ServiceRunner:
         log.warning("could not publish the effects of a command; will retry it")
         return Verdict.RETRY
 
-    def _request(self, in_hand: InHand) -> Request:
+    def _request(self, in_hand: InHand, route: Route) -> Request:
         command = in_hand.command
         user = Identity.from_dict(command.user.model_dump()) if command.user else None
-        payload = None
-        spec = CLIENT_EVENTS.get(command.event)
-        if spec is not None:
-            if user is None:
-                raise InternalError(f"client event {command.event} without a user")
-            authorize(spec, Role(user.role))
-            payload = validate_payload(spec, command.data)
         return Request(
             event=command.event,
             data=command.data,
-            payload=payload,
+            payload=validate(route, command.data, user),
             user=user,
             origin=command.origin,
             redelivered=in_hand.redelivered,

@@ -33,12 +33,13 @@ def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRe
 @pytest.fixture
 async def replicas(databases: Databases) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
     url = databases.url("help")
-    first, second = await asyncio.gather(HelpStore.open(url), HelpStore.open(url))
+    first, second = HelpStore(url), HelpStore(url)
+    await asyncio.gather(first.start(), second.start())
     try:
         yield first, second
     finally:
-        await first.dispose()
-        await second.dispose()
+        await first.close()
+        await second.close()
 
 
 async def make_available(store: HelpStore, *mentor_ids: str) -> None:
@@ -54,7 +55,7 @@ async def test_ten_simultaneous_accepts_across_two_replicas_have_one_winner(
     mentors = [f"m{i}" for i in range(10)]
     await make_available(first, *mentors)
     request = open_request()
-    assert sorted(await first.create(request, [])) == sorted(mentors)
+    assert sorted(await first.insert_request(request, [])) == sorted(mentors)
 
     async def accept(i: int) -> bool:
         store = (first, second)[i % 2]
@@ -77,7 +78,7 @@ async def test_a_request_closes_once_whatever_races_it(
     first, second = replicas
     await make_available(first, "m1")
     request = open_request()
-    await first.create(request, [])
+    await first.insert_request(request, [])
     mentor = Identity("m1", Role.MENTOR, "M1")
     student = Identity("s1", Role.STUDENT, "S1")
     outcomes = await asyncio.gather(
@@ -96,7 +97,7 @@ async def test_a_declined_broadcast_stays_open_and_is_hidden_from_the_decliner(
 ) -> None:
     store, _ = replicas
     await make_available(store, "m1", "m2")
-    await store.create(open_request(), [])
+    await store.insert_request(open_request(), [])
     assert await store.decline_broadcast("r1", "m1", 150.0)
     assert [r.request_id for r in await store.visible_to("m2")] == ["r1"]
     assert await store.visible_to("m1") == []
@@ -106,8 +107,8 @@ async def test_a_declined_broadcast_stays_open_and_is_hidden_from_the_decliner(
 
 async def test_catch_up_records_who_was_shown(replicas: tuple[HelpStore, HelpStore]) -> None:
     store, _ = replicas
-    await store.create(open_request("b"), [])
-    await store.create(open_request("t", mentor_id="m7"), ["m7"])
+    await store.insert_request(open_request("b"), [])
+    await store.insert_request(open_request("t", mentor_id="m7"), ["m7"])
     assert await store.shown_to("b") == []
     caught = await store.catch_up("m7", broadcasts=True, targeted=True, now=200.0)
     assert sorted(r.request_id for r in caught) == ["b", "t"]
@@ -135,7 +136,7 @@ async def test_a_mentor_turning_available_during_a_broadcast_is_shown_it(
         await second.apply_mentor(away)
         back = MentorState(mentor_id, "M", "available", True, f"2026-01-01T00:01:{number:02}Z")
         audience, caught = await asyncio.gather(
-            first.create(open_request(f"r{number}"), []), turn_available(second, back)
+            first.insert_request(open_request(f"r{number}"), []), turn_available(second, back)
         )
         assert mentor_id in audience or f"r{number}" in caught, (audience, caught)
 
@@ -149,7 +150,7 @@ async def test_a_request_closed_while_shown_is_closed_for_whoever_was_shown_it(
     student = Identity("s1", Role.STUDENT, "S1")
     for number in range(15):
         request = open_request(f"r{number}")
-        await first.create(request, [])
+        await first.insert_request(request, [])
         (won, told), caught = await asyncio.gather(
             first.finish(request.moved(Action.CANCEL, 1.0, student)),
             second.catch_up("m1", broadcasts=True, targeted=True, now=200.0),
@@ -164,7 +165,7 @@ async def test_text_with_nul_is_stored_and_found_as_it_was(
 ) -> None:
     store, _ = replicas
     odd = dataclasses.replace(open_request("r\x00"), subject="x\x00", message="\x00\ue000")
-    await store.create(odd, [])
+    await store.insert_request(odd, [])
     assert await store.get("r\x00") == odd
     assert await store.get("r") is None
     assert await store.find_duplicate(odd, since=0.0, any_status=False) == odd
