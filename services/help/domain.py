@@ -122,6 +122,15 @@ def new_request(
     )
 
 
+def check_open_limit(open_now: int, max_open: int) -> None:
+    """A student may have at most ``max_open`` open requests: :class:`Conflict` beyond."""
+    if open_now >= max_open:
+        raise Conflict(
+            f"you already have {max_open} open help requests: cancel one, or wait until a "
+            "mentor answers"
+        )
+
+
 def priority(request: HelpRequest) -> tuple[int, float, str]:
     """Sort key: most urgent first, then oldest, then by id (stable)."""
     return (-request.urgency.rank, request.created_at, request.request_id)

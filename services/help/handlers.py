@@ -100,17 +100,17 @@ class HelpHandlers:
         same = await self.store.get(request.request_id) or await self.store.find_duplicate(
             request, since=at - DUPLICATE_WINDOW_S, any_status=req.redelivered
         )
-        if same is None:
-            if await self.store.open_count(request.student_id) >= self.max_open:
-                raise Conflict(
-                    f"you already have {self.max_open} open help requests: cancel one, or wait "
-                    "until a mentor answers"
-                )
+        if same is None:  # checked again where it is stored, with the cap: replicas race
             target = [] if request.mentor_id is None else [request.mentor_id]
-            audience = await self.store.insert_request(request, target)
-            delivered = await self._show(req, request, audience)
-            arm_expiry(req.out, request.request_id, self.expiry_s)
-        else:
+            stored, shown = await self.store.admit_request(
+                request, target, self.max_open, duplicate_since=at - DUPLICATE_WINDOW_S
+            )
+            if shown is None:  # another replica stored the same request a moment ago
+                same = stored
+            else:
+                delivered = await self._show(req, request, shown)
+                arm_expiry(req.out, request.request_id, self.expiry_s)
+        if same is not None:
             # The same command again (redelivered, or sent twice): the same request.
             request = same
             audience = await self.store.shown_to(request.request_id)

@@ -25,7 +25,13 @@ from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.help.domain import HelpRequest, MentorState, Status, supersedes
+from services.help.domain import (
+    HelpRequest,
+    MentorState,
+    Status,
+    check_open_limit,
+    supersedes,
+)
 from services.help.tables import (
     PRIORITY,
     Base,
@@ -119,31 +125,58 @@ class HelpStore:
         """Store a new request shown to ``audience``; for a broadcast, ``audience`` is
         ignored and the mentors available in the view at commit time are used (returned)."""
         async with self._write() as conn:
-            if request.is_broadcast:
-                if self._postgres:  # no mentor changes status until this request is stored
-                    await conn.execute(text(f"LOCK TABLE {help_mentors.name} IN SHARE MODE"))
-                rows = await conn.execute(
-                    select(help_mentors.c.mentor_id).where(
-                        help_mentors.c.online.is_(True), help_mentors.c.status == "available"
-                    )
-                )
-                shown = [r.mentor_id for r in rows]
-            else:
-                shown = list(audience)
-            await conn.execute(help_requests.insert().values(request_row(request)))
-            if shown:
+            return await self._insert(conn, request, audience)
+
+    async def admit_request(
+        self, request: HelpRequest, audience: Iterable[str], max_open: int, duplicate_since: float
+    ) -> tuple[HelpRequest, list[str] | None]:
+        """Store a new request as :meth:`insert_request` does, unless the student already has
+        the same one open since ``duplicate_since`` (returned, with None) or ``max_open`` open
+        requests (:class:`Conflict`). Decided in the insert's transaction, one student at a
+        time (SQLite's write lock; a per-student advisory lock on PostgreSQL), so replicas
+        racing on one student's requests cannot pass the cap or store a double tap twice."""
+        async with self._write() as conn:
+            if self._postgres:
                 await conn.execute(
-                    help_shown.insert(),
-                    [
-                        {
-                            "request_id": request.request_id,
-                            "mentor_id": m,
-                            "shown_at": request.created_at,
-                            "declined": False,
-                        }
-                        for m in shown
-                    ],
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"help.student:{request.student_id}"},
                 )
+            row = (await conn.execute(_duplicate_query(request, duplicate_since, False))).first()
+            if row is not None:
+                return to_request(row), None
+            check_open_limit(
+                int((await conn.execute(_open_count(request.student_id))).scalar_one()), max_open
+            )
+            return request, await self._insert(conn, request, audience)
+
+    async def _insert(
+        self, conn: AsyncConnection, request: HelpRequest, audience: Iterable[str]
+    ) -> list[str]:
+        if request.is_broadcast:
+            if self._postgres:  # no mentor changes status until this request is stored
+                await conn.execute(text(f"LOCK TABLE {help_mentors.name} IN SHARE MODE"))
+            rows = await conn.execute(
+                select(help_mentors.c.mentor_id).where(
+                    help_mentors.c.online.is_(True), help_mentors.c.status == "available"
+                )
+            )
+            shown = [r.mentor_id for r in rows]
+        else:
+            shown = list(audience)
+        await conn.execute(help_requests.insert().values(request_row(request)))
+        if shown:
+            await conn.execute(
+                help_shown.insert(),
+                [
+                    {
+                        "request_id": request.request_id,
+                        "mentor_id": m,
+                        "shown_at": request.created_at,
+                        "declined": False,
+                    }
+                    for m in shown
+                ],
+            )
         return shown
 
     async def get(self, request_id: str) -> HelpRequest | None:
@@ -160,22 +193,8 @@ class HelpStore:
     ) -> HelpRequest | None:
         """The same student's request with the same content created after ``since``
         (open only, unless ``any_status``): a redelivered or double-sent command."""
-        query = select(help_requests).where(
-            help_requests.c.student_id == request.student_id,
-            help_requests.c.subject == request.subject,
-            help_requests.c.message == request.message,
-            help_requests.c.urgency == request.urgency.value,
-            help_requests.c.mentor_id.is_(None)
-            if request.mentor_id is None
-            else help_requests.c.mentor_id == request.mentor_id,
-            help_requests.c.created_at >= since,
-        )
-        if not any_status:
-            query = query.where(help_requests.c.status == Status.OPEN.value)
         async with self._read() as conn:
-            row = (
-                await conn.execute(query.order_by(help_requests.c.created_at.desc()).limit(1))
-            ).first()
+            row = (await conn.execute(_duplicate_query(request, since, any_status))).first()
         return to_request(row) if row else None
 
     async def finish(self, after: HelpRequest) -> tuple[bool, list[str]]:
@@ -317,11 +336,7 @@ class HelpStore:
     async def open_count(self, student_id: str) -> int:
         """How many of the student's requests are still open."""
         async with self._read() as conn:
-            query = select(func.count()).where(
-                help_requests.c.student_id == student_id,
-                help_requests.c.status == Status.OPEN.value,
-            )
-            return int((await conn.execute(query)).scalar_one())
+            return int((await conn.execute(_open_count(student_id))).scalar_one())
 
     async def of_student(self, student_id: str, limit: int) -> list[HelpRequest]:
         """``list_help_requests`` for a student: their own, newest first."""
@@ -333,3 +348,28 @@ class HelpStore:
                 .limit(limit)
             )
             return [to_request(r) for r in rows]
+
+
+def _duplicate_query(request: HelpRequest, since: float, any_status: bool) -> Select[Any]:
+    """The newest of the student's requests with the same content created after ``since``
+    (open ones only, unless ``any_status``)."""
+    query = select(help_requests).where(
+        help_requests.c.student_id == request.student_id,
+        help_requests.c.subject == request.subject,
+        help_requests.c.message == request.message,
+        help_requests.c.urgency == request.urgency.value,
+        help_requests.c.mentor_id.is_(None)
+        if request.mentor_id is None
+        else help_requests.c.mentor_id == request.mentor_id,
+        help_requests.c.created_at >= since,
+    )
+    if not any_status:
+        query = query.where(help_requests.c.status == Status.OPEN.value)
+    return query.order_by(help_requests.c.created_at.desc()).limit(1)
+
+
+def _open_count(student_id: str) -> Select[Any]:
+    return select(func.count()).where(
+        help_requests.c.student_id == student_id,
+        help_requests.c.status == Status.OPEN.value,
+    )

@@ -12,6 +12,7 @@ import pytest
 from services.help.domain import Action, HelpRequest, MentorState, Status, Urgency
 from services.help.store import HelpStore
 from shared.auth import Identity, Role
+from shared.errors import Conflict
 from tests.support.postgres import Databases
 
 
@@ -169,3 +170,31 @@ async def test_text_with_nul_is_stored_and_found_as_it_was(
     assert await store.get("r\x00") == odd
     assert await store.get("r") is None
     assert await store.find_duplicate(odd, since=0.0, any_status=False) == odd
+
+
+async def test_replicas_racing_on_one_students_requests_keep_the_cap_and_store_a_double_tap_once(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    first, second = replicas
+    distinct = [dataclasses.replace(open_request(f"r{i}"), subject=f"S{i}") for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(
+            (first if i % 2 else second).admit_request(r, [], max_open=5, duplicate_since=0.0)
+            for i, r in enumerate(distinct)
+        ),
+        return_exceptions=True,
+    )
+    admitted = [o for o in outcomes if isinstance(o, tuple)]
+    assert len(admitted) == 5 and all(shown is not None for _, shown in admitted)
+    assert sum(isinstance(o, Conflict) for o in outcomes) == 5
+    assert await first.open_count("s1") == 5
+
+    other = dataclasses.replace(open_request("t1"), student_id="s2", subject="Physics")
+    tapped = [other, dataclasses.replace(other, request_id="t2")]  # the same, sent twice
+    (a, a_shown), (b, b_shown) = await asyncio.gather(
+        first.admit_request(tapped[0], [], max_open=5, duplicate_since=0.0),
+        second.admit_request(tapped[1], [], max_open=5, duplicate_since=0.0),
+    )
+    assert a.request_id == b.request_id  # one request; the other command found it
+    assert [a_shown, b_shown].count(None) == 1
+    assert await first.open_count("s2") == 1
