@@ -1,9 +1,17 @@
 """One robust AMQP connection per process: publishing with confirms, consuming, and knowing
-whether the broker is there right now (so callers can fail fast with ``unavailable``)."""
+whether the broker is there right now (so callers can fail fast with ``unavailable``).
+
+The connection goes to the first broker URL that answers and, when its node goes, to the
+next (:class:`FailoverConnection`); after every reconnection the consumers start again and
+the reconnect hooks restore what the broker lost. A non-durable queue lives on one node: when
+that node dies while this process stays connected to another, the broker cancels the
+consumers of the queue, and a consumer registered with a :class:`QueueShape` declares the
+queue again (on a surviving node) and consumes it again."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +28,7 @@ from aio_pika.abc import (
 from aiormq import spec
 
 from shared.amqp.delivery import Delivery
+from shared.amqp.failover import FailoverConnection
 from shared.amqp.topology import Topology
 from shared.errors import Overloaded, Unavailable
 from shared.settings import Settings
@@ -28,8 +37,19 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 BIND_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # one attempt on one node (a dead machine does not refuse, it is silent)
+RECONNECT_INTERVAL_S = 1.0  # between two attempts, each to the next node
+RECREATE_RETRY_S = 1.0
 ReconnectHook = Callable[[], Awaitable[None]]
 OnDelivery = Callable[[Delivery], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueShape:
+    """How to declare a queue again when the broker lost it (its node died)."""
+
+    durable: bool
+    arguments: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +57,7 @@ class _Consumer:
     queue: str
     on_delivery: OnDelivery
     no_ack: bool
+    recreate: QueueShape | None = None
 
 
 class Broker:
@@ -53,28 +74,37 @@ class Broker:
         self._reconnect_hooks: list[ReconnectHook] = []
         self._reconnected_hooks: list[ReconnectHook] = []
         self._consumers: dict[str, _Consumer] = {}
+        self._recreating: dict[str, asyncio.Task[None]] = {}  # consumer tag → its recovery
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self, retry_for_s: float = 60.0) -> None:
-        """Connect (retrying while the broker is not up yet) and declare the exchanges."""
+        """Connect (to the first broker URL that answers, retrying while none does) and
+        declare the exchanges."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + retry_for_s
+        urls = self.settings.broker_urls()
         delay = 0.2
-        while True:
+        for attempt in itertools.count():
+            connection = FailoverConnection(
+                urls,
+                first=attempt,
+                client_properties={"connection_name": self._client_name},
+                reconnect_interval=RECONNECT_INTERVAL_S,
+            )
             try:
-                self._connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url,
-                    client_properties={"connection_name": self._client_name},
-                    reconnect_interval=1.0,
-                )
+                await connection.connect(timeout=CONNECT_TIMEOUT_S)
+                self._connection = connection
                 break
-            except (OSError, aiormq.exceptions.AMQPError) as exc:
+            except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+                await connection.close()
                 if loop.time() > deadline:
                     raise Unavailable(f"broker unreachable: {exc}") from exc
-                log.warning("broker not reachable yet (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                log.warning("broker not reachable at %s yet (%s); retrying", connection, exc)
+                if (attempt + 1) % len(urls) == 0:  # every node tried: wait a little
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        assert self._connection is not None
         self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         self._publish_channel = await self._open_channel(publisher_confirms=True)
@@ -82,6 +112,7 @@ class Broker:
         await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
         await self._declare_exchanges()
         self._connected.set()
+        log.info("connected to the broker at %s", self._connection)
 
     async def _open_channel(self, publisher_confirms: bool) -> AbstractRobustChannel:
         assert self._connection is not None
@@ -102,6 +133,9 @@ class Broker:
 
     async def close(self) -> None:
         self._connected.clear()
+        for task in self._recreating.values():
+            task.cancel()
+        await asyncio.gather(*self._recreating.values(), return_exceptions=True)
         if self._connection is not None:
             await self._connection.close()
 
@@ -111,7 +145,10 @@ class Broker:
         self._connected.clear()
 
     async def _on_reconnected(self, *_: Any) -> None:
-        log.info("broker connection restored")
+        log.info("broker connection restored (%s)", self._connection)
+        # aio-pika declared every queue again on the new connection; the consumers start below
+        for task in list(self._recreating.values()):
+            task.cancel()
         for tag, consumer in self._consumers.items():
             try:
                 await self._start_consumer(tag, consumer)
@@ -144,12 +181,21 @@ class Broker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def consume(self, queue: str, on_delivery: OnDelivery, *, no_ack: bool = False) -> str:
+    async def consume(
+        self,
+        queue: str,
+        on_delivery: OnDelivery,
+        *,
+        no_ack: bool = False,
+        recreate: QueueShape | None = None,
+    ) -> str:
         """Deliver ``queue``'s messages to ``on_delivery`` (each in a task of its own, as
         aiormq does), on the consume channel and its prefetch, again after every reconnect.
+        With ``recreate``, a queue the broker deletes under the consumer (a non-durable queue
+        whose node died) is declared again like that and consumed again.
         Returns the consumer tag for :meth:`cancel`."""
         tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
-        consumer = _Consumer(queue, on_delivery, no_ack)
+        consumer = _Consumer(queue, on_delivery, no_ack, recreate)
         self._consumers[tag] = consumer
         await self._start_consumer(tag, consumer)
         return tag
@@ -157,6 +203,8 @@ class Broker:
     async def _start_consumer(self, tag: str, consumer: _Consumer) -> None:
         assert self._consume_channel is not None
         channel = await self._consume_channel.get_underlay_channel()
+        if self._on_cancelled_by_broker not in channel.on_consumer_cancel_callbacks:
+            channel.on_consumer_cancel_callbacks.add(self._on_cancelled_by_broker)
 
         async def deliver(message: aiormq.abc.DeliveredMessage) -> None:
             await consumer.on_delivery(Delivery(message, channel))
@@ -164,6 +212,39 @@ class Broker:
         await channel.basic_consume(
             consumer.queue, deliver, no_ack=consumer.no_ack, consumer_tag=tag
         )
+
+    async def _on_cancelled_by_broker(self, frame: spec.Basic.Cancel) -> None:
+        tag = frame.consumer_tag or ""
+        consumer = self._consumers.get(tag)
+        if consumer is None or consumer.recreate is None or tag in self._recreating:
+            return
+        log.warning("the broker lost %s; declaring it again", consumer.queue)
+        # Not awaited here: this runs in the channel's reader, which consuming again needs.
+        task = asyncio.create_task(self._recreate(tag, consumer, consumer.recreate))
+        self._recreating[tag] = task
+        task.add_done_callback(lambda _: self._recreating.pop(tag, None))
+
+    async def _recreate(self, tag: str, consumer: _Consumer, shape: QueueShape) -> None:
+        """Declare the lost queue again and consume it, until that works or the consumer is
+        cancelled. The declaration goes on a channel of its own: a refusal (the broker may
+        not have noticed the node's death yet) closes that channel, not the consumers'."""
+        while tag in self._consumers:
+            try:
+                assert self._connection is not None
+                channel = await self._connection.channel(publisher_confirms=False)
+                try:
+                    await channel.declare_queue(
+                        consumer.queue, durable=shape.durable, arguments=shape.arguments
+                    )
+                finally:
+                    await channel.close()
+                if tag in self._consumers:
+                    await self._start_consumer(tag, consumer)
+                log.info("consuming %s again", consumer.queue)
+                return
+            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                log.warning("could not declare %s again yet (%r)", consumer.queue, exc)
+            await asyncio.sleep(RECREATE_RETRY_S)
 
     async def cancel(self, tag: str) -> None:
         """Stop a consumer of :meth:`consume` (messages in hand are still settled)."""
@@ -221,10 +302,11 @@ class Broker:
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable("message broker unavailable") from exc
 
-    async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
-        """The durable timer queue of one duration; expired messages go back to ``service``."""
+    async def declare_delay_queue(self, service: str, delay_ms: int, generation: int) -> str:
+        """The durable timer queue of one duration and generation; expired messages go back
+        to ``service``."""
         assert self._publish_channel is not None
-        name = self.topology.delay_queue(service, delay_ms)
+        name = self.topology.delay_queue(service, delay_ms, generation)
         await self._publish_channel.declare_queue(
             name, durable=True, arguments=self.topology.delay_queue_arguments(service, delay_ms)
         )

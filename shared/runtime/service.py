@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.amqp import headers as h
-from shared.amqp.broker import Broker
+from shared.amqp.broker import Broker, QueueShape
 from shared.amqp.delivery import Delivery
 from shared.auth import Identity, Role
 from shared.batching import Batcher
@@ -115,7 +115,11 @@ class ServiceRunner:
         consumers = [await self.broker.consume(queue.name, self._inbox.put)]
         transient = await self._declare_transient_queue()
         if transient is not None:
-            consumers.append(await self.broker.consume(transient.name, self._transient_inbox.put))
+            # not durable, so it lives on one node: declared again if that node dies
+            shape = QueueShape(durable=False, arguments=transient.arguments)
+            consumers.append(
+                await self.broker.consume(transient.name, self._transient_inbox.put, recreate=shape)
+            )
         log.info("service %s consuming %s", d.name, queue.name)
         try:
             async with asyncio.TaskGroup() as group:
