@@ -5,7 +5,7 @@ Every node is stopped (or killed) by the pid it was started with, never by name.
 
 from __future__ import annotations
 
-import re
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,15 +75,10 @@ class LocalCluster:
         """Raft state (``leader``, ``follower``, …) of each member of quorum ``queue``, by node
         name, as a live node reports it (``rabbitmq-queues quorum_status``)."""
         node = self.running_nodes()[0]
-        result = node.run(QUEUES, "-n", node.name, "quorum_status", queue, "--formatter", "csv")
+        result = node.run(QUEUES, "-n", node.name, "quorum_status", queue, "--formatter", "json")
         if result.returncode != 0:
             raise RabbitUnavailable(f"quorum_status {queue} failed: {result.stderr}")
-        members: dict[str, str] = {}
-        for line in result.stdout.splitlines():
-            cells = [cell.strip().strip('"') for cell in line.split(",")]
-            if len(cells) > 1 and re.fullmatch(r"\S+@\S+", cells[0]):
-                members[cells[0]] = cells[1]
-        return members
+        return {member["Node Name"]: member["Raft State"] for member in json.loads(result.stdout)}
 
     def leader_of(self, queue: str) -> LocalRabbit:
         """The node that leads quorum ``queue`` now."""

@@ -40,6 +40,8 @@ BIND_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0  # one attempt on one node (a dead machine does not refuse, it is silent)
 RECONNECT_INTERVAL_S = 1.0  # between two attempts, each to the next node
 RECREATE_RETRY_S = 1.0
+# A refused publish replaces the confirming channel, at most once per this (see _on_refused)
+REPLACE_AFTER_REFUSAL_S = 0.5
 ReconnectHook = Callable[[], Awaitable[None]]
 OnDelivery = Callable[[Delivery], Awaitable[None]]
 
@@ -75,6 +77,7 @@ class Broker:
         self._reconnected_hooks: list[ReconnectHook] = []
         self._consumers: dict[str, _Consumer] = {}
         self._recreating: dict[str, asyncio.Task[None]] = {}  # consumer tag → its recovery
+        self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -314,6 +317,24 @@ class Broker:
 
     # -- publishing ------------------------------------------------------------------------
 
+    async def _on_refused(self) -> None:
+        """A publish was nacked. A bounded queue that is full does that, and so does
+        RabbitMQ 3.10 to every later publish of a channel whose first publish to a quorum
+        queue came while that queue was electing a leader (right after a failover): nacked
+        for as long as the channel lives, while a new channel publishes. So a refusal
+        replaces the confirming channel, at most once per ``REPLACE_AFTER_REFUSAL_S``."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._replaced_at < REPLACE_AFTER_REFUSAL_S or self._connection is None:
+            return
+        self._replaced_at = loop.time()
+        old = self._publish_channel
+        try:
+            self._publish_channel = await self._open_channel(publisher_confirms=True)
+            if old is not None:
+                await old.close()
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            log.warning("could not replace the publishing channel (%r)", exc)
+
     async def publish(
         self,
         exchange: str,
@@ -367,6 +388,7 @@ class Broker:
                     wait=False,
                 )
         except aiormq.exceptions.DeliveryError as exc:
+            await self._on_refused()
             raise Overloaded(f"the broker refused the message: {exc!r}") from exc
         except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable(f"message broker unavailable: {exc!r}") from exc
