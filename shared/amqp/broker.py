@@ -3,10 +3,10 @@ whether the broker is there right now (so callers can fail fast with ``unavailab
 
 The connection goes to the first broker URL that answers and, when its node goes, to the
 next (:class:`FailoverConnection`); after every reconnection the consumers start again and
-the reconnect hooks restore what the broker lost. A non-durable queue lives on one node: when
-that node dies while this process stays connected to another, the broker cancels the
-consumers of the queue, and a consumer registered with a :class:`QueueShape` declares the
-queue again (on a surviving node) and consumes it again."""
+the reconnect hooks restore what the broker lost. A consumer registered with a
+:class:`QueueShape` (of a non-durable queue, which dies with its node even while this process
+stays connected to another) is a :class:`KeptConsumer`: it declares its queue again and
+consumes it again whenever the broker loses it."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from aiormq import spec
 
 from shared.amqp.delivery import Delivery
 from shared.amqp.failover import FailoverConnection
+from shared.amqp.kept_consumer import KeptConsumer, QueueShape
 from shared.amqp.topology import Topology
 from shared.errors import Overloaded, Unavailable
 from shared.settings import Settings
@@ -39,7 +40,6 @@ PUBLISH_TIMEOUT_S = 5.0
 BIND_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0  # one attempt on one node (a dead machine does not refuse, it is silent)
 RECONNECT_INTERVAL_S = 1.0  # between two attempts, each to the next node
-RECREATE_RETRY_S = 1.0
 # A refused publish replaces the confirming channel, at most once per this (see _on_refused)
 REPLACE_AFTER_REFUSAL_S = 0.5
 ReconnectHook = Callable[[], Awaitable[None]]
@@ -47,19 +47,10 @@ OnDelivery = Callable[[Delivery], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
-class QueueShape:
-    """How to declare a queue again when the broker lost it (its node died)."""
-
-    durable: bool
-    arguments: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Consumer:
     queue: str
     on_delivery: OnDelivery
     no_ack: bool
-    recreate: QueueShape | None = None
 
 
 class Broker:
@@ -76,7 +67,7 @@ class Broker:
         self._reconnect_hooks: list[ReconnectHook] = []
         self._reconnected_hooks: list[ReconnectHook] = []
         self._consumers: dict[str, _Consumer] = {}
-        self._recreating: dict[str, asyncio.Task[None]] = {}  # consumer tag → its recovery
+        self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
         self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -113,6 +104,8 @@ class Broker:
         self._publish_channel = await self._open_channel(publisher_confirms=True)
         self._consume_channel = await self._open_channel(publisher_confirms=False)
         await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
+        # the channel reopens after a reconnect, or after a channel error: consume again
+        self._consume_channel.reopen_callbacks.add(self._restart_consumers)
         await self._declare_exchanges()
         self._connected.set()
         log.info("connected to the broker at %s", self._connection)
@@ -136,9 +129,8 @@ class Broker:
 
     async def close(self) -> None:
         self._connected.clear()
-        for task in self._recreating.values():
-            task.cancel()
-        await asyncio.gather(*self._recreating.values(), return_exceptions=True)
+        for kept in self._kept.values():
+            await kept.close()
         if self._connection is not None:
             await self._connection.close()
 
@@ -149,17 +141,18 @@ class Broker:
 
     async def _on_reconnected(self, *_: Any) -> None:
         log.info("broker connection restored (%s)", self._connection)
-        # aio-pika declared every queue again on the new connection; the consumers start below
-        for task in list(self._recreating.values()):
-            task.cancel()
+        await self._run_hooks(self._reconnect_hooks)
+        self._connected.set()
+        await self._run_hooks(self._reconnected_hooks)
+
+    async def _restart_consumers(self, *_: Any) -> None:
+        """The consume channel was opened again (aio-pika declared its queues again): start
+        its consumers again."""
         for tag, consumer in self._consumers.items():
             try:
                 await self._start_consumer(tag, consumer)
             except Exception:
                 log.exception("could not consume %s again", consumer.queue)
-        await self._run_hooks(self._reconnect_hooks)
-        self._connected.set()
-        await self._run_hooks(self._reconnected_hooks)
 
     @staticmethod
     async def _run_hooks(hooks: list[ReconnectHook]) -> None:
@@ -194,11 +187,25 @@ class Broker:
     ) -> str:
         """Deliver ``queue``'s messages to ``on_delivery`` (each in a task of its own, as
         aiormq does), on the consume channel and its prefetch, again after every reconnect.
-        With ``recreate``, a queue the broker deletes under the consumer (a non-durable queue
-        whose node died) is declared again like that and consumed again.
+        With ``recreate``, on a channel of its own, declaring the queue like that again
+        whenever the broker loses it (a non-durable queue whose node died).
         Returns the consumer tag for :meth:`cancel`."""
         tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
-        consumer = _Consumer(queue, on_delivery, no_ack, recreate)
+        if recreate is not None:
+            assert self._connection is not None
+            kept = KeptConsumer(
+                self._connection,
+                queue,
+                recreate,
+                on_delivery,
+                tag=tag,
+                prefetch=self.settings.prefetch,
+                no_ack=no_ack,
+            )
+            self._kept[tag] = kept
+            await kept.start(BIND_TIMEOUT_S)
+            return tag
+        consumer = _Consumer(queue, on_delivery, no_ack)
         self._consumers[tag] = consumer
         await self._start_consumer(tag, consumer)
         return tag
@@ -206,8 +213,6 @@ class Broker:
     async def _start_consumer(self, tag: str, consumer: _Consumer) -> None:
         assert self._consume_channel is not None
         channel = await self._consume_channel.get_underlay_channel()
-        if self._on_cancelled_by_broker not in channel.on_consumer_cancel_callbacks:
-            channel.on_consumer_cancel_callbacks.add(self._on_cancelled_by_broker)
 
         async def deliver(message: aiormq.abc.DeliveredMessage) -> None:
             await consumer.on_delivery(Delivery(message, channel))
@@ -216,41 +221,11 @@ class Broker:
             consumer.queue, deliver, no_ack=consumer.no_ack, consumer_tag=tag
         )
 
-    async def _on_cancelled_by_broker(self, frame: spec.Basic.Cancel) -> None:
-        tag = frame.consumer_tag or ""
-        consumer = self._consumers.get(tag)
-        if consumer is None or consumer.recreate is None or tag in self._recreating:
-            return
-        log.warning("the broker lost %s; declaring it again", consumer.queue)
-        # Not awaited here: this runs in the channel's reader, which consuming again needs.
-        task = asyncio.create_task(self._recreate(tag, consumer, consumer.recreate))
-        self._recreating[tag] = task
-        task.add_done_callback(lambda _: self._recreating.pop(tag, None))
-
-    async def _recreate(self, tag: str, consumer: _Consumer, shape: QueueShape) -> None:
-        """Declare the lost queue again and consume it, until that works or the consumer is
-        cancelled. The declaration goes on a channel of its own: a refusal (the broker may
-        not have noticed the node's death yet) closes that channel, not the consumers'."""
-        while tag in self._consumers:
-            try:
-                assert self._connection is not None
-                channel = await self._connection.channel(publisher_confirms=False)
-                try:
-                    await channel.declare_queue(
-                        consumer.queue, durable=shape.durable, arguments=shape.arguments
-                    )
-                finally:
-                    await channel.close()
-                if tag in self._consumers:
-                    await self._start_consumer(tag, consumer)
-                log.info("consuming %s again", consumer.queue)
-                return
-            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                log.warning("could not declare %s again yet (%r)", consumer.queue, exc)
-            await asyncio.sleep(RECREATE_RETRY_S)
-
     async def cancel(self, tag: str) -> None:
         """Stop a consumer of :meth:`consume` (messages in hand are still settled)."""
+        if (kept := self._kept.get(tag)) is not None:
+            await kept.stop()
+            return
         self._consumers.pop(tag, None)
         assert self._consume_channel is not None
         try:

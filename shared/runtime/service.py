@@ -30,8 +30,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.amqp import headers as h
-from shared.amqp.broker import Broker, QueueShape
+from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
+from shared.amqp.kept_consumer import QueueShape
 from shared.auth import Identity, Role
 from shared.batching import Batcher
 from shared.errors import InternalError, RealtimeError
@@ -113,12 +114,13 @@ class ServiceRunner:
             await d.startup()
         queue = await self._declare_queues()
         consumers = [await self.broker.consume(queue.name, self._inbox.put)]
-        transient = await self._declare_transient_queue()
+        transient = self._transient_queue()
         if transient is not None:
-            # not durable, so it lives on one node: declared again if that node dies
-            shape = QueueShape(durable=False, arguments=transient.arguments)
+            # declared by its consumer: not durable, it lives on one node, and is declared
+            # again when that node dies
+            name, shape = transient
             consumers.append(
-                await self.broker.consume(transient.name, self._transient_inbox.put, recreate=shape)
+                await self.broker.consume(name, self._transient_inbox.put, recreate=shape)
             )
         log.info("service %s consuming %s", d.name, queue.name)
         try:
@@ -154,7 +156,7 @@ class ServiceRunner:
             await queue.bind(t.domain, fact)
         return queue
 
-    async def _declare_transient_queue(self) -> Any:
+    def _transient_queue(self) -> tuple[str, QueueShape] | None:
         """The light path's queue, when this service handles any transient event."""
         name = self.definition.name
         if not any(
@@ -163,13 +165,10 @@ class ServiceRunner:
         ):
             return None
         ttl_ms = round(self.settings.request_timeout_s * 1000)
-        return await self.broker.declare_queue(
-            self.broker.topology.transient_queue(name),
-            durable=False,
-            arguments=self.broker.topology.transient_queue_arguments(
-                self.settings.transient_max_length, ttl_ms
-            ),
+        arguments = self.broker.topology.transient_queue_arguments(
+            self.settings.transient_max_length, ttl_ms
         )
+        return self.broker.topology.transient_queue(name), QueueShape(False, arguments)
 
     async def _drain(self) -> None:
         """SIGTERM: finish every command already delivered to this replica (the background
