@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 5.0
 BIND_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 5.0  # one attempt on one node (a dead machine does not refuse, it is silent)
-RECONNECT_INTERVAL_S = 1.0  # between two attempts, each to the next node
+RECONNECT_INTERVAL_S = 0.5  # between two attempts, each to the next node
 # A refused publish replaces the confirming channel, at most once per this (see _on_refused)
 REPLACE_AFTER_REFUSAL_S = 0.5
 ReconnectHook = Callable[[], Awaitable[None]]
@@ -307,6 +307,7 @@ class Broker:
             self._publish_channel = await self._open_channel(publisher_confirms=True)
             if old is not None:
                 await old.close()
+            await self._declare_exchanges()  # restored with this channel after a reconnect
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             log.warning("could not replace the publishing channel (%r)", exc)
 

@@ -108,7 +108,8 @@ async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
 
 async def ring(caller: WsClient, receiver_id: str) -> str | None:
     """Ring ``receiver_id`` until the command is answered; the call's id, or None when an
-    attempt whose answer was lost already rang (the caller is busy with that call)."""
+    attempt whose answer was lost already rang (the caller is busy with that call: the
+    repeat is refused, or answered with a call that ended at once)."""
     deadline = time.monotonic() + PAUSE_LIMIT_S
     while True:
         assert time.monotonic() < deadline, f"no call rang within {PAUSE_LIMIT_S}s"
@@ -116,7 +117,8 @@ async def ring(caller: WsClient, receiver_id: str) -> str | None:
             "initiate_call", {"receiver_id": receiver_id, "call_type": "video"}, 20
         )
         if reply["event"] == "ack":
-            return str(reply["data"]["call_id"])
+            ringing = reply["data"]["state"] == "ringing"
+            return str(reply["data"]["call_id"]) if ringing else None
         if reply["data"]["code"] == "conflict":
             return None
         assert reply["data"]["code"] == "unavailable", reply
