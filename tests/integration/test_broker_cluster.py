@@ -198,7 +198,8 @@ async def test_losing_the_chat_queue_leader_loses_and_doubles_nothing(
 ) -> None:
     # calls connects to the second node first: one service keeps its connection
     stack.start_service("presence")
-    stack.start_service("chat")
+    chat_health = stack.base_dir / "chat.health"
+    stack.start_service("chat", IM_HEALTH_FILE=str(chat_health))
     calls_urls = ",".join(cluster.urls[1:] + cluster.urls[:1])
     stack.start_service(
         "calls", IM_CALL_RING_TIMEOUT_S=str(RING_TIMEOUT_S), IM_AMQP_URLS=calls_urls
@@ -244,6 +245,11 @@ async def test_losing_the_chat_queue_leader_loses_and_doubles_nothing(
             "acks after the kill",
         )
         pauses = [s.first_ack_after(killed_at) - killed_at for s in senders]
+        # chat's readiness: its health file is touched again (every 5 s while connected)
+        killed_on_wall_clock = time.time() - (time.monotonic() - killed_at)
+        await poll(
+            lambda: chat_health.stat().st_mtime > killed_on_wall_clock, 10, "chat healthy again"
+        )
         after_recovery = await ring(callers[2], "callee2")
         assert after_recovery is not None
         await asyncio.sleep(LOAD_AFTER_RECOVERY_S)  # load runs on after the recovery
