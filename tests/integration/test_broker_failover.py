@@ -84,8 +84,8 @@ async def test_clients_fail_over_to_the_surviving_nodes(
     await asyncio.to_thread(cluster.nodes[0].kill)
     # the client of the dead node publishes again, through another node, to the queue the
     # dead node led (once the survivors elected a new leader)
-    failed = await until_published(on_first, work, b"after")
-    assert on_first.connected and failed > 0
+    await until_published(on_first, work, b"after")
+    assert on_first.connected
     # the lane died with its node; its consumer declared it again on a surviving node
     await until_published(on_first, lane, b"after")
     await poll(lambda: got == [b"before", b"after"], FAILOVER_WITHIN_S, "the lane again")
