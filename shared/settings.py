@@ -19,6 +19,11 @@ class Settings(BaseSettings):
 
     # Broker and naming
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    amqp_urls: str = Field(
+        default="",
+        description="The nodes of a broker cluster, comma-separated: a process connects to the "
+        "first that answers and, when that node goes, to the next. Empty: IM_AMQP_URL alone.",
+    )
     namespace: str = Field(
         default="im",
         pattern=r"^[a-z][a-z0-9_-]{0,30}$",
@@ -223,6 +228,11 @@ class Settings(BaseSettings):
         if len(self.jwt_secret.encode()) < MIN_JWT_SECRET_BYTES:
             return f"IM_JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes"
         return None
+
+    def broker_urls(self) -> list[str]:
+        """Where the broker is: every URL of ``IM_AMQP_URLS``, else ``IM_AMQP_URL``."""
+        urls = [url.strip() for url in self.amqp_urls.split(",") if url.strip()]
+        return urls or [self.amqp_url]
 
     def db_url(self, service: str) -> str:
         """The database of ``service``: its ``IM_<SERVICE>_DB_URL`` or a SQLite file in data_dir."""

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
+from shared.amqp.kept_consumer import QueueShape
 from shared.auth import Identity
 from shared.batching import Batcher
 from shared.errors import InternalError, RealtimeError
@@ -128,9 +129,14 @@ class ServiceRunner:
             await self.partitions.declare()
             await self.partitions.take_index()
             await self.partitions.consume_own()
-        transient = await self._declare_transient_queue()
+        transient = self._transient_queue()
         if transient is not None:
-            consumers.append(await self.broker.consume(transient.name, self._transient_inbox.put))
+            # declared by its consumer: not durable, it lives on one node, and is declared
+            # again when that node dies
+            name, shape = transient
+            consumers.append(
+                await self.broker.consume(name, self._transient_inbox.put, recreate=shape)
+            )
         log.info("service %s consuming %s", d.name, queue.name)
         try:
             async with asyncio.TaskGroup() as group:
@@ -171,7 +177,7 @@ class ServiceRunner:
             await queue.bind(t.domain, fact)
         return queue
 
-    async def _declare_transient_queue(self) -> Any:
+    def _transient_queue(self) -> tuple[str, QueueShape] | None:
         """The light path's queue, when this service handles any transient event."""
         name = self.definition.name
         if not any(
@@ -180,13 +186,10 @@ class ServiceRunner:
         ):
             return None
         ttl_ms = round(self.settings.request_timeout_s * 1000)
-        return await self.broker.declare_queue(
-            self.broker.topology.transient_queue(name),
-            durable=False,
-            arguments=self.broker.topology.transient_queue_arguments(
-                self.settings.transient_max_length, ttl_ms
-            ),
+        arguments = self.broker.topology.transient_queue_arguments(
+            self.settings.transient_max_length, ttl_ms
         )
+        return self.broker.topology.transient_queue(name), QueueShape(False, arguments)
 
     async def _drain(self) -> None:
         """SIGTERM: finish every command already delivered to this replica (the background

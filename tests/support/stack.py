@@ -116,6 +116,7 @@ class Stack:
     amqp_url: str
     base_dir: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
+    amqp_urls: tuple[str, ...] = ()  # the nodes of a cluster (IM_AMQP_URLS), when it is one
     namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     processes: list[Process] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
@@ -134,6 +135,8 @@ class Stack:
             IM_GATEWAY_TIMEOUT_S="2",
             PYTHONUNBUFFERED="1",
         )
+        if self.amqp_urls:
+            env["IM_AMQP_URLS"] = ",".join(self.amqp_urls)
         env.update(self.env_overrides)
         env.update(extra)
         return env
