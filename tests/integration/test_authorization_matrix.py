@@ -14,6 +14,7 @@ asserted and the row says so.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -254,10 +255,24 @@ async def make_help_request(world: World, me: WsClient, role: str, relation: str
         await world.user("m2", "mentor")
         target = world.id("m2")
     data = {"subject": "Math", "message": "help me", "mentor_id": target}
-    ack = await student.ack("student_request_help", data)
+    ack = await request_help(student, data)
     assert ack["status"] == "open", ack
     owner = world.clients.get("m2") if relation == "targeted_at_other" else student
     return Made(str(ack["request_id"]), owner=owner, peer=student)
+
+
+async def request_help(student: WsClient, data: dict[str, Any]) -> dict[str, Any]:
+    """``student_request_help``, acknowledged. Help learns of a mentor who has just connected
+    a moment later (from presence); a request targeted at them meanwhile is ``not_found`` and
+    creates nothing, so it is sent again until the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        reply = await student.request("student_request_help", data)
+        if reply["event"] == "ack":
+            return dict(reply["data"])
+        assert reply["data"]["code"] == "not_found" and loop.time() < deadline, reply
+        await asyncio.sleep(0.05)
 
 
 def payload(event: str, made: Made) -> dict[str, Any]:
