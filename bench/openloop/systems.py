@@ -102,8 +102,10 @@ def our_system(
     )
     try:
         for service in SERVICES:
-            for _ in range((replicas or {}).get(service, 1)):
-                stack.start_service(service, timeout_s=START_TIMEOUT_S)
+            count = (replicas or {}).get(service, 1)
+            for index in range(count):  # each its own share of chat's partitions
+                env = {"IM_REPLICAS": str(count), "IM_REPLICA_INDEX": str(index)}
+                stack.start_service(service, timeout_s=START_TIMEOUT_S, **env)
         system = OurSystem(stack, "", gateways)
         system.ws_url = f"ws://127.0.0.1:{system.start_gateways()}/ws"
         yield system
