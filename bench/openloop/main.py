@@ -91,6 +91,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "connections, so a pair's two ends may be on different gateways)",
     )
     p.add_argument(
+        "--set",
+        dest="settings",
+        type=_setting,
+        action="append",
+        default=[],
+        help="an IM_ setting for our processes, e.g. --set IM_CHAT_PARTITIONS=1 (repeatable)",
+    )
+    p.add_argument(
         "--replicas",
         type=_replicas,
         default={},
@@ -173,11 +181,22 @@ def started(
 ) -> Iterator[OurSystem | PeerSystem]:
     deflate = args.deflate
     if system == "ours":
-        with our_system(amqp_url, base / "ours", deflate, args.gateways, args.replicas) as ours:
+        settings = dict(args.settings)
+        with our_system(
+            amqp_url, base / "ours", deflate, args.gateways, args.replicas, settings
+        ) as ours:
             yield ours
     else:
         with peer_system(amqp_url, base / "peer", deflate) as peer:
             yield peer
+
+
+def _setting(text: str) -> tuple[str, str]:
+    """``IM_X=value`` → ("IM_X", "value")."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("IM_"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected IM_<NAME>=<value>")
+    return name, value
 
 
 def _replicas(text: str) -> dict[str, int]:

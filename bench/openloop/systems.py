@@ -90,6 +90,7 @@ def our_system(
     deflate: bool,
     gateways: int = 1,
     replicas: Mapping[str, int] | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Iterator[OurSystem]:
     """Every service (``replicas[name]`` processes of it, default one) and ``gateways``
     gateway processes sharing one port."""
@@ -98,7 +99,7 @@ def our_system(
     stack = Stack(
         amqp_url=amqp_url,
         base_dir=base_dir,
-        env_overrides={**UNLIMITED, **PRODUCTION_TIMINGS, **compression},
+        env_overrides={**UNLIMITED, **PRODUCTION_TIMINGS, **compression, **(settings or {})},
     )
     try:
         for service in SERVICES:
