@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import websockets
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 
 from shared.protocol.pushes import SERVER_PUSHES
+from tests.support.receiving import Receiving
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
@@ -43,14 +44,18 @@ def check_frame(frame: Frame) -> None:
         protocol_violations.append(f"{event}: {exc}")
 
 
-class WsClient:
+class WsClient(Receiving[Frame]):
     def __init__(self, connection: ClientConnection) -> None:
+        super().__init__()
         self.connection = connection
-        self.frames: list[Frame] = []  # every frame received, in order
-        self.sizes: list[int] = []  # and its size in bytes on the wire
-        self._new_frame = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
+        self.sizes: list[int] = []  # each frame's size in bytes on the wire
         self.closed_code: int | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Every frame received, in order."""
+        return self.received
 
     @classmethod
     async def connect(cls, url: str, token: str | None, **kwargs: Any) -> WsClient:
@@ -64,15 +69,18 @@ class WsClient:
                 self.sizes.append(len(raw if isinstance(raw, bytes) else raw.encode()))
                 frame = json.loads(raw)
                 check_frame(frame)
-                async with self._new_frame:
-                    self.frames.append(frame)
-                    self._new_frame.notify_all()
+                await self._receive(frame)
         except websockets.ConnectionClosed:
             pass
         finally:
             self.closed_code = self.connection.close_code
-            async with self._new_frame:
-                self._new_frame.notify_all()
+            await self._end()
+
+    def _why_ended(self) -> str:
+        return f"connection closed ({self.closed_code})"
+
+    def _recent(self) -> str:
+        return f"last events: {[f.get('event') for f in self.frames[-20:]]}"
 
     async def send(
         self, event: str, data: dict[str, Any] | None = None, ref: str | None = None
@@ -90,44 +98,6 @@ class WsClient:
     def mentors_seen(self) -> dict[str, dict[str, Any]]:
         """Mentor statuses as a client knows them (see :func:`merge_mentor_views`)."""
         return merge_mentor_views((f.get("event"), f.get("data")) for f in self.frames)
-
-    async def until_mentor(
-        self, mentor_id: str, timeout: float = 10.0, **fields: object
-    ) -> dict[str, Any]:
-        """Wait until the merged view of ``mentor_id`` (:meth:`mentors_seen`) has ``fields``."""
-
-        def shows() -> bool:
-            view = self.mentors_seen().get(mentor_id, {})
-            return all(view.get(k) == v for k, v in fields.items())
-
-        await self.wait_for(lambda _: shows(), timeout, f"{mentor_id} with {fields}")
-        return self.mentors_seen()[mentor_id]
-
-    async def wait_for(
-        self, predicate: Callable[[Frame], bool], timeout: float = 10.0, what: str = "frame"
-    ) -> Frame:
-        """The first frame (received so far or later) matching ``predicate``."""
-        seen = 0
-
-        async def scan() -> Frame:
-            nonlocal seen
-            async with self._new_frame:
-                while True:
-                    for frame in self.frames[seen:]:
-                        seen += 1
-                        if predicate(frame):
-                            return frame
-                    if self._reader.done():
-                        raise AssertionError(
-                            f"connection closed ({self.closed_code}) before {what}"
-                        )
-                    await self._new_frame.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), timeout)
-        except TimeoutError:
-            events = [f.get("event") for f in self.frames[-20:]]
-            raise AssertionError(f"no {what} within {timeout}s; last events: {events}") from None
 
     async def event(
         self, name: str, timeout: float = 10.0, after: Frame | None = None, **match: Any
