@@ -17,6 +17,7 @@ from bench.openloop.our_workloads import command_sender, record_replies
 from bench.openloop.recorder import FanoutLog
 from bench.openloop.scenario import Fanout, gather_bounded, key_of, seq_of, until_all_arrived
 from bench.openloop.schedule import Sender
+from bench.openloop.socket_client import close_all
 from bench.openloop.systems import OurSystem
 
 SETTLE_S = 120.0  # for every student to have been through presence's catch-up
@@ -77,7 +78,7 @@ class OurFanout(Fanout):
     def listen(self, tag: str, log: FanoutLog) -> Sender:
         assert self.mentor is not None
         for index, student in enumerate(self.students):
-            student.on_frame = partial(self._on_student_frame, index, tag, log)
+            student.on_message = partial(self._on_student_frame, index, tag, log)
             student.on_close = lambda reason: log.on_connection_lost("student", reason)
         record_replies(self.mentor, tag, log)
         return command_sender(self.mentor, tag, log, status_change)
@@ -92,10 +93,8 @@ class OurFanout(Fanout):
     def unlisten(self) -> None:
         for client in (self.mentor, *self.students):
             if client is not None:
-                client.on_frame = None
-                client.on_close = None
+                client.unlisten()
 
     async def close(self) -> None:
-        clients = [c for c in (self.mentor, *self.students) if c is not None]
-        await asyncio.gather(*(c.close() for c in clients))
+        await close_all((self.mentor, *self.students))
         self.mentor, self.students, self.connected = None, [], False

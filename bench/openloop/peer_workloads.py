@@ -28,6 +28,7 @@ from bench.openloop.scenario import (
 )
 from bench.openloop.schedule import Sender
 from bench.openloop.sio_client import Packet, SocketIOClient
+from bench.openloop.socket_client import close_all
 from bench.openloop.systems import PeerSystem
 
 Payload = Callable[[str, int], dict[str, Any]]
@@ -40,7 +41,7 @@ def record_acks(client: SocketIOClient, log: SenderSide) -> None:
         if packet.ack_id is not None and not packet.name:
             log.on_reply(packet.ack_id, at, None, None)
 
-    client.on_packet = on_packet
+    client.on_message = on_packet
     client.on_close = lambda reason: log.on_connection_lost("sender", reason)
 
 
@@ -117,7 +118,7 @@ class PeerRelay(PointToPoint[Pair]):
                 if seq is not None:
                     log.on_delivered(seq, at)
 
-        pair.receiver.on_packet = on_receiver_packet
+        pair.receiver.on_message = on_receiver_packet
         pair.receiver.on_close = lambda reason: log.on_connection_lost("receiver", reason)
         record_acks(pair.sender, log)
         return emit_sender(
@@ -163,7 +164,7 @@ class PeerFanout(Fanout):
     def listen(self, tag: str, log: FanoutLog) -> Sender:
         assert self.mentor is not None
         for index, student in enumerate(self.students):
-            student.on_packet = partial(self._on_student_packet, index, tag, log)
+            student.on_message = partial(self._on_student_packet, index, tag, log)
             student.on_close = lambda reason: log.on_connection_lost("student", reason)
         record_acks(self.mentor, log)
         return emit_sender(self.mentor, tag, log, "status", status_payload)
@@ -178,10 +179,8 @@ class PeerFanout(Fanout):
     def unlisten(self) -> None:
         for client in (self.mentor, *self.students):
             if client is not None:
-                client.on_packet = None
-                client.on_close = None
+                client.unlisten()
 
     async def close(self) -> None:
-        clients = [c for c in (self.mentor, *self.students) if c is not None]
-        await asyncio.gather(*(c.close() for c in clients))
+        await close_all((self.mentor, *self.students))
         self.mentor, self.students, self.connected = None, [], False
