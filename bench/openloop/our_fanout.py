@@ -17,7 +17,6 @@ from bench.openloop.our_workloads import command_sender, record_replies
 from bench.openloop.recorder import FanoutLog
 from bench.openloop.scenario import Fanout, gather_bounded, key_of, seq_of, until_all_arrived
 from bench.openloop.schedule import Sender
-from bench.openloop.socket_client import close_all
 from bench.openloop.systems import OurSystem
 
 SETTLE_S = 120.0  # for every student to have been through presence's catch-up
@@ -28,15 +27,13 @@ def status_change(key: str, seq: int) -> tuple[str, dict[str, Any]]:
     return event, {"status_message": key}
 
 
-class OurFanout(Fanout):
+class OurFanout(Fanout[GatewayClient]):
     system = "ours"
 
     def __init__(self, system: OurSystem, students: int, deflate: bool) -> None:
         super().__init__(students)
         self.target = system
         self.deflate = deflate
-        self.mentor: GatewayClient | None = None
-        self.students: list[GatewayClient] = []
 
     async def _client(self, user_id: str, role: str) -> GatewayClient:
         token = self.target.token(user_id, role)
@@ -89,12 +86,3 @@ class OurFanout(Fanout):
         change = self._change_of(frame, tag)
         if change is not None:
             log.on_push(index, change, at)
-
-    def unlisten(self) -> None:
-        for client in (self.mentor, *self.students):
-            if client is not None:
-                client.unlisten()
-
-    async def close(self) -> None:
-        await close_all((self.mentor, *self.students))
-        self.mentor, self.students, self.connected = None, [], False

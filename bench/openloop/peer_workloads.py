@@ -28,7 +28,6 @@ from bench.openloop.scenario import (
 )
 from bench.openloop.schedule import Sender
 from bench.openloop.sio_client import Packet, SocketIOClient
-from bench.openloop.socket_client import close_all
 from bench.openloop.systems import PeerSystem
 
 Payload = Callable[[str, int], dict[str, Any]]
@@ -133,15 +132,13 @@ def status_payload(key: str, seq: int) -> dict[str, Any]:
     return {"k": key, "status": "available" if seq % 2 == 0 else "busy", "status_message": key}
 
 
-class PeerFanout(Fanout):
+class PeerFanout(Fanout[SocketIOClient]):
     system = "peer"
 
     def __init__(self, system: PeerSystem, students: int, deflate: bool) -> None:
         super().__init__(students)
         self.target = system
         self.deflate = deflate
-        self.mentor: SocketIOClient | None = None
-        self.students: list[SocketIOClient] = []
 
     async def connect(self, run_tag: str) -> None:
         mentor_id = f"{run_tag}m"
@@ -175,12 +172,3 @@ class PeerFanout(Fanout):
             change = seq_of(packet.args[0].get("k"), tag)
             if change is not None:
                 log.on_push(index, change, at)
-
-    def unlisten(self) -> None:
-        for client in (self.mentor, *self.students):
-            if client is not None:
-                client.unlisten()
-
-    async def close(self) -> None:
-        await close_all((self.mentor, *self.students))
-        self.mentor, self.students, self.connected = None, [], False

@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from bench.openloop.recorder import Delivery, FanoutLog, MessageLog
 from bench.openloop.schedule import Sender
+from bench.openloop.socket_client import SocketClient, close_all
 
 CONNECT_CONCURRENCY = 25  # sockets opened at once: enough to be quick, few enough to not time out
 # A warm-up message is sent again until every receiver has one: a push can be missed right
@@ -24,6 +25,7 @@ WARM_UP_TRIES = 15
 WARM_UP_TRY_S = 2.0
 
 Pair = TypeVar("Pair")
+Client = TypeVar("Client", bound=SocketClient[Any])
 Result = TypeVar("Result")
 
 
@@ -132,7 +134,7 @@ class PointToPoint(ABC, Generic[Pair]):
         await self.close_step()
 
 
-class Fanout(ABC):
+class Fanout(ABC, Generic[Client]):
     """One mentor and ``students`` receivers, connected once and kept for every step."""
 
     system = ""
@@ -141,6 +143,8 @@ class Fanout(ABC):
     def __init__(self, students: int) -> None:
         self.student_count = students
         self.connected = False
+        self.mentor: Client | None = None
+        self.students: list[Client] = []
 
     @abstractmethod
     async def connect(self, run_tag: str) -> None: ...
@@ -152,8 +156,10 @@ class Fanout(ABC):
     @abstractmethod
     def listen(self, tag: str, log: FanoutLog) -> Sender: ...
 
-    @abstractmethod
-    def unlisten(self) -> None: ...
+    def unlisten(self) -> None:
+        for client in (self.mentor, *self.students):
+            if client is not None:
+                client.unlisten()
 
     async def prepare(self, tag: str) -> None:
         if not self.connected:
@@ -167,3 +173,7 @@ class Fanout(ABC):
 
     async def close_step(self) -> None:
         self.unlisten()
+
+    async def close(self) -> None:
+        await close_all((self.mentor, *self.students))
+        self.mentor, self.students, self.connected = None, [], False
