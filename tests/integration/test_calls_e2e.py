@@ -6,7 +6,6 @@ duplicate the calls process have their own stack in ``test_calls_resilience.py``
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from tests.support.broker import Broker
 from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
+from tests.support.users import Users
 
 RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call first
 
@@ -34,35 +34,17 @@ def gw(module_stack: Stack) -> Gateway:
     return module_stack.gateways[0]
 
 
-class Users:
-    """Fresh user ids for one test, and their connections (closed at the end)."""
-
-    def __init__(self, stack: Stack, gateway: Gateway) -> None:
-        self.stack = stack
-        self.gateway = gateway
-        self.suffix = uuid.uuid4().hex[:6]
-        self.clients: list[WsClient] = []
-
-    def id(self, name: str) -> str:
-        return f"{name}-{self.suffix}"
-
+class WsUsers(Users):
     async def connect(self, name: str, role: str = "student") -> WsClient:
-        token = self.stack.token(self.id(name), role, name.title())
-        client = await WsClient.connect(self.gateway.ws, token)
-        self.clients.append(client)
+        client = self.keep(await WsClient.connect(self.gateway.ws, self.token(name, role)))
         await client.event("connected")
         return client
 
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-
 
 @pytest.fixture
-async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[Users]:
-    made = Users(module_stack, gw)
-    yield made
-    await made.close()
+async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[WsUsers]:
+    async with WsUsers(module_stack, gw) as made:
+        yield made
 
 
 async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: Any) -> str:
@@ -76,7 +58,7 @@ async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: 
     return call_id
 
 
-async def test_a_full_call(users: Users, gw: Gateway) -> None:
+async def test_a_full_call(users: WsUsers, gw: Gateway) -> None:
     alice = await users.connect("alice")
     mentor = await users.connect("maya", "mentor")
     mentor_id, alice_id = users.id("maya"), users.id("alice")
@@ -151,7 +133,7 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
     assert bad.status_code == 400
 
 
-async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(users: Users) -> None:
+async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(users: WsUsers) -> None:
     alice = await users.connect("alice")
     mentor = await users.connect("maya", "mentor")
     mentor_id = users.id("maya")
@@ -172,7 +154,7 @@ async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(user
     assert back["data"]["online"] is True
 
 
-async def test_reject_with_a_reason(users: Users) -> None:
+async def test_reject_with_a_reason(users: WsUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     ack = await bob.ack("reject_call", {"call_id": call_id, "reason": "in a lecture"})
@@ -187,7 +169,7 @@ async def test_reject_with_a_reason(users: Users) -> None:
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
-async def test_cancel_while_ringing(users: Users) -> None:
+async def test_cancel_while_ringing(users: WsUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     assert (await alice.ack("end_call", {"call_id": call_id}))["state"] == "ended"
@@ -202,7 +184,7 @@ async def test_cancel_while_ringing(users: Users) -> None:
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
-async def test_nobody_answers_the_call_times_out(users: Users) -> None:
+async def test_nobody_answers_the_call_times_out(users: WsUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     for party in (alice, bob):
@@ -213,7 +195,7 @@ async def test_nobody_answers_the_call_times_out(users: Users) -> None:
     await ring(bob, alice, users.id("alice"))
 
 
-async def test_offline_receiver_and_busy_parties(users: Users) -> None:
+async def test_offline_receiver_and_busy_parties(users: WsUsers) -> None:
     alice, bob, carol = [await users.connect(n) for n in ("alice", "bob", "carol")]
     offline = await alice.ack(
         "initiate_call", {"receiver_id": users.id("ghost"), "call_type": "audio"}
@@ -237,7 +219,7 @@ async def test_offline_receiver_and_busy_parties(users: Users) -> None:
     assert bob.count("call_initiated") == 1 and carol.count("call_initiated") == 0
 
 
-async def test_every_device_rings_and_stops_when_one_answers(users: Users) -> None:
+async def test_every_device_rings_and_stops_when_one_answers(users: WsUsers) -> None:
     alice = await users.connect("alice")
     phone, laptop = await users.connect("bob"), await users.connect("bob")
     call_id = await ring(alice, phone, users.id("bob"))
@@ -251,7 +233,7 @@ async def test_every_device_rings_and_stops_when_one_answers(users: Users) -> No
         await device.event("call_ended", call_id=call_id, reason="hangup")
 
 
-async def test_reconnecting_parties_see_the_call_still_ringing(users: Users) -> None:
+async def test_reconnecting_parties_see_the_call_still_ringing(users: WsUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     await alice.close()
@@ -265,7 +247,7 @@ async def test_reconnecting_parties_see_the_call_still_ringing(users: Users) -> 
     await alice_again.ack("end_call", {"call_id": call_id})
 
 
-async def test_a_party_gone_past_the_grace_ends_the_call(users: Users) -> None:
+async def test_a_party_gone_past_the_grace_ends_the_call(users: WsUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     await bob.ack("accept_call", {"call_id": call_id})
@@ -285,7 +267,7 @@ async def test_a_party_gone_past_the_grace_ends_the_call(users: Users) -> None:
     }
 
 
-async def test_error_codes(users: Users) -> None:
+async def test_error_codes(users: WsUsers) -> None:
     alice, bob, eve = [await users.connect(n) for n in ("alice", "bob", "eve")]
     call_id = await ring(alice, bob, users.id("bob"))
     assert await alice.error(
