@@ -6,7 +6,7 @@ duplicate the calls process have their own stack in ``test_calls_resilience.py``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import pytest
 from tests.support.broker import Broker
 from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
-from tests.support.users import Users
+from tests.support.users import Users, users_fixture
 
 RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call first
 
@@ -29,22 +29,7 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
         yield running
 
 
-@pytest.fixture
-def gw(module_stack: Stack) -> Gateway:
-    return module_stack.gateways[0]
-
-
-class WsUsers(Users):
-    async def connect(self, name: str, role: str = "student") -> WsClient:
-        client = self.keep(await WsClient.connect(self.gateway.ws, self.token(name, role)))
-        await client.event("connected")
-        return client
-
-
-@pytest.fixture
-async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[WsUsers]:
-    async with WsUsers(module_stack, gw) as made:
-        yield made
+users = users_fixture(Users)
 
 
 async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: Any) -> str:
@@ -58,9 +43,9 @@ async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: 
     return call_id
 
 
-async def test_a_full_call(users: WsUsers, gw: Gateway) -> None:
-    alice = await users.connect("alice")
-    mentor = await users.connect("maya", "mentor")
+async def test_a_full_call(users: Users, gw: Gateway) -> None:
+    alice = await users.ws("alice")
+    mentor = await users.ws("maya", "mentor")
     mentor_id, alice_id = users.id("maya"), users.id("alice")
 
     ack = await alice.ack(
@@ -133,9 +118,9 @@ async def test_a_full_call(users: WsUsers, gw: Gateway) -> None:
     assert bad.status_code == 400
 
 
-async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(users: WsUsers) -> None:
-    alice = await users.connect("alice")
-    mentor = await users.connect("maya", "mentor")
+async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(users: Users) -> None:
+    alice = await users.ws("alice")
+    mentor = await users.ws("maya", "mentor")
     mentor_id = users.id("maya")
     await alice.event("mentor_status_update", mentor_id=mentor_id, status="available")
     call_id = await ring(alice, mentor, mentor_id)
@@ -154,8 +139,8 @@ async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(user
     assert back["data"]["online"] is True
 
 
-async def test_reject_with_a_reason(users: WsUsers) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+async def test_reject_with_a_reason(users: Users) -> None:
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     ack = await bob.ack("reject_call", {"call_id": call_id, "reason": "in a lecture"})
     assert ack == {"call_id": call_id, "state": "rejected"}
@@ -169,8 +154,8 @@ async def test_reject_with_a_reason(users: WsUsers) -> None:
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
-async def test_cancel_while_ringing(users: WsUsers) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+async def test_cancel_while_ringing(users: Users) -> None:
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     assert (await alice.ack("end_call", {"call_id": call_id}))["state"] == "ended"
     for party in (alice, bob):
@@ -184,8 +169,8 @@ async def test_cancel_while_ringing(users: WsUsers) -> None:
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
-async def test_nobody_answers_the_call_times_out(users: WsUsers) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+async def test_nobody_answers_the_call_times_out(users: Users) -> None:
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     for party in (alice, bob):
         timeout = await party.event("call_timeout", call_id=call_id, timeout=RING_TIMEOUT_S + 8)
@@ -195,8 +180,8 @@ async def test_nobody_answers_the_call_times_out(users: WsUsers) -> None:
     await ring(bob, alice, users.id("alice"))
 
 
-async def test_offline_receiver_and_busy_parties(users: WsUsers) -> None:
-    alice, bob, carol = [await users.connect(n) for n in ("alice", "bob", "carol")]
+async def test_offline_receiver_and_busy_parties(users: Users) -> None:
+    alice, bob, carol = [await users.ws(n) for n in ("alice", "bob", "carol")]
     offline = await alice.ack(
         "initiate_call", {"receiver_id": users.id("ghost"), "call_type": "audio"}
     )
@@ -219,9 +204,9 @@ async def test_offline_receiver_and_busy_parties(users: WsUsers) -> None:
     assert bob.count("call_initiated") == 1 and carol.count("call_initiated") == 0
 
 
-async def test_every_device_rings_and_stops_when_one_answers(users: WsUsers) -> None:
-    alice = await users.connect("alice")
-    phone, laptop = await users.connect("bob"), await users.connect("bob")
+async def test_every_device_rings_and_stops_when_one_answers(users: Users) -> None:
+    alice = await users.ws("alice")
+    phone, laptop = await users.ws("bob"), await users.ws("bob")
     call_id = await ring(alice, phone, users.id("bob"))
     await laptop.event("call_initiated", call_id=call_id)
     await phone.ack("accept_call", {"call_id": call_id})
@@ -233,29 +218,29 @@ async def test_every_device_rings_and_stops_when_one_answers(users: WsUsers) -> 
         await device.event("call_ended", call_id=call_id, reason="hangup")
 
 
-async def test_reconnecting_parties_see_the_call_still_ringing(users: WsUsers) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+async def test_reconnecting_parties_see_the_call_still_ringing(users: Users) -> None:
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     await alice.close()
-    alice_again = await users.connect("alice")  # within the reconnect grace
+    alice_again = await users.ws("alice")  # within the reconnect grace
     caught_up = await alice_again.event("call_initiated", call_id=call_id)
     assert caught_up["data"]["caller_id"] == users.id("alice")
-    bob_laptop = await users.connect("bob")
+    bob_laptop = await users.ws("bob")
     await bob_laptop.event("call_initiated", call_id=call_id)
     await bob_laptop.ack("accept_call", {"call_id": call_id})
     await alice_again.event("call_accepted", call_id=call_id)
     await alice_again.ack("end_call", {"call_id": call_id})
 
 
-async def test_a_party_gone_past_the_grace_ends_the_call(users: WsUsers) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+async def test_a_party_gone_past_the_grace_ends_the_call(users: Users) -> None:
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     await bob.ack("accept_call", {"call_id": call_id})
     await bob.close()
     lost = await alice.event("call_ended", call_id=call_id, timeout=15)
     assert lost["data"]["reason"] == "connection_lost" and lost["data"]["ended_by"] is None
 
-    carol = await users.connect("carol")
+    carol = await users.ws("carol")
     ringing = await ring(carol, alice, users.id("alice"))
     await carol.close()
     cancelled = await alice.event("call_ended", call_id=ringing, timeout=15)
@@ -267,8 +252,8 @@ async def test_a_party_gone_past_the_grace_ends_the_call(users: WsUsers) -> None
     }
 
 
-async def test_error_codes(users: WsUsers) -> None:
-    alice, bob, eve = [await users.connect(n) for n in ("alice", "bob", "eve")]
+async def test_error_codes(users: Users) -> None:
+    alice, bob, eve = [await users.ws(n) for n in ("alice", "bob", "eve")]
     call_id = await ring(alice, bob, users.id("bob"))
     assert await alice.error(
         "initiate_call", {"receiver_id": users.id("alice"), "call_type": "audio"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import instantmentor_client as sdk
@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.broker import Broker
 from tests.support.stack import Gateway, Stack, poll
-from tests.support.users import Users
+from tests.support.users import Users, users_fixture
 
 WAIT_S = 10.0
 
@@ -28,11 +28,6 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
     services: dict[str, dict[str, str]] = {s: {} for s in ("presence", "chat", "calls", "help")}
     with Stack.running(broker.url, base, services) as running:
         yield running
-
-
-@pytest.fixture
-def gw(module_stack: Stack) -> Gateway:
-    return module_stack.gateways[0]
 
 
 class SdkUsers(Users):
@@ -47,10 +42,7 @@ class SdkUsers(Users):
         return client
 
 
-@pytest.fixture
-async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[SdkUsers]:
-    async with SdkUsers(module_stack, gw) as made:
-        yield made
+users = users_fixture(SdkUsers)
 
 
 def matching(**fields: object) -> Callable[[sdk.Event], bool]:

@@ -28,11 +28,6 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture
-def gw(module_stack: Stack) -> Gateway:
-    return module_stack.gateways[0]
-
-
-@pytest.fixture
 async def clients() -> AsyncIterator[list[SioClient]]:
     started: list[SioClient] = []
     yield started

@@ -7,7 +7,7 @@ One stack serves the module; each test has its own users.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from tests.support.broker import Broker
 from tests.support.client import WsClient
 from tests.support.socketio_client import SioClient
 from tests.support.stack import Stack, poll
-from tests.support.users import Users
+from tests.support.users import Users, users_fixture
 
 RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call first
 
@@ -44,16 +44,12 @@ class BothBindings(Users):
         return client
 
     async def ws(self, name: str, role: str = "student") -> WsClient:
-        client = self.keep(await WsClient.connect(self.gateway.ws, self.token(name, role)))
-        await client.event("connected")
+        client = await super().ws(name, role)
         await client.request("ping")
         return client
 
 
-@pytest.fixture
-async def users(module_stack: Stack) -> AsyncIterator[BothBindings]:
-    async with BothBindings(module_stack) as made:
-        yield made
+users = users_fixture(BothBindings)
 
 
 # -- calls -------------------------------------------------------------------------------

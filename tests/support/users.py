@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol, TypeVar
 
+import pytest
+
+from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
 
 
@@ -19,13 +22,13 @@ Client = TypeVar("Client", bound=Closable)
 
 
 class Users:
-    """``id("alice")`` is ``alice-<suffix>``, a suffix of this test alone. A module's file
-    adds its ``connect`` (WebSocket, SDK, Socket.IO) and passes each client to :meth:`keep`;
-    ``async with`` closes them all."""
+    """``id("alice")`` is ``alice-<suffix>``, a suffix of this test alone. A module may add
+    other ways to connect (SDK, Socket.IO) that pass each client to :meth:`keep`; the
+    ``users`` fixture (:func:`users_fixture`) closes them all."""
 
-    def __init__(self, stack: Stack, gateway: Gateway | None = None) -> None:
+    def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.gateway = stack.gateways[0] if gateway is None else gateway
+        self.gateway: Gateway = stack.gateways[0]
         self.suffix = uuid.uuid4().hex[:6]
         self.clients: list[Closable] = []
 
@@ -35,6 +38,12 @@ class Users:
     def token(self, name: str, role: str = "student") -> str:
         return self.stack.token(self.id(name), role, name.title())
 
+    async def ws(self, name: str, role: str = "student") -> WsClient:
+        """``name`` connected over /ws (its ``connected`` frame received)."""
+        client = self.keep(await WsClient.connect(self.gateway.ws, self.token(name, role)))
+        await client.event("connected")
+        return client
+
     def keep(self, client: Client) -> Client:
         self.clients.append(client)
         return client
@@ -42,13 +51,17 @@ class Users:
     async def close(self) -> None:
         await asyncio.gather(*(client.close() for client in self.clients))
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
+U = TypeVar("U", bound=Users)
+
+
+def users_fixture(kind: type[U]) -> Callable[[Stack], AsyncIterator[U]]:
+    """A module's ``users`` fixture: ``users = users_fixture(Users)`` on its ``module_stack``."""
+
+    @pytest.fixture
+    async def users(module_stack: Stack) -> AsyncIterator[U]:
+        made = kind(module_stack)
+        yield made
+        await made.close()
+
+    return users
