@@ -27,13 +27,8 @@ def status_change(key: str, seq: int) -> tuple[str, dict[str, Any]]:
     return event, {"status_message": key}
 
 
-class OurFanout(Fanout[GatewayClient]):
+class OurFanout(Fanout[GatewayClient, OurSystem]):
     system = "ours"
-
-    def __init__(self, system: OurSystem, students: int, deflate: bool) -> None:
-        super().__init__(students)
-        self.target = system
-        self.deflate = deflate
 
     async def _client(self, user_id: str, role: str) -> GatewayClient:
         token = self.target.token(user_id, role)

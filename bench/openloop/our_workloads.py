@@ -71,13 +71,8 @@ def command_sender(
     return send
 
 
-class OurPointToPoint(PointToPoint[Pair]):
+class OurPointToPoint(PointToPoint[Pair, OurSystem]):
     system = "ours"
-
-    def __init__(self, system: OurSystem, pairs: int, deflate: bool) -> None:
-        super().__init__(pairs)
-        self.target = system
-        self.deflate = deflate
 
     async def _client(self, user_id: str) -> GatewayClient:
         token = self.target.token(user_id)

@@ -86,14 +86,9 @@ def relay_payload(to: str, key: str, seq: int) -> dict[str, Any]:
     return {"to": to, "payload": {"k": key, "text": f"open-loop message {key}"}}
 
 
-class PeerRelay(PointToPoint[Pair]):
+class PeerRelay(PointToPoint[Pair, PeerSystem]):
     system = "peer"
     workload = "relay"
-
-    def __init__(self, system: PeerSystem, pairs: int, deflate: bool) -> None:
-        super().__init__(pairs)
-        self.target = system
-        self.deflate = deflate
 
     async def open_pair(self, tag: str, index: int) -> Pair:
         sender_id, receiver_id = f"{tag}s{index}", f"{tag}r{index}"
@@ -132,13 +127,8 @@ def status_payload(key: str, seq: int) -> dict[str, Any]:
     return {"k": key, "status": "available" if seq % 2 == 0 else "busy", "status_message": key}
 
 
-class PeerFanout(Fanout[SocketIOClient]):
+class PeerFanout(Fanout[SocketIOClient, PeerSystem]):
     system = "peer"
-
-    def __init__(self, system: PeerSystem, students: int, deflate: bool) -> None:
-        super().__init__(students)
-        self.target = system
-        self.deflate = deflate
 
     async def connect(self, run_tag: str) -> None:
         mentor_id = f"{run_tag}m"

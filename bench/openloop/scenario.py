@@ -25,6 +25,7 @@ WARM_UP_TRIES = 15
 WARM_UP_TRY_S = 2.0
 
 Pair = TypeVar("Pair")
+System = TypeVar("System")  # the system under test (ours, the peer)
 Client = TypeVar("Client", bound=SocketClient[Any])
 Result = TypeVar("Result")
 
@@ -91,14 +92,16 @@ async def until_all_arrived(
     raise RuntimeError(f"warm-up {what}: {len(pending)} of {len(arrivals)} receivers got nothing")
 
 
-class PointToPoint(ABC, Generic[Pair]):
-    """``pairs`` sender → receiver pairs, new users for every step."""
+class PointToPoint(ABC, Generic[Pair, System]):
+    """``pairs`` sender → receiver pairs on ``target``, new users for every step."""
 
     system = ""
     workload = ""
     matched_by_order = False  # deliveries carry no id: the k-th of a pair is its k-th send
 
-    def __init__(self, pairs: int) -> None:
+    def __init__(self, target: System, pairs: int, deflate: bool) -> None:
+        self.target = target
+        self.deflate = deflate
         self.pair_count = pairs
         self.pairs: list[Pair] = []
 
@@ -134,13 +137,16 @@ class PointToPoint(ABC, Generic[Pair]):
         await self.close_step()
 
 
-class Fanout(ABC, Generic[Client]):
-    """One mentor and ``students`` receivers, connected once and kept for every step."""
+class Fanout(ABC, Generic[Client, System]):
+    """One mentor and ``students`` receivers on ``target``, connected once and kept for every
+    step."""
 
     system = ""
     workload = "fanout"
 
-    def __init__(self, students: int) -> None:
+    def __init__(self, target: System, students: int, deflate: bool) -> None:
+        self.target = target
+        self.deflate = deflate
         self.student_count = students
         self.connected = False
         self.mentor: Client | None = None
