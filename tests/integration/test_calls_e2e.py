@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support.broker import Broker
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.stack import Gateway, Stack
 from tests.support.users import Users, users_fixture
 
@@ -99,7 +99,7 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
 
     async with httpx.AsyncClient(base_url=gw.http) as http:
         token = users.stack.token(alice_id, "student", "Alice")
-        response = await http.get("/api/calls", headers={"Authorization": f"Bearer {token}"})
+        response = await http.get("/api/calls", headers=bearer(token))
     assert response.status_code == 200, response.text
     [record] = response.json()["calls"]
     assert record["call_id"] == call_id
@@ -111,7 +111,7 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
     assert (record["state"], record["outcome"]) == ("ended", "completed")
     assert record["duration_s"] == data["duration_s"]
     async with httpx.AsyncClient(base_url=gw.http) as http:  # paging back past it: nothing
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = bearer(token)
         older = await http.get(f"/api/calls?before={record['created_at']}&limit=5", headers=auth)
         bad = await http.get("/api/calls?limit=0", headers=auth)
     assert older.status_code == 200 and older.json()["calls"] == []

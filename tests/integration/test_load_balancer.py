@@ -16,6 +16,7 @@ import httpx
 import instantmentor_client as sdk
 import pytest
 
+from tests.support.client import bearer
 from tests.support.load_balancer import SHIPPED_CONFIG, LocalLoadBalancer, haproxy_binary
 from tests.support.stack import Gateway, Stack, poll
 
@@ -137,7 +138,7 @@ async def test_users_on_different_gateways_chat_call_and_get_help_through_it(
         # the HTTP API answers through the load balancer too
         mentors = httpx.get(
             f"{balanced.load_balancer.http}/api/mentors",
-            headers={"Authorization": f"Bearer {stack.token('alice')}"},
+            headers=bearer(stack.token("alice")),
             timeout=5,
         )
         assert mentors.status_code == 200 and "maya" in mentors.text

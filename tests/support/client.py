@@ -44,6 +44,11 @@ def check_frame(frame: Frame) -> None:
         protocol_violations.append(f"{event}: {exc}")
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The HTTP header that presents ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 class WsClient(Receiving[Frame]):
     def __init__(self, connection: ClientConnection) -> None:
         super().__init__()
@@ -125,6 +130,12 @@ class WsClient(Receiving[Frame]):
             timeout,
             f"reply to {event}",
         )
+
+    async def pong(self, timeout: float = 10.0) -> Frame:
+        """The reply to a ``ping``, which must be a ``pong``: the connection still works."""
+        reply = await self.request("ping", {}, timeout)
+        assert reply["event"] == "pong", reply
+        return reply
 
     async def ack(
         self, event: str, data: dict[str, Any] | None = None, timeout: float = 10.0

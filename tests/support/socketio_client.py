@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.support.client import check_frame, merge_mentor_views
+from tests.support.client import bearer, check_frame, merge_mentor_views
 from tests.support.receiving import Receiving
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / "socketio_client"
@@ -67,7 +67,7 @@ class SioClient(Receiving[Report]):
             elif via == "query":
                 options["query"] = {"token": token}
             else:
-                options["extraHeaders"] = {"Authorization": f"Bearer {token}"}
+                options["extraHeaders"] = bearer(token)
         if transports is not None:
             options["transports"] = transports
         await client._command({"op": "connect", "url": base_url, "options": options})
