@@ -14,6 +14,28 @@ from tests.support.client import WsClient
 from tests.support.stack import Gateway, Stack
 
 
+async def connect(
+    stack: Stack, gateway: Gateway, user: str, role: str = "student", name: str | None = None
+) -> WsClient:
+    """``user`` connected over /ws to ``gateway``, its ``connected`` frame received; ``name``
+    is ``user.title()`` unless given."""
+    token = stack.token(user, role, user.title() if name is None else name)
+    client = await WsClient.connect(gateway.ws, token)
+    await client.event("connected")
+    return client
+
+
+async def connect_to_chat(
+    stack: Stack, gateway: Gateway, user: str, name: str | None = None
+) -> WsClient:
+    """:func:`connect`, then one round trip to chat: the gateway reads frames once it has
+    bound the user and announced the connection, so from then on messages to this user reach
+    it live, not in its catch-up."""
+    client = await connect(stack, gateway, user, "student", name)
+    await client.ack("list_conversations")
+    return client
+
+
 class Closable(Protocol):
     async def close(self) -> None: ...
 
@@ -39,10 +61,8 @@ class Users:
         return self.stack.token(self.id(name), role, name.title())
 
     async def ws(self, name: str, role: str = "student") -> WsClient:
-        """``name`` connected over /ws (its ``connected`` frame received)."""
-        client = self.keep(await WsClient.connect(self.gateway.ws, self.token(name, role)))
-        await client.event("connected")
-        return client
+        """``name`` connected over /ws (see :func:`connect`)."""
+        return self.keep(await connect(self.stack, self.gateway, self.id(name), role, name.title()))
 
     def keep(self, client: Client) -> Client:
         self.clients.append(client)
