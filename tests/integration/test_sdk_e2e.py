@@ -300,16 +300,15 @@ async def test_the_token_provider_and_both_event_apis(users: SdkUsers) -> None:
     assert dora.closed and not dora.connected
 
 
+def cli(gateway: Gateway, token: str, *args: str) -> list[str]:
+    """The SDK's command line against ``gateway`` as ``token``'s user."""
+    sdk_cli = [sys.executable, "-m", "instantmentor_client"]
+    return [*sdk_cli, "--url", gateway.ws, "--token", token, *args]
+
+
 async def run_cli(gateway: Gateway, token: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "instantmentor_client",
-        "--url",
-        gateway.ws,
-        "--token",
-        token,
-        *args,
+        *cli(gateway, token, *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
@@ -365,16 +364,7 @@ async def test_the_cli_call_help_and_interactive_chat(users: SdkUsers) -> None:
 
     # chat: lines typed are sent; what the peer sends is printed; EOF ends it
     chat = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "instantmentor_client",
-        "--url",
-        gateway.ws,
-        "--token",
-        users.token("cy"),
-        "chat",
-        "--to",
-        users.id("bob"),
+        *cli(gateway, users.token("cy"), "chat", "--to", users.id("bob")),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
