@@ -43,6 +43,15 @@ async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: 
     return call_id
 
 
+async def pushed_to_both(
+    parties: tuple[WsClient, WsClient], event: str, call_id: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The data of ``event`` about ``call_id``, which both parties got alike."""
+    first, second = [(await p.event(event, timeout, call_id=call_id))["data"] for p in parties]
+    assert first == second, (first, second)
+    return dict(first)
+
+
 async def test_a_full_call(users: Users, gw: Gateway) -> None:
     alice = await users.ws("alice")
     mentor = await users.ws("maya", "mentor")
@@ -144,13 +153,11 @@ async def test_reject_with_a_reason(users: Users) -> None:
     call_id = await ring(alice, bob, users.id("bob"))
     ack = await bob.ack("reject_call", {"call_id": call_id, "reason": "in a lecture"})
     assert ack == {"call_id": call_id, "state": "rejected"}
-    for party in (alice, bob):
-        data = (await party.event("call_rejected", call_id=call_id))["data"]
-        assert data == {
-            "call_id": call_id,
-            "rejected_by": users.id("bob"),
-            "reason": "in a lecture",
-        }
+    assert await pushed_to_both((alice, bob), "call_rejected", call_id) == {
+        "call_id": call_id,
+        "rejected_by": users.id("bob"),
+        "reason": "in a lecture",
+    }
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
@@ -158,23 +165,20 @@ async def test_cancel_while_ringing(users: Users) -> None:
     alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     assert (await alice.ack("end_call", {"call_id": call_id}))["state"] == "ended"
-    for party in (alice, bob):
-        data = (await party.event("call_ended", call_id=call_id))["data"]
-        assert data == {
-            "call_id": call_id,
-            "ended_by": users.id("alice"),
-            "reason": "cancelled",
-            "duration_s": 0.0,
-        }
+    assert await pushed_to_both((alice, bob), "call_ended", call_id) == {
+        "call_id": call_id,
+        "ended_by": users.id("alice"),
+        "reason": "cancelled",
+        "duration_s": 0.0,
+    }
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
 async def test_nobody_answers_the_call_times_out(users: Users) -> None:
     alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
-    for party in (alice, bob):
-        timeout = await party.event("call_timeout", call_id=call_id, timeout=RING_TIMEOUT_S + 8)
-        assert timeout["data"] == {"call_id": call_id}
+    timed_out = await pushed_to_both((alice, bob), "call_timeout", call_id, RING_TIMEOUT_S + 8)
+    assert timed_out == {"call_id": call_id}
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
     # Both lines are free again.
     await ring(bob, alice, users.id("alice"))
