@@ -50,6 +50,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 class WsClient(Receiving[Frame]):
+    item_name = "frame"
+
     def __init__(self, connection: ClientConnection) -> None:
         super().__init__()
         self.connection = connection

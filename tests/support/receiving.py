@@ -13,6 +13,8 @@ Item = TypeVar("Item")
 class Receiving(Generic[Item]):
     """``received`` grows as items arrive (see :meth:`_receive`) until :meth:`_end`."""
 
+    item_name = "item"  # what the failure messages call one (frame, report)
+
     def __init__(self) -> None:
         self.received: list[Item] = []
         self._new_item = asyncio.Condition()
@@ -41,9 +43,10 @@ class Receiving(Generic[Item]):
         raise NotImplementedError
 
     async def wait_for(
-        self, predicate: Callable[[Item], bool], timeout: float = 10.0, what: str = "item"
+        self, predicate: Callable[[Item], bool], timeout: float = 10.0, what: str | None = None
     ) -> Item:
         """The first item (received so far or later) matching ``predicate``."""
+        what = what or self.item_name
         seen = 0
 
         async def scan() -> Item:

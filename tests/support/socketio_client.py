@@ -31,6 +31,8 @@ def _node() -> str:
 class SioClient(Receiving[Report]):
     """One socket.io-client socket. :attr:`reports` holds everything it saw, in order."""
 
+    item_name = "report"
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         super().__init__()
         self.process = process
