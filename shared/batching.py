@@ -13,7 +13,7 @@ its first pause (for a publish: written to the channel, waiting for its confirm)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -31,6 +31,7 @@ class Batcher(Generic[T]):
         self._items: list[T] = []
         self._waiters: list[asyncio.Future[None]] = []  # one per add(), of the next batch
         self._starting = asyncio.Lock()  # batches start one after the other, in order
+        self._in_flight = in_flight
         self._slots = asyncio.Semaphore(in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -55,31 +56,48 @@ class Batcher(Generic[T]):
         return waiter
 
     async def _run(self) -> None:
+        if self._in_flight == 1:  # each batch done before the next may start
+            async with self._starting:
+                items, waiters = await self._take()
+                await self._done(waiters, self._flush(items))
+            return
         async with self._starting:
             await self._slots.acquire()
             try:
-                if self._window_s:
-                    await asyncio.sleep(self._window_s)
+                items, waiters = await self._take()
             except BaseException:
                 self._slots.release()
                 raise
-            items, self._items = self._items, []
-            waiters, self._waiters = self._waiters, []
             # Scheduled before the next batch can resume (the loop runs callbacks in order),
             # so it reaches its first pause first.
             flushing = asyncio.ensure_future(self._flush(items))
+        try:
+            await self._done(waiters, flushing)
+        finally:
+            self._slots.release()
+
+    async def _take(self) -> tuple[list[T], list[asyncio.Future[None]]]:
+        """The next batch: what was added within the window, with its waiters."""
+        if self._window_s:
+            await asyncio.sleep(self._window_s)
+        items, self._items = self._items, []
+        waiters, self._waiters = self._waiters, []
+        return items, waiters
+
+    @staticmethod
+    async def _done(waiters: list[asyncio.Future[None]], flushing: Awaitable[None]) -> None:
+        """Await the batch's flush and tell each of its items' waiters how it went."""
         outcome: Exception | None = None
         try:
             await flushing
         except asyncio.CancelledError:  # shutting down: nobody hears "done"
-            flushing.cancel()
+            if isinstance(flushing, asyncio.Future):
+                flushing.cancel()
             for waiter in waiters:
                 waiter.cancel()
             raise
         except Exception as exc:
             outcome = exc
-        finally:
-            self._slots.release()
         for waiter in waiters:
             if waiter.done():  # its caller gave up
                 continue

@@ -19,6 +19,11 @@ class Settings(BaseSettings):
 
     # Broker and naming
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
+    amqp_urls: str = Field(
+        default="",
+        description="The nodes of a broker cluster, comma-separated: a process connects to the "
+        "first that answers and, when that node goes, to the next. Empty: IM_AMQP_URL alone.",
+    )
     namespace: str = Field(
         default="im",
         pattern=r"^[a-z][a-z0-9_-]{0,30}$",
@@ -31,6 +36,33 @@ class Settings(BaseSettings):
         ge=10,
         description="Messages a service's durable queue holds at most (one message carries a "
         "command, or a gateway's batch of up to 100).",
+    )
+    chat_partitions: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Chat's durable commands are split by conversation over this many queues, "
+        "each with one active consumer, so a conversation's commands keep their order with any "
+        "number of replicas. Fixed per deployment: gateways and chat must agree (see "
+        "docs/chat.md before changing it).",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        description="How many replicas of this service run: with the replica's index, which "
+        "partitions this one consumes first (the others it joins later, as a standby).",
+    )
+    replica_index: int | None = Field(
+        default=None,
+        ge=0,
+        description="This replica's number, 0 to IM_REPLICAS - 1. Unset, a replica takes the "
+        "first number no running replica holds (so identical replicas need only IM_REPLICAS).",
+    )
+    partition_standby_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long after its start a replica joins the partitions of the others, "
+        "as a standby (the broker activates it when their active replica is gone).",
     )
     transient_max_length: int = Field(
         default=2_000, ge=10, description="The same for transient commands (typing, signals)."
@@ -175,6 +207,12 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     @model_validator(mode="after")
+    def _replica_index_in_range(self) -> Settings:
+        if self.replica_index is not None and self.replica_index >= self.replicas:
+            raise ValueError("IM_REPLICA_INDEX must be below IM_REPLICAS")
+        return self
+
+    @model_validator(mode="after")
     def _dev_mode_stays_local(self) -> Settings:
         # Dev mode mints tokens for anyone who asks: only this machine may ask.
         if self.dev_mode and "gateway_host" not in self.model_fields_set:
@@ -191,12 +229,21 @@ class Settings(BaseSettings):
             return f"IM_JWT_SECRET is shorter than {MIN_JWT_SECRET_BYTES} bytes"
         return None
 
+    def broker_urls(self) -> list[str]:
+        """Where the broker is: every URL of ``IM_AMQP_URLS``, else ``IM_AMQP_URL``."""
+        urls = [url.strip() for url in self.amqp_urls.split(",") if url.strip()]
+        return urls or [self.amqp_url]
+
     def db_url(self, service: str) -> str:
         """The database of ``service``: its ``IM_<SERVICE>_DB_URL`` or a SQLite file in data_dir."""
         explicit: str | None = getattr(self, f"{service}_db_url", None)
         if explicit:
             return explicit
         return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+
+    def partitions(self, service: str) -> int:
+        """How many partitions ``service``'s durable commands have (0: one shared queue)."""
+        return self.chat_partitions if service == "chat" else 0
 
     def db_pool_size(self, service: str) -> int:
         """How many connections ``service`` keeps to its database: ``IM_<SERVICE>_DB_POOL_SIZE``."""

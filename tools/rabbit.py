@@ -109,6 +109,8 @@ class LocalRabbit:
     management_port: int | None = None
     name: str = ""
     dist_port: int = 0  # Erlang distribution (rabbitmqctl talks to the node through it)
+    # Where the Erlang cookie lives (nodes of one cluster share it); as root, rabbitmq's home.
+    home: Path | None = None
     _process: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -141,11 +143,14 @@ class LocalRabbit:
         return env
 
     def _home(self) -> Path:
-        return Path("/var/lib/rabbitmq") if os.geteuid() == 0 else self.base / "home"
+        if os.geteuid() == 0:
+            return Path("/var/lib/rabbitmq")
+        return self.home or self.base / "home"
 
     def _prepare(self) -> None:
         for sub in ("mnesia", "log", "home"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
+        self._home().mkdir(parents=True, exist_ok=True)
         plugins = ["rabbitmq_management"] if self.management_port else []
         (self.base / "enabled_plugins").write_text(f"[{','.join(plugins)}].\n")
         conf = ["loopback_users = none", "log.console = false"]
@@ -169,6 +174,11 @@ class LocalRabbit:
         return [program, *args]
 
     def start(self, timeout_s: float = 90.0) -> None:
+        self.launch()
+        self.wait_open(timeout_s)
+
+    def launch(self) -> None:
+        """Start the node's process and return at once (see :meth:`wait_open`)."""
         ensure_installed()
         self._prepare()
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - lives as long as the node
@@ -180,6 +190,10 @@ class LocalRabbit:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+    def wait_open(self, timeout_s: float = 90.0) -> None:
+        """Until the node accepts AMQP connections (fails if its process exits)."""
+        assert self._process is not None, "launch() first"
         deadline = time.monotonic() + timeout_s
         while not port_open(self.port):
             if self._process.poll() is not None:
@@ -193,8 +207,12 @@ class LocalRabbit:
             time.sleep(0.1)
 
     def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run(CTL, "-n", self.name, *args)
+
+    def run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one of RabbitMQ's command line tools against this node's environment."""
         return subprocess.run(
-            self._command(CTL, "-n", self.name, *args),
+            self._command(program, *args),
             env=self._env(),
             capture_output=True,
             text=True,
@@ -215,6 +233,18 @@ class LocalRabbit:
         deadline = time.monotonic() + 10
         while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the node we started: no goodbye to its peers or clients (a crashed machine)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        self._signal_group(process, signal.SIGKILL)
+        process.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     @staticmethod
     def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

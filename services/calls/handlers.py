@@ -11,16 +11,16 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from services.calls import domain, views
 from services.calls.domain import Call, Caller, CallState, RejectReason
 from services.calls.live import LiveCalls
 from services.calls.store import CallStore
-from shared import clock
+from shared.clock import now
 from shared.errors import Conflict, InvalidPayload, NotFound
 from shared.protocol import calls as wire
 from shared.protocol.domain import (
@@ -33,9 +33,8 @@ from shared.protocol.domain import (
     UsersPresenceFact,
 )
 from shared.protocol.envelope import CommandOrigin, push_frame
-from shared.protocol.registry import describe_validation_error
 from shared.runtime.outbox import Outbox, Request, UserPush
-from shared.runtime.service import Handler
+from shared.runtime.routes import Routes, command, fact, routes, timer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,12 @@ _ATTEMPTS = 4
 REANNOUNCE_WINDOW_S = 60.0
 
 Decide = Callable[[Call], Call]
+
+
+class RingTimeout(BaseModel):
+    """The data of the ``ring_timeout`` timer."""
+
+    call_id: str
 
 
 def new_call_id() -> str:
@@ -75,27 +80,27 @@ class CallHandlers:
         self,
         store: CallStore,
         ring_timeout_s: float,
-        now: Callable[[], float] = clock.now,
+        clock: Callable[[], float] = now,
         new_id: Callable[[], str] = new_call_id,
     ) -> None:
         self.store = store
         self.ring_timeout_s = ring_timeout_s
-        self.now = now
+        self.clock = clock
         self.new_id = new_id
         self.live = LiveCalls(store.get)
 
-    def table(self) -> Mapping[str, Handler]:
-        return {
-            "initiate_call": self.initiate_call,
-            "accept_call": self.accept_call,
-            "reject_call": self.reject_call,
-            "end_call": self.end_call,
-            "call_signal": self.call_signal,
-            LIST_CALLS: self.list_calls,
-            RING_TIMEOUT: self.ring_timeout,
-            USERS_OFFLINE: self.users_offline,
-            CONNECTIONS_CHANGED: self.connections_changed,
-        }
+    def table(self) -> Routes:
+        return routes(
+            command("initiate_call", self.initiate_call),
+            command("accept_call", self.accept_call),
+            command("reject_call", self.reject_call),
+            command("end_call", self.end_call),
+            command("call_signal", self.call_signal),
+            command(LIST_CALLS, self.list_calls, wire.ListCalls),  # the gateway's HTTP API
+            timer(RING_TIMEOUT, RingTimeout, self.ring_timeout),
+            fact(USERS_OFFLINE, self.users_offline),
+            fact(CONNECTIONS_CHANGED, self.connections_changed),
+        )
 
     # -- shared steps ----------------------------------------------------------------------
 
@@ -132,19 +137,19 @@ class CallHandlers:
         req.out.reply = views.state_ack(call)
 
     def _schedule_timeout(self, out: Outbox, call: Call) -> None:
-        remaining = call.expires_at - self.now()
+        remaining = call.expires_at - self.clock()
         if remaining >= self.ring_timeout_s - 0.001:
             delay = self.ring_timeout_s
         else:  # re-arming after a redelivery: whole seconds, so few delay queues exist
             delay = float(max(1, math.ceil(remaining)))
-        out.schedule(RING_TIMEOUT, {"call_id": call.call_id}, delay)
+        out.schedule(RING_TIMEOUT, RingTimeout(call_id=call.call_id).model_dump(), delay)
 
     # -- client events ---------------------------------------------------------------------
 
     async def initiate_call(self, req: Request) -> None:
         p = req.payload_as(wire.InitiateCall)
         me = req.sender
-        now = self.now()
+        now = self.clock()
         connection = req.origin.connection_id if req.origin else None
         call = None
         if req.redelivered and connection is not None:
@@ -186,7 +191,7 @@ class CallHandlers:
         req.out.reply = views.initiate_ack(call)
 
     async def _reject_offline(self, call: Call) -> Call:
-        offline = domain.reject_by_system(call, RejectReason.OFFLINE, self.now())
+        offline = domain.reject_by_system(call, RejectReason.OFFLINE, self.clock())
         if await self.store.transition(call, offline):
             return offline
         # The receiver connected just now and answered through the catch-up push.
@@ -198,7 +203,7 @@ class CallHandlers:
         await self._party_action(
             req,
             p.call_id,
-            lambda call: domain.accept(call, me.user_id, me.name, self.now(), p.call_data),
+            lambda call: domain.accept(call, me.user_id, me.name, self.clock(), p.call_data),
         )
 
     async def reject_call(self, req: Request) -> None:
@@ -207,14 +212,14 @@ class CallHandlers:
         await self._party_action(
             req,
             p.call_id,
-            lambda call: domain.reject(call, me.user_id, me.name, self.now(), p.reason),
+            lambda call: domain.reject(call, me.user_id, me.name, self.clock(), p.reason),
         )
 
     async def end_call(self, req: Request) -> None:
         p = req.payload_as(wire.EndCall)
         me = req.sender
         await self._party_action(
-            req, p.call_id, lambda call: domain.hang_up(call, me.user_id, self.now())
+            req, p.call_id, lambda call: domain.hang_up(call, me.user_id, self.clock())
         )
 
     async def call_signal(self, req: Request) -> None:
@@ -229,12 +234,7 @@ class CallHandlers:
 
     async def list_calls(self, req: Request) -> None:
         me = req.sender
-        p = req.payload
-        if not isinstance(p, wire.ListCalls):
-            try:
-                p = wire.ListCalls.model_validate(req.data)
-            except ValidationError as exc:
-                raise InvalidPayload(describe_validation_error(exc)) from None
+        p = req.payload_as(wire.ListCalls)
         before = None
         if p.before is not None:
             try:
@@ -242,14 +242,14 @@ class CallHandlers:
             except ValueError:
                 raise InvalidPayload("before: not an ISO 8601 time") from None
         calls = await self.store.history(me.user_id, p.limit, before)
-        req.out.reply = {"calls": [views.record(call, me.user_id) for call in calls]}
+        req.out.reply = views.history(calls, me.user_id)
 
     # -- timers and facts ------------------------------------------------------------------
 
     async def ring_timeout(self, req: Request) -> None:
-        call_id = str(req.data.get("call_id", ""))
+        call_id = req.payload_as(RingTimeout).call_id
         try:
-            call = await self._change(call_id, lambda c: domain.time_out(c, self.now()))
+            call = await self._change(call_id, lambda c: domain.time_out(c, self.clock()))
         except (Conflict, NotFound):
             current = await self.store.get(call_id)
             if req.redelivered and current is not None and current.state is CallState.MISSED:
@@ -260,11 +260,11 @@ class CallHandlers:
     async def users_offline(self, req: Request) -> None:
         """Users gone past the reconnect grace (thousands when a gateway restarts): the calls
         that held their line end; one query finds them all."""
-        gone = [user.user_id for user in UsersPresenceFact.model_validate(req.data).users]
+        gone = [user.user_id for user in req.payload_as(UsersPresenceFact).users]
         if req.redelivered:  # what our first run ended may not have been announced
             for user_id in gone:
                 for call in await self.store.history(user_id, 5):
-                    if domain.ended_by_system(call, self.now() - REANNOUNCE_WINDOW_S):
+                    if domain.ended_by_system(call, self.clock() - REANNOUNCE_WINDOW_S):
                         announce(req.out, call)
         active = await self.store.active_calls_of_users(gone)
         for user_id in gone:
@@ -277,21 +277,23 @@ class CallHandlers:
                 announce(req.out, call)
 
     def _dropping(self, user_id: str) -> Callable[[Call], Call]:
-        return lambda call: domain.drop_party(call, user_id, self.now())
+        return lambda call: domain.drop_party(call, user_id, self.clock())
 
     async def connections_changed(self, req: Request) -> None:
         """Catch-up: a party who (re)connects while a call rings sees it ring (one query for
         a gateway's whole batch of connections)."""
         # resumed: re-announced after a broker reconnect, the client saw it all
-        opened = [f for f in ConnectionsChanged.model_validate(req.data).opened if not f.resumed]
+        opened = [f for f in req.payload_as(ConnectionsChanged).opened if not f.resumed]
         if not opened:
             return
         calls = await self.store.active_calls_of_users({f.user_id for f in opened})
-        now = self.now()
-        for fact in opened:
+        now = self.clock()
+        for opening in opened:
             origin = CommandOrigin(
-                gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+                gateway_id=opening.gateway_id,
+                connection_id=opening.connection_id,
+                reply_to=opening.reply_to,
             )
-            for call in calls.get(fact.user_id, ()):
+            for call in calls.get(opening.user_id, ()):
                 if call.rings_at(now):
                     req.out.push_connection(origin, wire.CALL_INITIATED, views.initiated(call))

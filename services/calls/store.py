@@ -22,58 +22,72 @@ second insert of a taken line waits and then violates its key.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
 
-from sqlalchemy import JSON, Float, Index, String, delete, insert, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    String,
+    Table,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase
 
 from services.calls.domain import Call, CallState
 from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
 from shared.dbtypes import ClientString
 from shared.migrations import upgrade_engine
+from shared.rows import RowMapper
+
+ID = 64
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class CallRow(Base):
-    __tablename__ = "calls"
+calls = Table(
+    "calls",
+    Base.metadata,
+    Column("id", ClientString(ID), primary_key=True),
+    Column("caller_id", String(ID), nullable=False),
+    Column("caller_name", ClientString(80), nullable=False),
+    Column("caller_role", String(16), nullable=False),
+    Column("receiver_id", String(ID), nullable=False),
+    Column("receiver_name", ClientString(80), nullable=True),
+    Column("call_type", String(16), nullable=False),
+    Column("call_data", JSON, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("accepted_by", String(ID), nullable=True),
+    Column("accepted_at", Float, nullable=True),
+    Column("accept_data", JSON, nullable=True),
+    Column("rejected_by", String(ID), nullable=True),
+    Column("ended_by", String(ID), nullable=True),
+    Column("ended_at", Float, nullable=True),
+    Column("reason", ClientString(200), nullable=True),
+    Column("origin_connection", String(ID), nullable=True),
+    Index("ix_calls_caller", "caller_id", "created_at"),
+    Index("ix_calls_receiver", "receiver_id", "created_at"),
+)
 
-    id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
-    caller_id: Mapped[str] = mapped_column(String(64))
-    caller_name: Mapped[str] = mapped_column(ClientString(80))
-    caller_role: Mapped[str] = mapped_column(String(16))
-    receiver_id: Mapped[str] = mapped_column(String(64))
-    receiver_name: Mapped[str | None] = mapped_column(ClientString(80))
-    call_type: Mapped[str] = mapped_column(String(16))
-    call_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    state: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float] = mapped_column(Float)
-    accepted_by: Mapped[str | None] = mapped_column(String(64))
-    accepted_at: Mapped[float | None] = mapped_column(Float)
-    accept_data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    rejected_by: Mapped[str | None] = mapped_column(String(64))
-    ended_by: Mapped[str | None] = mapped_column(String(64))
-    ended_at: Mapped[float | None] = mapped_column(Float)
-    reason: Mapped[str | None] = mapped_column(ClientString(200))
-    origin_connection: Mapped[str | None] = mapped_column(String(64))
+call_lines = Table(
+    "call_lines",
+    Base.metadata,
+    Column("user_id", String(ID), primary_key=True),
+    Column("call_id", ClientString(ID), nullable=False, index=True),
+)
 
-    __table_args__ = (
-        Index("ix_calls_caller", "caller_id", "created_at"),
-        Index("ix_calls_receiver", "receiver_id", "created_at"),
-    )
-
-
-class LineRow(Base):
-    __tablename__ = "call_lines"
-
-    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    call_id: Mapped[str] = mapped_column(ClientString(64), index=True)
-
+# Rows and calls share their field names but the key (``id``), so the mapping is derived.
+_ROWS = RowMapper(Call, columns={"call_id": "id"})
 
 # What a transition may change (everything but the call's identity and its parties).
 _MUTABLE = (
@@ -87,57 +101,6 @@ _MUTABLE = (
     "ended_at",
     "reason",
 )
-
-
-def _row_values(call: Call) -> dict[str, Any]:
-    return {
-        "id": call.call_id,
-        "caller_id": call.caller_id,
-        "caller_name": call.caller_name,
-        "caller_role": call.caller_role,
-        "receiver_id": call.receiver_id,
-        "receiver_name": call.receiver_name,
-        "call_type": call.call_type,
-        "call_data": call.call_data,
-        "state": call.state.value,
-        "created_at": call.created_at,
-        "expires_at": call.expires_at,
-        "accepted_by": call.accepted_by,
-        "accepted_at": call.accepted_at,
-        "accept_data": call.accept_data,
-        "rejected_by": call.rejected_by,
-        "ended_by": call.ended_by,
-        "ended_at": call.ended_at,
-        "reason": call.reason,
-        "origin_connection": call.origin_connection,
-    }
-
-
-def _to_call(row: Any) -> Call:
-    return Call(
-        call_id=row.id,
-        caller_id=row.caller_id,
-        caller_name=row.caller_name,
-        caller_role=row.caller_role,
-        receiver_id=row.receiver_id,
-        receiver_name=row.receiver_name,
-        call_type=row.call_type,
-        call_data=row.call_data,
-        state=CallState(row.state),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        accepted_by=row.accepted_by,
-        accepted_at=row.accepted_at,
-        accept_data=row.accept_data,
-        rejected_by=row.rejected_by,
-        ended_by=row.ended_by,
-        ended_at=row.ended_at,
-        reason=row.reason,
-        origin_connection=row.origin_connection,
-    )
-
-
-_CALLS = CallRow.__table__
 
 
 class CallStore:
@@ -159,8 +122,8 @@ class CallStore:
 
     async def get(self, call_id: str) -> Call | None:
         async with self.reads.connect() as conn:
-            row = (await conn.execute(select(_CALLS).where(_CALLS.c.id == call_id))).first()
-        return _to_call(row) if row is not None else None
+            row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
+        return _ROWS.to_object(row) if row is not None else None
 
     async def active_calls_of(self, user_id: str) -> list[Call]:
         """The calls (ringing or accepted) that hold ``user_id``'s line: at most one."""
@@ -171,16 +134,16 @@ class CallStore:
         if not user_ids:
             return {}
         query = (
-            select(LineRow.user_id, _CALLS)
-            .join(LineRow.__table__, LineRow.call_id == _CALLS.c.id)
-            .where(LineRow.user_id.in_(list(user_ids)))
+            select(call_lines.c.user_id, calls)
+            .join(call_lines, call_lines.c.call_id == calls.c.id)
+            .where(call_lines.c.user_id.in_(list(user_ids)))
         )
         async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         found: dict[str, list[Call]] = {}
         for row in rows:
             if CallState(row.state).active:
-                found.setdefault(row.user_id, []).append(_to_call(row))
+                found.setdefault(row.user_id, []).append(_ROWS.to_object(row))
         return found
 
     async def placed_from(
@@ -189,31 +152,31 @@ class CallStore:
         """The newest call ``caller_id`` placed to ``receiver_id`` from ``connection_id``
         since ``since`` (to recognise a redelivered ``initiate_call``)."""
         query = (
-            select(_CALLS)
+            select(calls)
             .where(
-                _CALLS.c.caller_id == caller_id,
-                _CALLS.c.receiver_id == receiver_id,
-                _CALLS.c.origin_connection == connection_id,
-                _CALLS.c.created_at >= since,
+                calls.c.caller_id == caller_id,
+                calls.c.receiver_id == receiver_id,
+                calls.c.origin_connection == connection_id,
+                calls.c.created_at >= since,
             )
-            .order_by(_CALLS.c.created_at.desc())
+            .order_by(calls.c.created_at.desc())
             .limit(1)
         )
         async with self.reads.connect() as conn:
             row = (await conn.execute(query)).first()
-        return _to_call(row) if row is not None else None
+        return _ROWS.to_object(row) if row is not None else None
 
     async def history(self, user_id: str, limit: int, before: float | None = None) -> list[Call]:
         """``user_id``'s calls, newest first."""
-        query = select(_CALLS).where(
-            or_(_CALLS.c.caller_id == user_id, _CALLS.c.receiver_id == user_id)
+        query = select(calls).where(
+            or_(calls.c.caller_id == user_id, calls.c.receiver_id == user_id)
         )
         if before is not None:
-            query = query.where(_CALLS.c.created_at < before)
-        query = query.order_by(_CALLS.c.created_at.desc()).limit(limit)
+            query = query.where(calls.c.created_at < before)
+        query = query.order_by(calls.c.created_at.desc()).limit(limit)
         async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return [_to_call(row) for row in rows]
+        return [_ROWS.to_object(row) for row in rows]
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -223,12 +186,12 @@ class CallStore:
         assert call.state is CallState.RINGING
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(insert(CallRow).values(**_row_values(call)))
+                await conn.execute(insert(calls).values(_ROWS.to_row(call)))
                 # in user order: two placements taking the same two lines (alice→bob and
                 # bob→alice) then queue on the first, where PostgreSQL's row locks could
                 # otherwise deadlock
                 await conn.execute(
-                    insert(LineRow),
+                    insert(call_lines),
                     [
                         {"user_id": user_id, "call_id": call.call_id}
                         for user_id in sorted((call.caller_id, call.receiver_id))
@@ -242,31 +205,31 @@ class CallStore:
         """Store a call that never rang (rejected at once), for the history."""
         assert not call.state.active
         async with self.engine.begin() as conn:
-            await conn.execute(insert(CallRow).values(**_row_values(call)))
+            await conn.execute(insert(calls).values(_ROWS.to_row(call)))
 
     async def discard(self, call: Call) -> None:
         """Forget a call that never rang (it could not be announced), freeing both lines."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                delete(CallRow).where(
-                    CallRow.id == call.call_id, CallRow.state == CallState.RINGING.value
+                delete(calls).where(
+                    calls.c.id == call.call_id, calls.c.state == CallState.RINGING.value
                 )
             )
             if result.rowcount == 1:
-                await conn.execute(delete(LineRow).where(LineRow.call_id == call.call_id))
+                await conn.execute(delete(call_lines).where(call_lines.c.call_id == call.call_id))
 
     async def transition(self, old: Call, new: Call) -> bool:
         """Write ``new`` if the call is still in ``old``'s state; False if somebody else
         moved it first (then nothing is written). A final state frees both lines."""
-        values = _row_values(new)
+        values = _ROWS.to_row(new)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(CallRow)
-                .where(CallRow.id == old.call_id, CallRow.state == old.state.value)
+                update(calls)
+                .where(calls.c.id == old.call_id, calls.c.state == old.state.value)
                 .values({name: values[name] for name in _MUTABLE})
             )
             if result.rowcount != 1:
                 return False
             if not new.state.active:
-                await conn.execute(delete(LineRow).where(LineRow.call_id == new.call_id))
+                await conn.execute(delete(call_lines).where(call_lines.c.call_id == new.call_id))
         return True

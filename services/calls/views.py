@@ -92,3 +92,8 @@ def record(call: Call, user_id: str) -> dict[str, Any]:
         ended_at=_iso(call.ended_at),
         duration_s=call.duration_s,
     ).model_dump()
+
+
+def history(calls: list[Call], user_id: str) -> dict[str, Any]:
+    """``list_calls``' answer: ``user_id``'s calls as they see them, newest first."""
+    return {"calls": [record(call, user_id) for call in calls]}

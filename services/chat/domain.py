@@ -3,14 +3,14 @@ messages gets its seqs (and which ones are repeats), how receipt markers move.""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from shared.errors import Conflict, Forbidden, InvalidPayload, NotFound, RealtimeError
 
-CONVERSATION_PREFIX = "dm_"
+# The id rule lives in shared/: the gateway partitions chat's commands by conversation too.
+from shared.partitions import conversation_id_for as conversation_id_for
 
 
 class Receipt(StrEnum):
@@ -29,15 +29,6 @@ class Status(StrEnum):
 
 
 # -- conversations ---------------------------------------------------------------------------
-
-
-def conversation_id_for(a: str, b: str) -> str:
-    """The one id of the direct conversation between ``a`` and ``b``: stable, opaque, the same
-    whichever of them asks. (``:`` cannot occur in a user id, so the joined pair is unique.)"""
-    if a == b:
-        raise InvalidPayload("a conversation needs two different users")
-    low, high = sorted((a, b))
-    return CONVERSATION_PREFIX + hashlib.sha256(f"{low}:{high}".encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

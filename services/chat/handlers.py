@@ -29,9 +29,10 @@ from shared.protocol.chat import (
     Sync,
     Typing,
 )
-from shared.protocol.domain import ConnectionsChanged
+from shared.protocol.domain import CONNECTIONS_CHANGED, ConnectionsChanged
 from shared.protocol.envelope import CommandOrigin, push_frame
 from shared.runtime.outbox import Followup, Request
+from shared.runtime.routes import Routes, command, fact, routes, timer
 from shared.settings import Settings
 
 SYNC_PUSH = "sync_push"
@@ -52,6 +53,22 @@ class ChatHandlers:
         self.settings = settings
         self.store = store
         self.writer = writer
+
+    def table(self) -> Routes:
+        return routes(
+            command("send_message", self.send_message),
+            command("message_delivered", self.message_delivered),
+            command("message_read", self.message_read),
+            command("user_typing", self.user_typing),
+            command("user_stopped_typing", self.user_stopped_typing),
+            command("get_history", self.get_history),
+            command("list_conversations", self.list_conversations),
+            command("sync", self.sync),
+            command("edit_message", self.edit_message),
+            command("delete_message", self.delete_message),
+            timer(SYNC_PUSH, SyncPush, self.sync_push),
+            fact(CONNECTIONS_CHANGED, self.connections_changed),
+        )
 
     # -- messages --------------------------------------------------------------------------
 
@@ -186,7 +203,7 @@ class ChatHandlers:
             req.out.schedule(SYNC_PUSH, push.model_dump(), SYNC_PUSH_DELAY_S)
 
     async def sync_push(self, req: Request) -> None:
-        push = SyncPush.model_validate(req.data)
+        push = req.payload_as(SyncPush)
         for message in await self.store.after(push.since):
             req.out.push_connection(push.origin, MESSAGE_RECEIVED, views.received(message))
 
@@ -199,16 +216,18 @@ class ChatHandlers:
         Only messages sent before the gateway announced the connection (``fact.at``, after it
         bound the user): later ones reach the connection live, and must not come twice. One
         query for the whole batch of connections."""
-        opened = [f for f in ConnectionsChanged.model_validate(req.data).opened if not f.resumed]
+        opened = [f for f in req.payload_as(ConnectionsChanged).opened if not f.resumed]
         if not opened:
             return  # resumed: the gateway re-announced connections that were never gone
         pending = await self.store.undelivered(
             {f.user_id for f in opened}, sent_before=max(f.at for f in opened)
         )
-        for fact in opened:
-            waiting = [m for m in pending.get(fact.user_id, ()) if m.sent_at < fact.at]
+        for opening in opened:
+            waiting = [m for m in pending.get(opening.user_id, ()) if m.sent_at < opening.at]
             origin = CommandOrigin(
-                gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
+                gateway_id=opening.gateway_id,
+                connection_id=opening.connection_id,
+                reply_to=opening.reply_to,
             )
             for message in domain.catch_up(waiting, self.settings.catchup_limit):
                 req.out.push_connection(origin, MESSAGE_RECEIVED, views.received(message))

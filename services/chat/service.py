@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from services.chat.handlers import SYNC_PUSH, ChatHandlers
+from services.chat.handlers import ChatHandlers
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from shared.protocol.domain import CONNECTIONS_CHANGED
+from shared.clock import now
 from shared.runtime.service import ServiceDefinition
 from shared.settings import Settings
 
@@ -18,11 +19,12 @@ WORKERS = 64
 log = logging.getLogger(__name__)
 
 
-def build(settings: Settings) -> ServiceDefinition:
+def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefinition:
     store = ChatStore(
         settings.db_url("chat"),
         settings.max_undelivered_per_conversation,
         settings.db_pool_size("chat"),
+        clock,
     )
     writer = GroupWriter(store.apply)
     h = ChatHandlers(settings, store, writer)
@@ -33,23 +35,9 @@ def build(settings: Settings) -> ServiceDefinition:
 
     return ServiceDefinition(
         name="chat",
-        handlers={
-            "send_message": h.send_message,
-            "message_delivered": h.message_delivered,
-            "message_read": h.message_read,
-            "user_typing": h.user_typing,
-            "user_stopped_typing": h.user_stopped_typing,
-            "get_history": h.get_history,
-            "list_conversations": h.list_conversations,
-            "sync": h.sync,
-            "edit_message": h.edit_message,
-            "delete_message": h.delete_message,
-            SYNC_PUSH: h.sync_push,
-            CONNECTIONS_CHANGED: h.connections_changed,
-        },
-        facts=[CONNECTIONS_CHANGED],
+        handlers=h.table(),
         workers=min(WORKERS, settings.prefetch),
-        startup=store.create,
+        startup=store.start,
         shutdown=shutdown,
         background=[writer.run],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -67,13 +67,19 @@ class ChatStore:
     one thread hop per unit of work, not several per statement."""
 
     def __init__(
-        self, url: str, max_backlog: int | None = None, pool_size: int = DEFAULT_POOL_SIZE
+        self,
+        url: str,
+        max_backlog: int | None = None,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        clock: Callable[[], float] = now,
     ) -> None:
         self.db = ThreadedDatabase(url, pool_size)
         self.max_backlog = max_backlog  # see services.chat.domain.BacklogCap
+        self.clock = clock
         self._participants: dict[str, Conversation] = {}
 
-    async def create(self) -> None:
+    async def start(self) -> None:
+        """Bring the database to the latest migration."""
         await self.db.migrate(lambda conn: upgrade(conn, "chat", Base.metadata))
 
     async def close(self) -> None:
@@ -207,7 +213,8 @@ class ChatStore:
         """Apply ``ops`` in one transaction (the group writer's batch); one outcome each."""
         # the clock is read inside the transaction: monotonic across replicas on one file
         # (on PostgreSQL, SERIALIZABLE: a batch refused for a concurrent one runs again whole)
-        return await self.db.write(lambda conn: writes.apply(conn, ops, now(), self.max_backlog))
+        clock, cap = self.clock, self.max_backlog
+        return await self.db.write(lambda conn: writes.apply(conn, ops, clock(), cap))
 
 
 def _client_seq(seq: int) -> Any:

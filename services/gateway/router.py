@@ -33,6 +33,7 @@ from shared.amqp.topology import BROADCAST_ALL, reply_key
 from shared.auth import Identity, Role
 from shared.errors import ErrorCode, Overloaded, Unavailable
 from shared.logs import Tally
+from shared.partitions import ordering_key, partition_of
 from shared.protocol.domain import (
     CONNECTIONS_CHANGED,
     GATEWAY_HEARTBEAT,
@@ -239,7 +240,8 @@ class Router:
         command = self._command(connection.identity, spec.name, data, connection.id)
         pending = Pending(lane, spec.name, 0.0, connection.id, ref)
         correlation_id = self._next_id()
-        outgoing, published = self._submit(lane, command, pending, correlation_id)
+        partition = self._partition(lane, connection.identity.user_id, data)
+        outgoing, published = self._submit(lane, command, pending, correlation_id, partition)
         published.add_done_callback(lambda _: self._after_publish(lane, correlation_id, outgoing))
         return published
 
@@ -273,9 +275,11 @@ class Router:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         correlation_id = self._next_id()
         command = self._command(identity, event, data, f"http-{correlation_id}")
-        pending = Pending((service, False), event, 0.0, future=future, internal=internal)
+        lane = (service, False)
+        pending = Pending(lane, event, 0.0, future=future, internal=internal)
+        partition = self._partition(lane, identity.user_id, data)
         try:
-            await self._send((service, False), command, pending, correlation_id)
+            await self._send(lane, command, pending, correlation_id, partition)
             return await future
         finally:
             self._forget_pending(correlation_id)
@@ -286,15 +290,29 @@ class Router:
         command: dict[str, Any],
         pending: Pending,
         correlation_id: str,
+        partition: int | None,
     ) -> None:
-        outgoing, published = self._submit(lane, command, pending, correlation_id)
+        outgoing, published = self._submit(lane, command, pending, correlation_id, partition)
         await published
         if outgoing.refused is not None:
             self._forget_pending(correlation_id)
             raise self._refusal(lane, outgoing.refused)
 
+    def _partition(self, lane: Lane, user_id: str, data: dict[str, Any]) -> int | None:
+        """The partition of a durable command for a partitioned service (chat), else None."""
+        service, transient = lane
+        partitions = self.settings.partitions(service)
+        if transient or not partitions:
+            return None
+        return partition_of(ordering_key(user_id, data), partitions)
+
     def _submit(
-        self, lane: Lane, command: dict[str, Any], pending: Pending, correlation_id: str
+        self,
+        lane: Lane,
+        command: dict[str, Any],
+        pending: Pending,
+        correlation_id: str,
+        partition: int | None,
     ) -> tuple[Outgoing, asyncio.Future[None]]:
         if not pending.internal:
             self.admission.admit(lane)
@@ -306,7 +324,7 @@ class Router:
             self.admission.started(lane, correlation_id, now)
         start_by_ms = max(1, round((timeout_s - min(DEADLINE_MARGIN_S, timeout_s / 4)) * 1000))
         outgoing = Outgoing(command, correlation_id, h.epoch_ms() + start_by_ms)
-        return outgoing, self.commands.submit(lane, outgoing)
+        return outgoing, self.commands.submit(lane, outgoing, partition)
 
     @staticmethod
     def _refusal(lane: Lane, exc: Unavailable) -> Unavailable:

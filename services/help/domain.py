@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
 
 from shared.auth import Identity
-from shared.clock import iso
 from shared.errors import Conflict, InvalidPayload, NotFound
 from shared.protocol.help import BROADCAST, StudentRequestHelp
 from shared.protocol.presence import MentorStatusView
@@ -102,21 +100,6 @@ class HelpRequest:
             decline_reason=reason if action is Action.DECLINE else None,
         )
 
-    def view(self) -> dict[str, Any]:
-        """The request as PROTOCOL §6 shows it."""
-        return {
-            "request_id": self.request_id,
-            "student_id": self.student_id,
-            "student_name": self.student_name,
-            "subject": self.subject,
-            "message": self.message,
-            "urgency": self.urgency.value,
-            "mentor_id": self.mentor_id,
-            "status": self.status.value,
-            "created_at": iso(self.created_at),
-            "expires_at": iso(self.expires_at),
-        }
-
 
 def new_request(
     payload: StudentRequestHelp, student: Identity, request_id: str, now: float, expiry_s: float
@@ -137,6 +120,15 @@ def new_request(
         created_at=now,
         expires_at=now + expiry_s,
     )
+
+
+def check_open_limit(open_now: int, max_open: int) -> None:
+    """A student may have at most ``max_open`` open requests: :class:`Conflict` beyond."""
+    if open_now >= max_open:
+        raise Conflict(
+            f"you already have {max_open} open help requests: cancel one, or wait until a "
+            "mentor answers"
+        )
 
 
 def priority(request: HelpRequest) -> tuple[int, float, str]:

@@ -1,18 +1,17 @@
-"""One async function per client event: Request → domain → store → effects.
+"""One async function per client event: Request → domain → store → effects; the table of
+everything help takes (its reactions to facts and timers are in ``reactions.py``).
 
 Idempotent under redelivery: a decision is taken once in the store (conditional UPDATE), and
 a redelivered command whose decision is already stored repeats its pushes instead of
-deciding again. Pushes that must be counted (``delivered_to``) or kept in order (catch-up,
-most urgent first) are published from the handler with ``deliver_now`` after the commit;
-the rest go through ``req.out`` and leave after the handler returned.
+deciding again (see ``effects.py`` for the pushes published from inside a handler).
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
+from services.help import views
 from services.help.domain import (
     Action,
     HelpRequest,
@@ -22,99 +21,72 @@ from services.help.domain import (
     close_recipients,
     new_request,
 )
+from services.help.effects import (
+    EXPIRY_TIMER,
+    HelpExpired,
+    arm_expiry,
+    deliver,
+    notify_closed,
+)
+from services.help.reactions import HelpReactions
 from services.help.store import HelpStore
 from shared.auth import Role
-from shared.clock import iso, now
-from shared.errors import Conflict, NotFound, RealtimeError
-from shared.protocol.envelope import fit, push_frame
+from shared.clock import now
+from shared.errors import Conflict, NotFound
+from shared.protocol.domain import CONNECTIONS_CHANGED, MENTOR_STATUS_CHANGED
 from shared.protocol.help import (
     HELP_REQUEST_ACCEPTED,
-    HELP_REQUEST_CLOSED,
     HELP_REQUEST_DECLINED,
-    HELP_REQUEST_RECEIVED,
     DeclineHelpRequest,
     HelpRequestRef,
     StudentRequestHelp,
 )
-from shared.runtime.outbox import Push, Request, UserPush
+from shared.runtime.outbox import Request, UserPush
+from shared.runtime.routes import Routes, command, fact, routes, timer
 
-EXPIRY_TIMER = "help_expired"
 DUPLICATE_WINDOW_S = 60.0  # an identical request within this window is a double tap: the same
 STUDENT_LIST_LIMIT = 50
 
 
-class RetryLater(Exception):
-    """A push could not be published after the commit; the runtime redelivers the command and
-    the handler, finding its decision stored, publishes again (not a user-facing error)."""
-
-
-async def deliver(req: Request, pushes: Sequence[Push]) -> int:
-    """Publish at once, concurrently; how many reached a connected user."""
-    try:
-        results = await asyncio.gather(*(req.deliver_now(p) for p in pushes))
-    except RealtimeError as exc:
-        raise RetryLater(f"pushes of {req.event} not published: {exc.message}") from exc
-    return sum(results)
-
-
-async def deliver_in_order(req: Request, pushes: Sequence[Push]) -> None:
-    """Publish one after the other (each confirmed) so the client sees them in this order."""
-    try:
-        for push in pushes:
-            await req.deliver_now(push)
-    except RealtimeError as exc:
-        raise RetryLater(f"pushes of {req.event} not published: {exc.message}") from exc
-
-
-def received(request: HelpRequest) -> dict[str, object]:
-    return push_frame(HELP_REQUEST_RECEIVED, request.view())
-
-
-def notify_closed(req: Request, request_id: str, mentors: Sequence[str], reason: str) -> None:
-    for mentor_id in mentors:
-        req.out.push_user(
-            mentor_id, HELP_REQUEST_CLOSED, {"request_id": request_id, "reason": reason}
-        )
+def new_request_id() -> str:
+    return uuid.uuid4().hex
 
 
 class HelpHandlers:
-    """The client commands. ``store`` is attached at startup."""
-
     def __init__(
         self,
+        store: HelpStore,
         expiry_s: float,
         clock: Callable[[], float] = now,
-        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        new_id: Callable[[], str] = new_request_id,
         max_open: int = 5,
         catchup_limit: int = 100,
         repush_after_s: float = 60.0,
     ) -> None:
+        self.store = store
         self.expiry_s = expiry_s
         self.max_open = max_open  # open requests a student may have at once
-        self.catchup_limit = catchup_limit  # requests pushed to a mentor at once, at most
-        self.repush_after_s = repush_after_s  # a request shown to a mentor is not re-pushed
-        # to them by a status flip within this
         self.clock = clock
         self.new_id = new_id
-        self._store: HelpStore | None = None
+        self.reactions = HelpReactions(store, clock, catchup_limit, repush_after_s)
 
-    @property
-    def store(self) -> HelpStore:
-        if self._store is None:
-            raise RuntimeError("help store not opened yet")
-        return self._store
-
-    def attach(self, store: HelpStore) -> None:
-        self._store = store
+    def table(self) -> Routes:
+        return routes(
+            command("student_request_help", self.student_request_help),
+            command("accept_help_request", self.accept_help_request),
+            command("decline_help_request", self.decline_help_request),
+            command("cancel_help_request", self.cancel_help_request),
+            command("list_help_requests", self.list_help_requests),
+            fact(MENTOR_STATUS_CHANGED, self.reactions.mentor_status_changed),
+            fact(CONNECTIONS_CHANGED, self.reactions.connections_changed),
+            timer(EXPIRY_TIMER, HelpExpired, self.reactions.help_expired),
+        )
 
     async def _current(self, request_id: str) -> HelpRequest:
         current = await self.store.get(request_id)
         if current is None:  # requests are never deleted
             raise NotFound(f"no help request {request_id!r}")
         return current
-
-    def arm_expiry(self, req: Request, request_id: str, delay_s: float) -> None:
-        req.out.schedule(EXPIRY_TIMER, {"request_id": request_id}, delay_s)
 
     # -- student_request_help ---------------------------------------------------------------
 
@@ -128,31 +100,31 @@ class HelpHandlers:
         same = await self.store.get(request.request_id) or await self.store.find_duplicate(
             request, since=at - DUPLICATE_WINDOW_S, any_status=req.redelivered
         )
-        if same is None:
-            if await self.store.open_count(request.student_id) >= self.max_open:
-                raise Conflict(
-                    f"you already have {self.max_open} open help requests: cancel one, or wait "
-                    "until a mentor answers"
-                )
+        if same is None:  # checked again where it is stored, with the cap: replicas race
             target = [] if request.mentor_id is None else [request.mentor_id]
-            audience = await self.store.create(request, target)
-            delivered = await deliver(req, [UserPush(m, received(request)) for m in audience])
-            self.arm_expiry(req, request.request_id, self.expiry_s)
-        else:
+            stored, shown = await self.store.admit_request(
+                request, target, self.max_open, duplicate_since=at - DUPLICATE_WINDOW_S
+            )
+            if shown is None:  # another replica stored the same request a moment ago
+                same = stored
+            else:
+                delivered = await self._show(req, request, shown)
+                arm_expiry(req.out, request.request_id, self.expiry_s)
+        if same is not None:
             # The same command again (redelivered, or sent twice): the same request.
             request = same
             audience = await self.store.shown_to(request.request_id)
             if req.redelivered and request.is_open:
-                delivered = await deliver(req, [UserPush(m, received(request)) for m in audience])
-                self.arm_expiry(req, request.request_id, max(0.0, request.expires_at - at))
+                delivered = await self._show(req, request, audience)
+                arm_expiry(req.out, request.request_id, max(0.0, request.expires_at - at))
             else:
                 delivered = len(audience)
-        req.out.reply = {
-            "request_id": request.request_id,
-            "status": request.status.value,
-            "delivered_to": delivered,
-            "expires_at": iso(request.expires_at),
-        }
+        req.out.reply = views.created_ack(request, delivered)
+
+    @staticmethod
+    async def _show(req: Request, request: HelpRequest, audience: list[str]) -> int:
+        """Push a new request to its audience; how many of them are connected."""
+        return await deliver(req, [UserPush(m, views.received(request)) for m in audience])
 
     # -- accept_help_request ----------------------------------------------------------------
 
@@ -169,13 +141,11 @@ class HelpHandlers:
             if not (mine and req.redelivered):
                 raise Conflict(f"help request is already {current.status.value}")
             shown = await self.store.shown_to(p.request_id)
-        req.out.push_user(
-            request.student_id,
-            HELP_REQUEST_ACCEPTED,
-            {"request_id": p.request_id, "mentor_id": mentor.user_id, "mentor_name": mentor.name},
-        )
-        notify_closed(req, p.request_id, close_recipients(shown, mentor.user_id), "accepted")
-        req.out.reply = {"request_id": p.request_id, "status": Status.ACCEPTED.value}
+        accepted = views.accepted(p.request_id, mentor)
+        req.out.push_user(request.student_id, HELP_REQUEST_ACCEPTED, accepted)
+        recipients = close_recipients(shown, mentor.user_id)
+        notify_closed(req.out, p.request_id, recipients, "accepted")
+        req.out.reply = views.status_ack(p.request_id, Status.ACCEPTED.value)
 
     # -- decline_help_request ---------------------------------------------------------------
 
@@ -197,16 +167,9 @@ class HelpHandlers:
             if current.status is not Status.DECLINED:
                 raise Conflict(f"help request is already {current.status.value}")
             if won or req.redelivered:
-                req.out.push_user(
-                    current.student_id,
-                    HELP_REQUEST_DECLINED,
-                    {
-                        "request_id": p.request_id,
-                        "mentor_id": mentor.user_id,
-                        "reason": current.decline_reason,
-                    },
-                )
-        req.out.reply = {"request_id": p.request_id}
+                declined = views.declined(p.request_id, mentor.user_id, current.decline_reason)
+                req.out.push_user(current.student_id, HELP_REQUEST_DECLINED, declined)
+        req.out.reply = views.declined_ack(p.request_id)
 
     # -- cancel_help_request ----------------------------------------------------------------
 
@@ -224,8 +187,8 @@ class HelpHandlers:
                 raise Conflict(f"help request is already {current.status.value}")
             if req.redelivered:
                 shown = await self.store.shown_to(p.request_id)
-        notify_closed(req, p.request_id, close_recipients(shown, None), "cancelled")
-        req.out.reply = {"request_id": p.request_id, "status": Status.CANCELLED.value}
+        notify_closed(req.out, p.request_id, close_recipients(shown, None), "cancelled")
+        req.out.reply = views.status_ack(p.request_id, Status.CANCELLED.value)
 
     # -- list_help_requests -----------------------------------------------------------------
 
@@ -236,4 +199,4 @@ class HelpHandlers:
         else:
             requests = await self.store.of_student(user.user_id, STUDENT_LIST_LIMIT)
         # most urgent (mentor) or newest (student) first, as many as fit in one frame
-        req.out.reply = {"requests": fit([r.view() for r in requests])}
+        req.out.reply = views.request_list(requests)

@@ -25,8 +25,24 @@ from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.help.domain import HelpRequest, MentorState, Status, supersedes
-from services.help.tables import PRIORITY, Base, M, R, S, to_mentor, to_request
+from services.help.domain import (
+    HelpRequest,
+    MentorState,
+    Status,
+    check_open_limit,
+    supersedes,
+)
+from services.help.tables import (
+    PRIORITY,
+    Base,
+    help_mentors,
+    help_requests,
+    help_shown,
+    mentor_row,
+    request_row,
+    to_mentor,
+    to_request,
+)
 from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
 from shared.migrations import upgrade_engine
 
@@ -36,20 +52,25 @@ def _upsert_for(engine: AsyncEngine) -> Any:
     return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
 
 
+# What closing a request writes (the rest of it never changes).
+_CLOSING = ("status", "closed_at", "closed_by", "closed_by_name", "decline_reason")
+
+
 class HelpStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.reads = reader(engine)
-        self._upsert = _upsert_for(engine)
-        self._postgres = engine.dialect.name == "postgresql"
+    """The repository of help requests. Reads run in read-only transactions; each write is
+    one short transaction."""
 
-    @classmethod
-    async def open(cls, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> HelpStore:
-        engine = create_engine(url, pool_size)
-        await upgrade_engine(engine, "help", Base.metadata)
-        return cls(engine)
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+        self.engine: AsyncEngine = create_engine(url, pool_size)
+        self.reads: AsyncEngine = reader(self.engine)
+        self._upsert = _upsert_for(self.engine)
+        self._postgres = self.engine.dialect.name == "postgresql"
 
-    async def dispose(self) -> None:
+    async def start(self) -> None:
+        """Bring the database to the latest migration."""
+        await upgrade_engine(self.engine, "help", Base.metadata)
+
+    async def close(self) -> None:
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -66,18 +87,19 @@ class HelpStore:
 
     async def mentor(self, mentor_id: str) -> MentorState | None:
         async with self._read() as conn:
-            row = (await conn.execute(select(M).where(M.c.mentor_id == mentor_id))).first()
+            row = (
+                await conn.execute(
+                    select(help_mentors).where(help_mentors.c.mentor_id == mentor_id)
+                )
+            ).first()
         return to_mentor(row) if row else None
 
     async def apply_mentor(self, new: MentorState) -> tuple[MentorState | None, bool]:
         """Store ``new`` unless a later change is already stored; returns (previous, applied)."""
-        values = {
-            "name": new.name,
-            "status": new.status,
-            "online": new.online,
-            "updated_at": new.updated_at,
-        }
-        this_mentor = select(M).where(M.c.mentor_id == new.mentor_id).with_for_update()
+        values = mentor_row(new)
+        this_mentor = (
+            select(help_mentors).where(help_mentors.c.mentor_id == new.mentor_id).with_for_update()
+        )
         async with self._write() as conn:
             while True:
                 row = (await conn.execute(this_mentor)).first()
@@ -86,10 +108,12 @@ class HelpStore:
                     return old, False
                 if old is not None:
                     await conn.execute(
-                        update(M).where(M.c.mentor_id == new.mentor_id).values(values)
+                        update(help_mentors)
+                        .where(help_mentors.c.mentor_id == new.mentor_id)
+                        .values(values)
                     )
                     return old, True
-                first = self._upsert(M).values(mentor_id=new.mentor_id, **values)
+                first = self._upsert(help_mentors).values(values)
                 inserted = await conn.execute(first.on_conflict_do_nothing())
                 if inserted.rowcount == 1:
                     return None, True
@@ -97,52 +121,71 @@ class HelpStore:
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def create(self, request: HelpRequest, audience: Iterable[str]) -> list[str]:
+    async def insert_request(self, request: HelpRequest, audience: Iterable[str]) -> list[str]:
         """Store a new request shown to ``audience``; for a broadcast, ``audience`` is
         ignored and the mentors available in the view at commit time are used (returned)."""
         async with self._write() as conn:
-            if request.is_broadcast:
-                if self._postgres:  # no mentor changes status until this request is stored
-                    await conn.execute(text(f"LOCK TABLE {M.name} IN SHARE MODE"))
-                rows = await conn.execute(
-                    select(M.c.mentor_id).where(M.c.online.is_(True), M.c.status == "available")
+            return await self._insert(conn, request, audience)
+
+    async def admit_request(
+        self, request: HelpRequest, audience: Iterable[str], max_open: int, duplicate_since: float
+    ) -> tuple[HelpRequest, list[str] | None]:
+        """Store a new request as :meth:`insert_request` does, unless the student already has
+        the same one open since ``duplicate_since`` (returned, with None) or ``max_open`` open
+        requests (:class:`Conflict`). Decided in the insert's transaction, one student at a
+        time (SQLite's write lock; a per-student advisory lock on PostgreSQL), so replicas
+        racing on one student's requests cannot pass the cap or store a double tap twice."""
+        async with self._write() as conn:
+            if self._postgres:
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
+                    {"key": f"help.student:{request.student_id}"},
                 )
-                shown = [r.mentor_id for r in rows]
-            else:
-                shown = list(audience)
-            await conn.execute(
-                R.insert().values(
-                    request_id=request.request_id,
-                    student_id=request.student_id,
-                    student_name=request.student_name,
-                    subject=request.subject,
-                    message=request.message,
-                    urgency=request.urgency.value,
-                    urgency_rank=request.urgency.rank,
-                    mentor_id=request.mentor_id,
-                    status=request.status.value,
-                    created_at=request.created_at,
-                    expires_at=request.expires_at,
+            row = (await conn.execute(_duplicate_query(request, duplicate_since, False))).first()
+            if row is not None:
+                return to_request(row), None
+            check_open_limit(
+                int((await conn.execute(_open_count(request.student_id))).scalar_one()), max_open
+            )
+            return request, await self._insert(conn, request, audience)
+
+    async def _insert(
+        self, conn: AsyncConnection, request: HelpRequest, audience: Iterable[str]
+    ) -> list[str]:
+        if request.is_broadcast:
+            if self._postgres:  # no mentor changes status until this request is stored
+                await conn.execute(text(f"LOCK TABLE {help_mentors.name} IN SHARE MODE"))
+            rows = await conn.execute(
+                select(help_mentors.c.mentor_id).where(
+                    help_mentors.c.online.is_(True), help_mentors.c.status == "available"
                 )
             )
-            if shown:
-                await conn.execute(
-                    S.insert(),
-                    [
-                        {
-                            "request_id": request.request_id,
-                            "mentor_id": m,
-                            "shown_at": request.created_at,
-                            "declined": False,
-                        }
-                        for m in shown
-                    ],
-                )
+            shown = [r.mentor_id for r in rows]
+        else:
+            shown = list(audience)
+        await conn.execute(help_requests.insert().values(request_row(request)))
+        if shown:
+            await conn.execute(
+                help_shown.insert(),
+                [
+                    {
+                        "request_id": request.request_id,
+                        "mentor_id": m,
+                        "shown_at": request.created_at,
+                        "declined": False,
+                    }
+                    for m in shown
+                ],
+            )
         return shown
 
     async def get(self, request_id: str) -> HelpRequest | None:
         async with self._read() as conn:
-            row = (await conn.execute(select(R).where(R.c.request_id == request_id))).first()
+            row = (
+                await conn.execute(
+                    select(help_requests).where(help_requests.c.request_id == request_id)
+                )
+            ).first()
         return to_request(row) if row else None
 
     async def find_duplicate(
@@ -150,46 +193,34 @@ class HelpStore:
     ) -> HelpRequest | None:
         """The same student's request with the same content created after ``since``
         (open only, unless ``any_status``): a redelivered or double-sent command."""
-        query = select(R).where(
-            R.c.student_id == request.student_id,
-            R.c.subject == request.subject,
-            R.c.message == request.message,
-            R.c.urgency == request.urgency.value,
-            R.c.mentor_id.is_(None)
-            if request.mentor_id is None
-            else R.c.mentor_id == request.mentor_id,
-            R.c.created_at >= since,
-        )
-        if not any_status:
-            query = query.where(R.c.status == Status.OPEN.value)
         async with self._read() as conn:
-            row = (await conn.execute(query.order_by(R.c.created_at.desc()).limit(1))).first()
+            row = (await conn.execute(_duplicate_query(request, since, any_status))).first()
         return to_request(row) if row else None
 
     async def finish(self, after: HelpRequest) -> tuple[bool, list[str]]:
         """Move an open request to ``after`` (its closed state). Returns whether this call made
         the move (False: it was no longer open) and who was shown the request."""
+        values = request_row(after)
         async with self._write() as conn:
             result = await conn.execute(
-                update(R)
-                .where(R.c.request_id == after.request_id, R.c.status == Status.OPEN.value)
-                .values(
-                    status=after.status.value,
-                    closed_at=after.closed_at,
-                    closed_by=after.closed_by,
-                    closed_by_name=after.closed_by_name,
-                    decline_reason=after.decline_reason,
+                update(help_requests)
+                .where(
+                    help_requests.c.request_id == after.request_id,
+                    help_requests.c.status == Status.OPEN.value,
                 )
+                .values({name: values[name] for name in _CLOSING})
             )
             won = result.rowcount == 1
             shown = await conn.execute(
-                select(S.c.mentor_id).where(S.c.request_id == after.request_id)
+                select(help_shown.c.mentor_id).where(help_shown.c.request_id == after.request_id)
             )
             return won, [r.mentor_id for r in shown]
 
     async def shown_to(self, request_id: str) -> list[str]:
         async with self._read() as conn:
-            rows = await conn.execute(select(S.c.mentor_id).where(S.c.request_id == request_id))
+            rows = await conn.execute(
+                select(help_shown.c.mentor_id).where(help_shown.c.request_id == request_id)
+            )
             return [r.mentor_id for r in rows]
 
     async def decline_broadcast(self, request_id: str, mentor_id: str, now: float) -> bool:
@@ -197,19 +228,23 @@ class HelpStore:
         async with self._write() as conn:
             still_open = (
                 await conn.execute(
-                    select(R.c.request_id)
-                    .where(R.c.request_id == request_id, R.c.status == Status.OPEN.value)
+                    select(help_requests.c.request_id)
+                    .where(
+                        help_requests.c.request_id == request_id,
+                        help_requests.c.status == Status.OPEN.value,
+                    )
                     .with_for_update(read=True)  # stays open until this decline is stored
                 )
             ).first()
             if still_open is None:
                 return False
-            stmt = self._upsert(S).values(
+            stmt = self._upsert(help_shown).values(
                 request_id=request_id, mentor_id=mentor_id, shown_at=now, declined=True
             )
             await conn.execute(
                 stmt.on_conflict_do_update(
-                    index_elements=[S.c.request_id, S.c.mentor_id], set_={"declined": True}
+                    index_elements=[help_shown.c.request_id, help_shown.c.mentor_id],
+                    set_={"declined": True},
                 )
             )
             return True
@@ -233,19 +268,19 @@ class HelpStore:
             requests = await self._visible(conn, mentor_id, broadcasts, targeted, lock=True)
             if not_shown_since is not None and requests:
                 recent = await conn.execute(
-                    select(S.c.request_id).where(
-                        S.c.mentor_id == mentor_id,
-                        S.c.shown_at >= not_shown_since,
-                        S.c.request_id.in_([r.request_id for r in requests]),
+                    select(help_shown.c.request_id).where(
+                        help_shown.c.mentor_id == mentor_id,
+                        help_shown.c.shown_at >= not_shown_since,
+                        help_shown.c.request_id.in_([r.request_id for r in requests]),
                     )
                 )
                 shown = set(recent.scalars())
                 requests = [r for r in requests if r.request_id not in shown]
             requests = requests[:limit]
             if requests:
-                stmt = self._upsert(S)
+                stmt = self._upsert(help_shown)
                 stmt = stmt.on_conflict_do_update(
-                    index_elements=[S.c.request_id, S.c.mentor_id],
+                    index_elements=[help_shown.c.request_id, help_shown.c.mentor_id],
                     set_={"shown_at": stmt.excluded.shown_at},
                 )
                 await conn.execute(
@@ -275,36 +310,66 @@ class HelpStore:
         targeted: bool,
         lock: bool = False,
     ) -> list[HelpRequest]:
-        declined = select(S.c.request_id).where(S.c.mentor_id == mentor_id, S.c.declined.is_(True))
+        declined = select(help_shown.c.request_id).where(
+            help_shown.c.mentor_id == mentor_id, help_shown.c.declined.is_(True)
+        )
         audience = []
         if targeted:
-            audience.append(R.c.mentor_id == mentor_id)
+            audience.append(help_requests.c.mentor_id == mentor_id)
         if broadcasts:
-            audience.append(and_(R.c.mentor_id.is_(None), R.c.request_id.not_in(declined)))
+            audience.append(
+                and_(
+                    help_requests.c.mentor_id.is_(None), help_requests.c.request_id.not_in(declined)
+                )
+            )
         if not audience:
             return []
         query: Select[Any] = (
-            select(R).where(R.c.status == Status.OPEN.value, or_(*audience)).order_by(*PRIORITY)
+            select(help_requests)
+            .where(help_requests.c.status == Status.OPEN.value, or_(*audience))
+            .order_by(*PRIORITY)
         )
         if lock:
-            query = query.with_for_update(read=True, of=R)
+            query = query.with_for_update(read=True, of=help_requests)
         return [to_request(r) for r in await conn.execute(query)]
 
     async def open_count(self, student_id: str) -> int:
         """How many of the student's requests are still open."""
         async with self._read() as conn:
-            query = select(func.count()).where(
-                R.c.student_id == student_id, R.c.status == Status.OPEN.value
-            )
-            return int((await conn.execute(query)).scalar_one())
+            return int((await conn.execute(_open_count(student_id))).scalar_one())
 
     async def of_student(self, student_id: str, limit: int) -> list[HelpRequest]:
         """``list_help_requests`` for a student: their own, newest first."""
         async with self._read() as conn:
             rows = await conn.execute(
-                select(R)
-                .where(R.c.student_id == student_id)
-                .order_by(R.c.created_at.desc(), R.c.request_id)
+                select(help_requests)
+                .where(help_requests.c.student_id == student_id)
+                .order_by(help_requests.c.created_at.desc(), help_requests.c.request_id)
                 .limit(limit)
             )
             return [to_request(r) for r in rows]
+
+
+def _duplicate_query(request: HelpRequest, since: float, any_status: bool) -> Select[Any]:
+    """The newest of the student's requests with the same content created after ``since``
+    (open ones only, unless ``any_status``)."""
+    query = select(help_requests).where(
+        help_requests.c.student_id == request.student_id,
+        help_requests.c.subject == request.subject,
+        help_requests.c.message == request.message,
+        help_requests.c.urgency == request.urgency.value,
+        help_requests.c.mentor_id.is_(None)
+        if request.mentor_id is None
+        else help_requests.c.mentor_id == request.mentor_id,
+        help_requests.c.created_at >= since,
+    )
+    if not any_status:
+        query = query.where(help_requests.c.status == Status.OPEN.value)
+    return query.order_by(help_requests.c.created_at.desc()).limit(1)
+
+
+def _open_count(student_id: str) -> Select[Any]:
+    return select(func.count()).where(
+        help_requests.c.student_id == student_id,
+        help_requests.c.status == Status.OPEN.value,
+    )

@@ -1,90 +1,89 @@
-"""The help service's tables: requests, who was shown each, and the mentor view."""
+"""The help service's own database schema (``settings.db_url("help")``): requests, who was
+shown each, and the mentor view. Rows and domain objects share their field names, so the
+mapping between them is derived (:class:`shared.rows.RowMapper`), not copied by hand."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Boolean, Float, Index, Integer, String, Table
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table
+from sqlalchemy.orm import DeclarativeBase
 
-from services.help.domain import HelpRequest, MentorState, Status, Urgency
+from services.help.domain import HelpRequest, MentorState
 from shared.dbtypes import ClientString, ClientText
+from shared.rows import RowMapper
+
+ID = 64
 
 
 class Base(DeclarativeBase):
     pass
 
 
-class RequestRow(Base):
-    __tablename__ = "help_requests"
+help_requests = Table(
+    "help_requests",
+    Base.metadata,
+    Column("request_id", ClientString(ID), primary_key=True),
+    Column("student_id", String(ID), nullable=False, index=True),
+    Column("student_name", ClientString(80), nullable=False),
+    Column("subject", ClientString(100), nullable=False),
+    Column("message", ClientText, nullable=False),
+    Column("urgency", String(8), nullable=False),
+    Column("urgency_rank", Integer, nullable=False),  # the urgency's order, for ORDER BY
+    Column("mentor_id", String(ID), nullable=True),  # NULL: a broadcast
+    Column("status", String(12), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+    Column("closed_by", String(ID), nullable=True),
+    Column("closed_by_name", ClientString(80), nullable=True),
+    Column("decline_reason", ClientString(200), nullable=True),
+    Index("ix_help_requests_open", "status", "mentor_id"),
+)
 
-    request_id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
-    student_id: Mapped[str] = mapped_column(String(64), index=True)
-    student_name: Mapped[str] = mapped_column(ClientString(80))
-    subject: Mapped[str] = mapped_column(ClientString(100))
-    message: Mapped[str] = mapped_column(ClientText)
-    urgency: Mapped[str] = mapped_column(String(8))
-    urgency_rank: Mapped[int] = mapped_column(Integer)
-    mentor_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    status: Mapped[str] = mapped_column(String(12))
-    created_at: Mapped[float] = mapped_column(Float)
-    expires_at: Mapped[float] = mapped_column(Float)
-    closed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    closed_by_name: Mapped[str | None] = mapped_column(ClientString(80), nullable=True)
-    decline_reason: Mapped[str | None] = mapped_column(ClientString(200), nullable=True)
+# A mentor was shown a request (closes go to exactly these); ``declined``: a broadcast this
+# mentor declined, hidden from them from then on.
+help_shown = Table(
+    "help_shown",
+    Base.metadata,
+    Column("request_id", ClientString(ID), primary_key=True),
+    Column("mentor_id", String(ID), primary_key=True, index=True),
+    Column("shown_at", Float, nullable=False),
+    Column("declined", Boolean, nullable=False, default=False),
+)
 
-    __table_args__ = (Index("ix_help_requests_open", "status", "mentor_id"),)
+# Help's view of a mentor, fed by ``presence.mentor_status_changed``.
+help_mentors = Table(
+    "help_mentors",
+    Base.metadata,
+    Column("mentor_id", String(ID), primary_key=True),
+    Column("name", ClientString(80), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
 
+PRIORITY = (
+    help_requests.c.urgency_rank.desc(),
+    help_requests.c.created_at,
+    help_requests.c.request_id,
+)
 
-class ShownRow(Base):
-    """A mentor was shown a request (closes go to exactly these); ``declined``: a broadcast
-    this mentor declined, hidden from them from then on."""
-
-    __tablename__ = "help_shown"
-
-    request_id: Mapped[str] = mapped_column(ClientString(64), primary_key=True)
-    mentor_id: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
-    shown_at: Mapped[float] = mapped_column(Float)
-    declined: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class MentorRow(Base):
-    """Help's view of a mentor, fed by ``presence.mentor_status_changed``."""
-
-    __tablename__ = "help_mentors"
-
-    mentor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    name: Mapped[str] = mapped_column(ClientString(80))
-    status: Mapped[str] = mapped_column(String(12))
-    online: Mapped[bool] = mapped_column(Boolean)
-    updated_at: Mapped[str] = mapped_column(String(40))
-
-
-R = cast(Table, RequestRow.__table__)
-S = cast(Table, ShownRow.__table__)
-M = cast(Table, MentorRow.__table__)
-PRIORITY = (R.c.urgency_rank.desc(), R.c.created_at, R.c.request_id)
+_REQUESTS = RowMapper(HelpRequest)
+_MENTORS = RowMapper(MentorState)
 
 
 def to_request(row: Any) -> HelpRequest:
-    return HelpRequest(
-        request_id=row.request_id,
-        student_id=row.student_id,
-        student_name=row.student_name,
-        subject=row.subject,
-        message=row.message,
-        urgency=Urgency(row.urgency),
-        mentor_id=row.mentor_id,
-        status=Status(row.status),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        closed_at=row.closed_at,
-        closed_by=row.closed_by,
-        closed_by_name=row.closed_by_name,
-        decline_reason=row.decline_reason,
-    )
+    return _REQUESTS.to_object(row)
+
+
+def request_row(request: HelpRequest) -> dict[str, Any]:
+    return {**_REQUESTS.to_row(request), "urgency_rank": request.urgency.rank}
 
 
 def to_mentor(row: Any) -> MentorState:
-    return MentorState(row.mentor_id, row.name, row.status, bool(row.online), row.updated_at)
+    return _MENTORS.to_object(row)
+
+
+def mentor_row(mentor: MentorState) -> dict[str, Any]:
+    return _MENTORS.to_row(mentor)

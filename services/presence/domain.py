@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
-from shared.clock import iso
+from shared.protocol.domain import USERS_PER_FACT
+
+T = TypeVar("T")
 
 
 class Status(StrEnum):
@@ -82,22 +84,6 @@ class Mentor:
         data = tuple(sorted((self.status_data or {}).items(), key=lambda kv: kv[0]))
         return (self.name, self.status, self.status_message, repr(data), self.online)
 
-    def view(self, to_self: bool = False) -> dict[str, Any]:
-        """The mentor status of PROTOCOL §5, as everyone sees it, or (``to_self``) as the
-        mentor's own connections do: only they see ``online: true`` while appearing offline."""
-        return {
-            "mentor_id": self.mentor_id,
-            "name": self.name,
-            "status": self.status.value,
-            "status_message": self.status_message,
-            "status_data": self.status_data,
-            "online": self.online if to_self else self.shown_online,
-            "updated_at": iso(self.updated_at),
-        }
-
-    def view_for(self, user_id: str) -> dict[str, Any]:
-        return self.view(to_self=user_id == self.mentor_id)
-
 
 def choose_status(
     mentor: Mentor, status: Status, message: str | None, data: dict[str, Any] | None, now: float
@@ -135,3 +121,19 @@ def session_ended(mentor: Mentor, call_id: str, now: float) -> Mentor:
 
 def changed(before: Mentor | None, after: Mentor) -> bool:
     return before is None or before.visible() != after.visible()
+
+
+def spread_changes(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Users whose sockets are now on a different number of gateways, and those gateways:
+    each is told, when the user is on several now or was before (the share changes)."""
+    return {
+        user_id: gateways
+        for user_id, gateways in after.items()
+        if len(gateways) != len(before.get(user_id, ()))
+        and (len(gateways) > 1 or len(before.get(user_id, ())) > 1)
+    }
+
+
+def chunks(items: list[T], size: int = USERS_PER_FACT) -> list[list[T]]:
+    """``items`` in consecutive parts of at most ``size`` (none for no items)."""
+    return [items[start : start + size] for start in range(0, len(items), size)]

@@ -1,65 +1,106 @@
 """Presence's handlers: each turns one command, fact or timer into domain steps and effects.
 
-The database part of each is a synchronous unit of work (``_…_in``) run whole in a
-database thread; it returns what changed, and the effects are decided back on the loop.
+The database part of each is a synchronous unit of work (``_…_in``, built of the steps in
+``units.py``) run whole in a database thread; it returns what changed, and the effects are
+decided back on the loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from services.presence import domain
-from services.presence.domain import Mentor, Status, UserPresence
+from pydantic import BaseModel, model_validator
+
+from services.presence import domain, views
+from services.presence.domain import Mentor, Status, chunks, spread_changes
 from services.presence.pacing import BroadcastPacer, Pace
 from services.presence.store import PresenceStore, PresenceTx
+from services.presence.units import (
+    Changes,
+    close_connections,
+    close_tracking_spread,
+    open_connections,
+)
 from shared.amqp.topology import Topology
 from shared.clock import now
 from shared.protocol.domain import (
+    CALL_ACCEPTED,
+    CALL_ENDED,
+    CONNECTIONS_CHANGED,
+    GATEWAY_HEARTBEAT,
     MENTOR_STATUS_CHANGED,
+    SNAPSHOT_REQUESTED,
     USERS_OFFLINE,
     USERS_ONLINE,
-    USERS_PER_FACT,
     CallFact,
     ConnectionFact,
     ConnectionsChanged,
     GatewayHeartbeat,
 )
-from shared.protocol.envelope import (
-    CLOSE_TOO_MANY_CONNECTIONS,
-    TOO_MANY_CONNECTIONS,
-    CommandOrigin,
-    fit,
-)
-from shared.protocol.presence import MentorAvailable, MentorBusy, listing_order
+from shared.protocol.envelope import CLOSE_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS, CommandOrigin
+from shared.protocol.presence import MentorAvailable, MentorBusy
 from shared.runtime.outbox import Outbox, Request
+from shared.runtime.routes import Routes, command, fact, routes, timer
 from shared.settings import Settings
 
-T = TypeVar("T")
-MENTOR = "mentor"
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
 FLUSH_STATUS = "flush_status"
+MENTOR_STATUS_UPDATE = "mentor_status_update"
+MENTOR_STATUS_SNAPSHOT = "mentor_status_snapshot"
 
 
-@dataclass
-class Changes:
-    """What one unit of work changed, for the effects decided after it."""
+class GraceExpired(BaseModel):
+    """The ``grace_expired`` timer: the users whose last connection closed in one unit of
+    work, each with the generation the timer was armed with."""
 
-    online: list[UserPresence] = field(default_factory=list)  # came online
-    offline: list[UserPresence] = field(default_factory=list)  # grace expired
-    graces: list[tuple[str, int]] = field(default_factory=list)  # (user, stamp) to arm
-    mentors: list[tuple[Mentor | None, Mentor]] = field(default_factory=list)
-    listing: list[Mentor] = field(default_factory=list)
-    refused: list[ConnectionFact] = field(default_factory=list)  # over the cap: to be closed
-    spreads: dict[str, set[str]] = field(default_factory=dict)  # user → gateways, if changed
+    users: list[tuple[str, int]]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_user(cls, data: Any) -> Any:
+        # one armed before timers were batched (still in the delay queue across an upgrade)
+        if isinstance(data, dict) and "users" not in data and "user_id" in data:
+            return {"users": [[data["user_id"], data.get("generation")]]}
+        return data
+
+
+class GatewayExpired(BaseModel):
+    """The watchdog's ``gateway_expired``: a gateway that stopped beating."""
+
+    gateway_id: str
+
+
+class FlushStatus(BaseModel):
+    """The ``flush_status`` timer: broadcast this mentor's latest status."""
+
+    mentor_id: str
 
 
 class PresenceHandlers:
-    def __init__(self, settings: Settings, store: PresenceStore) -> None:
+    def __init__(
+        self, settings: Settings, store: PresenceStore, clock: Callable[[], float] = now
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.clock = clock
         self.pacer = BroadcastPacer(settings.status_coalesce_ms / 1000)
+
+    def table(self) -> Routes:
+        return routes(
+            command("mentor_available", self.mentor_available),
+            command("mentor_busy", self.mentor_busy),
+            command("get_mentors", self.get_mentors),
+            fact(CONNECTIONS_CHANGED, self.connections_changed),
+            fact(GATEWAY_HEARTBEAT, self.gateway_heartbeat),
+            fact(CALL_ACCEPTED, self.call_accepted),
+            fact(CALL_ENDED, self.call_ended),
+            fact(SNAPSHOT_REQUESTED, self.snapshot_requested),
+            timer(GATEWAY_EXPIRED, GatewayExpired, self.gateway_expired),
+            timer(GRACE_EXPIRED, GraceExpired, self.grace_expired),
+            timer(FLUSH_STATUS, FlushStatus, self.flush_status),
+        )
 
     # -- client commands -------------------------------------------------------------------
 
@@ -74,7 +115,7 @@ class PresenceHandlers:
     async def _choose(
         self, req: Request, status: Status, message: str | None, data: dict[str, object] | None
     ) -> None:
-        sender, at = req.sender, now()
+        sender, at = req.sender, self.clock()
 
         def choose_in(tx: PresenceTx) -> tuple[Mentor | None, Mentor]:
             before = tx.mentor(sender.user_id)
@@ -86,19 +127,18 @@ class PresenceHandlers:
 
         before, after = await self.store.write(choose_in)
         self._publish_if_changed(req.out, before, after)
-        req.out.reply = after.view(to_self=True)
+        req.out.reply = views.mentor_status(after, to_self=True)
 
     async def get_mentors(self, req: Request) -> None:
         mentors = await self.store.read(lambda tx: tx.mentors())
-        me = req.sender.user_id
-        req.out.reply = {"mentors": fit(listing_order([m.view_for(me) for m in mentors]))}
+        req.out.reply = views.mentor_list(mentors, req.sender.user_id)
 
     # -- connections -----------------------------------------------------------------------
 
     async def connections_changed(self, req: Request) -> None:
         """A gateway's batch of opened and closed connections, in one transaction."""
-        batch = ConnectionsChanged.model_validate(req.data)
-        at, cap = now(), self.settings.max_connections_per_user
+        batch = req.payload_as(ConnectionsChanged)
+        at, cap = self.clock(), self.settings.max_connections_per_user
         # a gateway silent for two beats is most likely dead (its sockets reconnect
         # elsewhere): what it held does not count against the cap while it expires
         alive_since = at - 2 * self.settings.gateway_heartbeat_s
@@ -109,8 +149,8 @@ class PresenceHandlers:
                 tx.gateway_seen(gateway_id, at)
             touched = {f.user_id for f in (*batch.opened, *batch.closed)}
             before = tx.gateways_of(touched)
-            self._open_in(tx, batch.opened, at, changes, cap=cap, alive_since=alive_since)
-            self._close_in(tx, [fact.connection_id for fact in batch.closed], changes)
+            open_connections(tx, batch.opened, at, changes, cap=cap, alive_since=alive_since)
+            close_connections(tx, [f.connection_id for f in batch.closed], changes)
             changes.spreads = spread_changes(before, tx.gateways_of(touched))
             if any(not f.resumed and not f.snapshot_sent for f in batch.opened):
                 changes.listing = tx.mentors()
@@ -118,79 +158,23 @@ class PresenceHandlers:
 
         changes = await self.store.write(apply_in)
         self._effects(req.out, changes)
-        refused = {fact.connection_id for fact in changes.refused}
-        for fact in changes.refused:
-            req.out.close_connection(
-                _origin(fact), CLOSE_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS
-            )
+        refused = {f.connection_id for f in changes.refused}
+        for f in changes.refused:
+            req.out.close_connection(_origin(f), CLOSE_TOO_MANY_CONNECTIONS, TOO_MANY_CONNECTIONS)
         wants_snapshot = [
             f
             for f in batch.opened
             if not f.resumed and not f.snapshot_sent and f.connection_id not in refused
         ]
-        for fact in wants_snapshot:
-            views = fit(listing_order([m.view_for(fact.user_id) for m in changes.listing]))
-            req.out.push_connection(_origin(fact), "mentor_status_snapshot", {"mentors": views})
-
-    @staticmethod
-    def _open_in(
-        tx: PresenceTx,
-        opened: list[ConnectionFact],
-        at: float,
-        changes: Changes,
-        *,
-        cap: int,
-        alive_since: float,
-    ) -> None:
-        new = tx.add_connections(opened)
-        changes.refused = _over_the_cap(tx, new, cap, alive_since)
-        if changes.refused:
-            tx.remove_connections([fact.connection_id for fact in changes.refused])
-            new = [fact for fact in new if fact not in changes.refused]
-        if not new:
-            return
-        roles = {f.user_id: f.role for f in new}
-        before = tx.users(roles)
-        after = {user_id: user.connected() for user_id, user in before.items()}
-        tx.save_users(list(after.values()))
-        changes.online += [after[u] for u, user in before.items() if not user.online]
-        names = {f.user_id: f.name for f in new if f.role == MENTOR}
-        known = tx.mentors_of(list(names))
-        for mentor_id, name in names.items():
-            stored = known.get(mentor_id)
-            turned = domain.set_online(stored or Mentor(mentor_id, name), True, at, name=name)
-            if domain.changed(stored, turned):
-                tx.save_mentor(turned)
-                changes.mentors.append((stored, turned))
-
-    @staticmethod
-    def _close_in(tx: PresenceTx, connection_ids: list[str], changes: Changes) -> None:
-        """Forget connections; a user left without any starts their reconnect grace."""
-        users = set(tx.remove_connections(connection_ids).values())
-        gone = [u for u, n in tx.connection_counts(users).items() if n == 0]
-        if not gone:
-            return
-        advanced = [
-            user.last_connection_closed() for user in tx.users(dict.fromkeys(gone, "")).values()
-        ]
-        tx.save_users([user for user, _ in advanced])
-        changes.graces += [(user.user_id, stamp) for user, stamp in advanced]
-
-    @classmethod
-    def _close_tracking_spread(
-        cls, tx: PresenceTx, connection_ids: list[str], changes: Changes
-    ) -> None:
-        """:meth:`_close_in`, noting users left on fewer gateways (their budget share)."""
-        users = tx.users_of(connection_ids)
-        before = tx.gateways_of(users)
-        cls._close_in(tx, connection_ids, changes)
-        changes.spreads = spread_changes(before, tx.gateways_of(users))
+        for f in wants_snapshot:
+            snapshot = views.mentor_list(changes.listing, f.user_id)
+            req.out.push_connection(_origin(f), MENTOR_STATUS_SNAPSHOT, snapshot)
 
     async def grace_expired(self, req: Request) -> None:
         """Timer: the reconnect grace ran out for the users whose last connection closed in
         one unit of work (a gateway's restart: thousands), decided in one transaction."""
-        stamps = grace_stamps(req.data)
-        at = now()
+        stamps = dict(req.payload_as(GraceExpired).users)
+        at = self.clock()
 
         def expire_in(tx: PresenceTx) -> Changes:
             changes = Changes()
@@ -213,28 +197,28 @@ class PresenceHandlers:
 
     async def gateway_heartbeat(self, req: Request) -> None:
         """A gateway lives: note it, and close the connections it no longer holds."""
-        beat = GatewayHeartbeat.model_validate(req.data)
-        at = now()
+        beat = req.payload_as(GatewayHeartbeat)
+        at = self.clock()
 
         def beat_in(tx: PresenceTx) -> Changes:
             changes = Changes()
             tx.gateway_seen(beat.gateway_id, at)
             live = set(beat.connection_ids)
             stale = tx.stale_connections(beat.gateway_id, live, before=beat.at)
-            self._close_tracking_spread(tx, stale, changes)
+            close_tracking_spread(tx, stale, changes)
             return changes
 
         self._effects(req.out, await self.store.write(beat_in))
 
     async def gateway_expired(self, req: Request) -> None:
         """A gateway went silent (killed, partitioned): all its connections are gone."""
-        gateway_id = str(req.data["gateway_id"])
-        cutoff = now() - self.settings.gateway_timeout_s
+        gateway_id = req.payload_as(GatewayExpired).gateway_id
+        cutoff = self.clock() - self.settings.gateway_timeout_s
 
         def expire_in(tx: PresenceTx) -> Changes:
             changes = Changes()
             if tx.claim_dead_gateway(gateway_id, cutoff):
-                self._close_tracking_spread(tx, tx.connections_of_gateway(gateway_id), changes)
+                close_tracking_spread(tx, tx.connections_of_gateway(gateway_id), changes)
             return changes
 
         self._effects(req.out, await self.store.write(expire_in))
@@ -248,14 +232,14 @@ class PresenceHandlers:
         await self._session(req, started=False)
 
     async def _session(self, req: Request, started: bool) -> None:
-        fact = CallFact.model_validate(req.data)
+        call = req.payload_as(CallFact)
         step = domain.session_started if started else domain.session_ended
-        at = now()
+        at = self.clock()
 
         def session_in(tx: PresenceTx) -> Changes:
             changes = Changes()
-            for before in tx.mentors_of([fact.caller_id, fact.receiver_id]).values():
-                after = step(before, fact.call_id, at)
+            for before in tx.mentors_of([call.caller_id, call.receiver_id]).values():
+                after = step(before, call.call_id, at)
                 if after is not before:
                     tx.save_mentor(after)
                     changes.mentors.append((before, after))
@@ -266,7 +250,7 @@ class PresenceHandlers:
     async def snapshot_requested(self, req: Request) -> None:
         """Another service rebuilds its view of mentors: tell it every mentor's state."""
         for mentor in await self.store.read(lambda tx: tx.mentors()):
-            req.out.emit(MENTOR_STATUS_CHANGED, mentor.view())
+            req.out.emit(MENTOR_STATUS_CHANGED, views.mentor_status(mentor))
 
     # -- effects ---------------------------------------------------------------------------
 
@@ -277,9 +261,9 @@ class PresenceHandlers:
                 out.tell_spread(topology.gateway_queue(gateway_id), user_id, len(gateways))
         for name, users in ((USERS_ONLINE, changes.online), (USERS_OFFLINE, changes.offline)):
             for part in chunks(users):
-                out.emit(name, {"users": [{"user_id": u.user_id, "role": u.role} for u in part]})
+                out.emit(name, views.users_fact(part))
         for graces in chunks(changes.graces):
-            data = {"users": [[user_id, stamp] for user_id, stamp in graces]}
+            data = GraceExpired(users=graces).model_dump()
             out.schedule(GRACE_EXPIRED, data, self.settings.reconnect_grace_s)
         for before, after in changes.mentors:
             self._publish_if_changed(out, before, after)
@@ -288,16 +272,17 @@ class PresenceHandlers:
         """Other services hear of a change at once; clients at the pace of the broadcasts."""
         if not domain.changed(before, after):
             return
-        out.emit(MENTOR_STATUS_CHANGED, after.view())
+        out.emit(MENTOR_STATUS_CHANGED, views.mentor_status(after))
         pace = self.pacer.decide(after.mentor_id)
         if pace is Pace.NOW:
             self._broadcast(out, after)
         elif pace is Pace.ARM:
-            out.schedule(FLUSH_STATUS, {"mentor_id": after.mentor_id}, self.pacer.window_s)
+            flush = FlushStatus(mentor_id=after.mentor_id).model_dump()
+            out.schedule(FLUSH_STATUS, flush, self.pacer.window_s)
 
     async def flush_status(self, req: Request) -> None:
         """Timer: broadcast the mentor's status as it is now (the latest of a burst)."""
-        mentor_id = str(req.data.get("mentor_id", ""))
+        mentor_id = req.payload_as(FlushStatus).mentor_id
         mentor = await self.store.read(lambda tx: tx.mentor(mentor_id))
         self.pacer.flushed(mentor_id)
         if mentor is not None:
@@ -305,55 +290,14 @@ class PresenceHandlers:
 
     @staticmethod
     def _broadcast(out: Outbox, mentor: Mentor) -> None:
-        view = mentor.view()
-        out.push_all("mentor_status_update", view)
-        own = mentor.view(to_self=True)
+        view = views.mentor_status(mentor)
+        out.push_all(MENTOR_STATUS_UPDATE, view)
+        own = views.mentor_status(mentor, to_self=True)
         if own != view:  # appearing offline: their own connections still see the truth
-            out.push_user(mentor.mentor_id, "mentor_status_update", own)
-
-
-def _over_the_cap(
-    tx: PresenceTx, new: list[ConnectionFact], cap: int, alive_since: float
-) -> list[ConnectionFact]:
-    """The newest of ``new`` beyond ``cap`` connections of their user over all gateways heard
-    from since ``alive_since`` (each gateway refuses what passes the cap on its own sockets
-    at the handshake; presence sees the sum)."""
-    users = {f.user_id for f in new}
-    counts = tx.connection_counts(users, on_gateways_seen_since=alive_since)
-    refused: list[ConnectionFact] = []
-    for user_id, excess in ((u, n - cap) for u, n in counts.items() if n > cap):
-        theirs = sorted((f for f in new if f.user_id == user_id), key=lambda f: f.at)
-        refused += theirs[-excess:]
-    return refused
-
-
-def spread_changes(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, set[str]]:
-    """Users whose sockets are now on a different number of gateways, and those gateways:
-    each is told, when the user is on several now or was before (the share changes)."""
-    return {
-        user_id: gateways
-        for user_id, gateways in after.items()
-        if len(gateways) != len(before.get(user_id, ()))
-        and (len(gateways) > 1 or len(before.get(user_id, ())) > 1)
-    }
+            out.push_user(mentor.mentor_id, MENTOR_STATUS_UPDATE, own)
 
 
 def _origin(fact: ConnectionFact) -> CommandOrigin:
     return CommandOrigin(
         gateway_id=fact.gateway_id, connection_id=fact.connection_id, reply_to=fact.reply_to
     )
-
-
-def chunks(items: list[T], size: int = USERS_PER_FACT) -> list[list[T]]:
-    """``items`` in consecutive parts of at most ``size`` (none for no items)."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def grace_stamps(data: dict[str, object]) -> dict[str, int]:
-    """user id → the generation their grace timer was armed with. A timer carries
-    ``{"users": [[user_id, generation], …]}``; one armed before timers were batched (still
-    in the delay queue across an upgrade) ``{"user_id", "generation"}``."""
-    users = data.get("users")
-    if isinstance(users, list):
-        return {str(user_id): int(stamp) for user_id, stamp in users}
-    return {str(data["user_id"]): int(str(data["generation"]))}

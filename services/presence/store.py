@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -29,13 +29,13 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import RowMapping
 
-from services.presence.domain import Mentor, Status, UserPresence
+from services.presence.domain import Mentor, UserPresence
 from shared.db import DEFAULT_POOL_SIZE, ThreadedDatabase
 from shared.dbtypes import ClientString
 from shared.migrations import upgrade
 from shared.protocol.domain import ConnectionFact
+from shared.rows import RowMapper, Stored
 
 T = TypeVar("T")
 ID = 64
@@ -81,6 +81,14 @@ gateways = Table(
     Column("last_seen", Float, nullable=False),
 )
 
+def _frozen_set(text: str) -> frozenset[str]:
+    return frozenset(json.loads(text))
+
+
+def _tuple(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
 _UPDATE_USER = (
     update(users)
     .where(users.c.user_id == bindparam("key"))
@@ -93,31 +101,14 @@ _UPDATE_GATEWAY = (
 )
 
 
-def _to_mentor(row: RowMapping) -> Mentor:
-    return Mentor(
-        mentor_id=row["mentor_id"],
-        name=row["name"],
-        chosen=Status(row["chosen"]),
-        status_message=row["status_message"],
-        status_data=row["status_data"],
-        online=bool(row["online"]),
-        session_calls=frozenset(json.loads(row["session_calls"])),
-        ended_calls=tuple(json.loads(row["ended_calls"])),
-        updated_at=row["updated_at"],
-    )
-
-
-def _mentor_values(mentor: Mentor) -> dict[str, Any]:
-    return {
-        "name": mentor.name,
-        "chosen": mentor.chosen.value,
-        "status_message": mentor.status_message,
-        "status_data": mentor.status_data,
-        "online": mentor.online,
-        "session_calls": json.dumps(sorted(mentor.session_calls)),
-        "ended_calls": json.dumps(list(mentor.ended_calls)),
-        "updated_at": mentor.updated_at,
-    }
+_MENTORS = RowMapper(
+    Mentor,
+    stored={
+        "session_calls": Stored(dump=lambda calls: json.dumps(sorted(calls)), load=_frozen_set),
+        "ended_calls": Stored(dump=lambda calls: json.dumps(list(calls)), load=_tuple),
+    },
+)
+_USERS = RowMapper(UserPresence)
 
 
 class PresenceTx:
@@ -251,9 +242,7 @@ class PresenceTx:
     def users(self, roles: dict[str, str]) -> dict[str, UserPresence]:
         """Each user of ``roles`` (user id → role for one not seen before)."""
         found = {
-            row["user_id"]: UserPresence(
-                row["user_id"], row["role"], bool(row["online"]), row["generation"]
-            )
+            row["user_id"]: _USERS.to_object(row)
             for row in self.conn.execute(
                 select(users).where(users.c.user_id.in_(list(roles)))
             ).mappings()
@@ -276,15 +265,7 @@ class PresenceTx:
         if new:
             self.conn.execute(
                 insert(users),
-                [
-                    {
-                        "user_id": u.user_id,
-                        "role": u.role,
-                        "online": u.online,
-                        "generation": u.generation,
-                    }
-                    for u in new
-                ],
+                [_USERS.to_row(u) for u in new],
             )
 
     # mentors
@@ -295,25 +276,27 @@ class PresenceTx:
         if not mentor_ids:
             return {}
         query = select(mentors).where(mentors.c.mentor_id.in_(list(mentor_ids)))
-        return {row["mentor_id"]: _to_mentor(row) for row in self.conn.execute(query).mappings()}
+        found = [_MENTORS.to_object(row) for row in self.conn.execute(query).mappings()]
+        return {mentor.mentor_id: mentor for mentor in found}
 
     def mentors(self) -> list[Mentor]:
-        return [_to_mentor(row) for row in self.conn.execute(select(mentors)).mappings()]
+        return [_MENTORS.to_object(row) for row in self.conn.execute(select(mentors)).mappings()]
 
     def save_mentor(self, mentor: Mentor) -> None:
-        values = _mentor_values(mentor)
+        values = _MENTORS.to_row(mentor)
         result = self.conn.execute(
             update(mentors).where(mentors.c.mentor_id == mentor.mentor_id).values(**values)
         )
         if not result.rowcount:
-            self.conn.execute(insert(mentors).values(mentor_id=mentor.mentor_id, **values))
+            self.conn.execute(insert(mentors).values(**values))
 
 
 class PresenceStore:
     def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.db = ThreadedDatabase(url, pool_size)
 
-    async def create(self) -> None:
+    async def start(self) -> None:
+        """Bring the database to the latest migration."""
         await self.db.migrate(lambda conn: upgrade(conn, "presence", metadata))
 
     async def close(self) -> None:

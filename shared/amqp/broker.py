@@ -1,9 +1,17 @@
 """One robust AMQP connection per process: publishing with confirms, consuming, and knowing
-whether the broker is there right now (so callers can fail fast with ``unavailable``)."""
+whether the broker is there right now (so callers can fail fast with ``unavailable``).
+
+The connection goes to the first broker URL that answers and, when its node goes, to the
+next (:class:`FailoverConnection`); after every reconnection the consumers start again and
+the reconnect hooks restore what the broker lost. A consumer registered with a
+:class:`QueueShape` (of a non-durable queue, which dies with its node even while this process
+stays connected to another) is a :class:`KeptConsumer`: it declares its queue again and
+consumes it again whenever the broker loses it."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -20,6 +28,8 @@ from aio_pika.abc import (
 from aiormq import spec
 
 from shared.amqp.delivery import Delivery
+from shared.amqp.failover import FailoverConnection
+from shared.amqp.kept_consumer import KeptConsumer, QueueShape
 from shared.amqp.topology import Topology
 from shared.errors import Overloaded, Unavailable
 from shared.settings import Settings
@@ -28,6 +38,10 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 BIND_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # one attempt on one node (a dead machine does not refuse, it is silent)
+RECONNECT_INTERVAL_S = 0.5  # between two attempts, each to the next node
+# A refused publish replaces the confirming channel, at most once per this (see _on_refused)
+REPLACE_AFTER_REFUSAL_S = 0.5
 ReconnectHook = Callable[[], Awaitable[None]]
 OnDelivery = Callable[[Delivery], Awaitable[None]]
 
@@ -37,6 +51,7 @@ class _Consumer:
     queue: str
     on_delivery: OnDelivery
     no_ack: bool
+    arguments: dict[str, Any] | None = None
 
 
 class Broker:
@@ -53,35 +68,48 @@ class Broker:
         self._reconnect_hooks: list[ReconnectHook] = []
         self._reconnected_hooks: list[ReconnectHook] = []
         self._consumers: dict[str, _Consumer] = {}
+        self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
+        self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def connect(self, retry_for_s: float = 60.0) -> None:
-        """Connect (retrying while the broker is not up yet) and declare the exchanges."""
+        """Connect (to the first broker URL that answers, retrying while none does) and
+        declare the exchanges."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + retry_for_s
+        urls = self.settings.broker_urls()
         delay = 0.2
-        while True:
+        for attempt in itertools.count():
+            connection = FailoverConnection(
+                urls,
+                first=attempt,
+                client_properties={"connection_name": self._client_name},
+                reconnect_interval=RECONNECT_INTERVAL_S,
+            )
             try:
-                self._connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url,
-                    client_properties={"connection_name": self._client_name},
-                    reconnect_interval=1.0,
-                )
+                await connection.connect(timeout=CONNECT_TIMEOUT_S)
+                self._connection = connection
                 break
-            except (OSError, aiormq.exceptions.AMQPError) as exc:
+            except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+                await connection.close()
                 if loop.time() > deadline:
                     raise Unavailable(f"broker unreachable: {exc}") from exc
-                log.warning("broker not reachable yet (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                log.warning("broker not reachable at %s yet (%s); retrying", connection, exc)
+                if (attempt + 1) % len(urls) == 0:  # every node tried: wait a little
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+        assert self._connection is not None
         self._connection.close_callbacks.add(self._on_connection_lost)
         self._connection.reconnect_callbacks.add(self._on_reconnected)
         self._publish_channel = await self._open_channel(publisher_confirms=True)
         self._consume_channel = await self._open_channel(publisher_confirms=False)
         await self._consume_channel.set_qos(prefetch_count=self.settings.prefetch)
+        # the channel reopens after a reconnect, or after a channel error: consume again
+        self._consume_channel.reopen_callbacks.add(self._restart_consumers)
         await self._declare_exchanges()
         self._connected.set()
+        log.info("connected to the broker at %s", self._connection)
 
     async def _open_channel(self, publisher_confirms: bool) -> AbstractRobustChannel:
         assert self._connection is not None
@@ -102,6 +130,8 @@ class Broker:
 
     async def close(self) -> None:
         self._connected.clear()
+        for kept in self._kept.values():
+            await kept.close()
         if self._connection is not None:
             await self._connection.close()
 
@@ -111,15 +141,19 @@ class Broker:
         self._connected.clear()
 
     async def _on_reconnected(self, *_: Any) -> None:
-        log.info("broker connection restored")
+        log.info("broker connection restored (%s)", self._connection)
+        await self._run_hooks(self._reconnect_hooks)
+        self._connected.set()
+        await self._run_hooks(self._reconnected_hooks)
+
+    async def _restart_consumers(self, *_: Any) -> None:
+        """The consume channel was opened again (aio-pika declared its queues again): start
+        its consumers again."""
         for tag, consumer in self._consumers.items():
             try:
                 await self._start_consumer(tag, consumer)
             except Exception:
                 log.exception("could not consume %s again", consumer.queue)
-        await self._run_hooks(self._reconnect_hooks)
-        self._connected.set()
-        await self._run_hooks(self._reconnected_hooks)
 
     @staticmethod
     async def _run_hooks(hooks: list[ReconnectHook]) -> None:
@@ -144,12 +178,36 @@ class Broker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    async def consume(self, queue: str, on_delivery: OnDelivery, *, no_ack: bool = False) -> str:
+    async def consume(
+        self,
+        queue: str,
+        on_delivery: OnDelivery,
+        *,
+        no_ack: bool = False,
+        arguments: dict[str, Any] | None = None,
+        recreate: QueueShape | None = None,
+    ) -> str:
         """Deliver ``queue``'s messages to ``on_delivery`` (each in a task of its own, as
         aiormq does), on the consume channel and its prefetch, again after every reconnect.
-        Returns the consumer tag for :meth:`cancel`."""
+        ``arguments`` go with the subscription (``x-priority``). With ``recreate``, on a
+        channel of its own, declaring the queue like that again whenever the broker loses it
+        (a non-durable queue whose node died). Returns the consumer tag for :meth:`cancel`."""
         tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
-        consumer = _Consumer(queue, on_delivery, no_ack)
+        if recreate is not None:
+            assert self._connection is not None
+            kept = KeptConsumer(
+                self._connection,
+                queue,
+                recreate,
+                on_delivery,
+                tag=tag,
+                prefetch=self.settings.prefetch,
+                no_ack=no_ack,
+            )
+            self._kept[tag] = kept
+            await kept.start(BIND_TIMEOUT_S)
+            return tag
+        consumer = _Consumer(queue, on_delivery, no_ack, arguments)
         self._consumers[tag] = consumer
         await self._start_consumer(tag, consumer)
         return tag
@@ -162,11 +220,18 @@ class Broker:
             await consumer.on_delivery(Delivery(message, channel))
 
         await channel.basic_consume(
-            consumer.queue, deliver, no_ack=consumer.no_ack, consumer_tag=tag
+            consumer.queue,
+            deliver,
+            no_ack=consumer.no_ack,
+            consumer_tag=tag,
+            arguments=consumer.arguments,
         )
 
     async def cancel(self, tag: str) -> None:
         """Stop a consumer of :meth:`consume` (messages in hand are still settled)."""
+        if (kept := self._kept.get(tag)) is not None:
+            await kept.stop()
+            return
         self._consumers.pop(tag, None)
         assert self._consume_channel is not None
         try:
@@ -221,16 +286,52 @@ class Broker:
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable("message broker unavailable") from exc
 
-    async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
-        """The durable timer queue of one duration; expired messages go back to ``service``."""
+    async def hold_first_free(self, names: list[str]) -> int | None:
+        """Declare the first of ``names`` that no other connection holds, as an exclusive queue
+        of this connection, and return its position (None: all are held). The broker frees it
+        when the connection closes; it is not taken again after a reconnect."""
+        assert self._connection is not None and self._connection.transport is not None
+        connection = self._connection.transport.connection
+        for position, name in enumerate(names):
+            channel = await connection.channel()
+            try:
+                await channel.queue_declare(name, exclusive=True)
+            except aiormq.exceptions.ChannelLockedResource:
+                continue  # held by another connection (the broker closed this channel)
+            await channel.close()
+            return position
+        return None
+
+    async def declare_delay_queue(self, service: str, delay_ms: int, generation: int) -> str:
+        """The durable timer queue of one duration and generation; expired messages go back
+        to ``service``."""
         assert self._publish_channel is not None
-        name = self.topology.delay_queue(service, delay_ms)
+        name = self.topology.delay_queue(service, delay_ms, generation)
         await self._publish_channel.declare_queue(
             name, durable=True, arguments=self.topology.delay_queue_arguments(service, delay_ms)
         )
         return name
 
     # -- publishing ------------------------------------------------------------------------
+
+    async def _on_refused(self) -> None:
+        """A publish was nacked. A bounded queue that is full does that, and so does
+        RabbitMQ 3.10 to every later publish of a channel whose first publish to a quorum
+        queue came while that queue was electing a leader (right after a failover): nacked
+        for as long as the channel lives, while a new channel publishes. So a refusal
+        replaces the confirming channel, at most once per ``REPLACE_AFTER_REFUSAL_S``."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._replaced_at < REPLACE_AFTER_REFUSAL_S or self._connection is None:
+            return
+        self._replaced_at = loop.time()
+        old = self._publish_channel
+        try:
+            self._publish_channel = await self._open_channel(publisher_confirms=True)
+            if old is not None:
+                await old.close()
+            await self._declare_exchanges()  # restored with this channel after a reconnect
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            log.warning("could not replace the publishing channel (%r)", exc)
 
     async def publish(
         self,
@@ -285,6 +386,7 @@ class Broker:
                     wait=False,
                 )
         except aiormq.exceptions.DeliveryError as exc:
+            await self._on_refused()
             raise Overloaded(f"the broker refused the message: {exc!r}") from exc
         except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise Unavailable(f"message broker unavailable: {exc!r}") from exc

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from shared.protocol.presence import MentorStatusView
+
 CONNECTIONS_CHANGED = "gateway.connections_changed"
 GATEWAY_HEARTBEAT = "gateway.heartbeat"
 MENTOR_STATUS_CHANGED = "presence.mentor_status_changed"
@@ -71,3 +73,23 @@ class UsersPresenceFact(BaseModel):
     """Users that came online, or went offline, in one unit of work of presence."""
 
     users: list[UserPresenceFact]
+
+
+class SnapshotRequested(BaseModel):
+    """A service asks presence to tell every mentor's state again (it rebuilds its view)."""
+
+    requested_by: str
+
+
+# Every fact and the model its data fits: a service that follows a fact gets it validated
+# with this model (shared/runtime/routes.py).
+FACTS: dict[str, type[BaseModel]] = {
+    CONNECTIONS_CHANGED: ConnectionsChanged,
+    GATEWAY_HEARTBEAT: GatewayHeartbeat,
+    MENTOR_STATUS_CHANGED: MentorStatusView,
+    CALL_ACCEPTED: CallFact,
+    CALL_ENDED: CallFact,
+    USERS_ONLINE: UsersPresenceFact,
+    USERS_OFFLINE: UsersPresenceFact,
+    SNAPSHOT_REQUESTED: SnapshotRequested,
+}

@@ -6,11 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic import BaseModel
+
 from shared.auth import Identity
-from shared.protocol.base import Payload
 from shared.protocol.envelope import CommandOrigin
 
-P = TypeVar("P", bound=Payload)
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ class Request:
 
     event: str
     data: dict[str, Any]
-    payload: Payload | None
+    payload: BaseModel | None  # ``data`` validated with the model its route names
     user: Identity | None
     origin: CommandOrigin | None
     redelivered: bool
@@ -143,7 +144,7 @@ class Request:
     out: Outbox = field(default_factory=Outbox)
 
     def payload_as(self, kind: type[P]) -> P:
-        """The validated payload of this client event, typed (the registry names its schema)."""
+        """The validated data of this command, fact or timer, typed (its route names the model)."""
         if not isinstance(self.payload, kind):
             raise TypeError(f"{self.event}: expected {kind.__name__}, got {type(self.payload)}")
         return self.payload

@@ -26,7 +26,7 @@ from typing import Any
 
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
-from shared.amqp.topology import BROADCAST_ALL, DELAY_QUEUE_REDECLARE_S, reply_key, user_key
+from shared.amqp.topology import BROADCAST_ALL, delay_generation, reply_key, user_key
 from shared.protocol.envelope import Command, Reply, dumps, dumps_bytes
 from shared.runtime.outbox import (
     BroadcastPush,
@@ -65,7 +65,7 @@ class Publisher:
     def __init__(self, broker: Broker, service: str) -> None:
         self.broker = broker
         self.service = service
-        self._delay_queues: dict[int, tuple[str, float]] = {}  # ms → (queue, declared at)
+        self._delay_queues: dict[int, tuple[str, int]] = {}  # ms → (queue, its generation)
 
     async def outcome(
         self,
@@ -250,13 +250,13 @@ class Publisher:
 
     async def timer(self, event: str, data: dict[str, Any], delay_s: float) -> None:
         delay_ms = max(1, round(delay_s * 1000))
-        now = time.monotonic()
-        queue, declared_at = self._delay_queues.get(delay_ms, ("", 0.0))
-        if not queue or now - declared_at > DELAY_QUEUE_REDECLARE_S:
-            queue = await self.broker.declare_delay_queue(self.service, delay_ms)
+        generation = delay_generation(time.time())
+        queue, declared = self._delay_queues.get(delay_ms, ("", -1))
+        if declared != generation:
+            queue = await self.broker.declare_delay_queue(self.service, delay_ms, generation)
             if len(self._delay_queues) > MAX_KNOWN_DELAYS:
                 self._delay_queues.clear()
-            self._delay_queues[delay_ms] = (queue, now)
+            self._delay_queues[delay_ms] = (queue, generation)
         await self.broker.publish("", queue, command_body(event, data))
 
 

@@ -5,12 +5,17 @@ Ack policy: a handler that returns → effects published with confirms → ack. 
 raises a :class:`RealtimeError` → an ``error`` reply → ack (the command was answered). Any
 other exception → requeue; the quorum queue's delivery limit moves a command that keeps
 failing to ``<ns>.<service>.dead`` (its sender is told ``internal`` on the last try).
-Undecodable messages go straight to the dead-letter queue. A command past its deadline is
+Undecodable messages go straight to the dead-letter queue, and so do facts and timers whose
+data does not fit their model (``shared/runtime/routes.py``). A command past its deadline is
 dropped unexecuted (its sender has been told ``unavailable``), and counted.
 
 A gateway sends the commands it has for one service at one moment as one message (a batch):
 each is handled as if it had come alone, the message is acked once, and a command that failed
 goes back to the queue alone (``x-attempts`` counts its tries), or to the dead letters.
+
+A partitioned service (chat) takes its client commands from partitions, one replica at a
+time on each (:mod:`shared.runtime.partitions`); its service queue has its facts, timers and
+retries.
 
 Transient commands (``EventSpec.transient``) come from their own queue and are handled one at
 a time, in order; their effects are published without confirms and a failure is answered,
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -32,20 +37,22 @@ from pydantic import ValidationError
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
-from shared.auth import Identity, Role
+from shared.amqp.kept_consumer import QueueShape
+from shared.auth import Identity
 from shared.batching import Batcher
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
 from shared.protocol.envelope import COMMAND_BATCH, Command, Reply
-from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
+from shared.protocol.registry import CLIENT_EVENTS
 from shared.runtime.outbox import Outbox, Push, Request
+from shared.runtime.partitions import Partitions
 from shared.runtime.publisher import Outcome, Publisher
+from shared.runtime.routes import Kind, MalformedWork, Route, Routes, validate
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 DRAIN_S = 10.0  # SIGTERM: how long the commands in hand may take to finish
 
-Handler = Callable[[Request], Awaitable[None]]
 BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
 
 
@@ -54,12 +61,16 @@ class ServiceDefinition:
     """Everything that differs between two services."""
 
     name: str
-    handlers: Mapping[str, Handler]
-    facts: Sequence[str] = ()
+    handlers: Routes  # every command, fact and timer it takes (shared/runtime/routes.py)
     workers: int = 1
     startup: Callable[[], Awaitable[None]] | None = None
     shutdown: Callable[[], Awaitable[None]] | None = None
     background: Sequence[BackgroundJob] = field(default_factory=tuple)
+
+    @property
+    def facts(self) -> list[str]:
+        """The domain facts it follows (its queue is bound to them)."""
+        return [name for name, route in self.handlers.items() if route.kind is Kind.FACT]
 
 
 class Verdict(Enum):
@@ -105,6 +116,7 @@ class ServiceRunner:
             for transient in (False, True)
         }
         self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
+        self.partitions = Partitions(broker, settings, definition.name, self._inbox.put)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then finish the commands in hand and return."""
@@ -113,9 +125,18 @@ class ServiceRunner:
             await d.startup()
         queue = await self._declare_queues()
         consumers = [await self.broker.consume(queue.name, self._inbox.put)]
-        transient = await self._declare_transient_queue()
+        if self.partitions.count:
+            await self.partitions.declare()
+            await self.partitions.take_index()
+            await self.partitions.consume_own()
+        transient = self._transient_queue()
         if transient is not None:
-            consumers.append(await self.broker.consume(transient.name, self._transient_inbox.put))
+            # declared by its consumer: not durable, it lives on one node, and is declared
+            # again when that node dies
+            name, shape = transient
+            consumers.append(
+                await self.broker.consume(name, self._transient_inbox.put, recreate=shape)
+            )
         log.info("service %s consuming %s", d.name, queue.name)
         try:
             async with asyncio.TaskGroup() as group:
@@ -123,7 +144,10 @@ class ServiceRunner:
                 if transient is not None:
                     workers.append(group.create_task(self._work(self._transient_inbox, True)))
                 extras = [group.create_task(job(self)) for job in d.background]
+                if self.partitions.count:
+                    extras.append(group.create_task(self.partitions.standby()))
                 await stop.wait()
+                self.partitions.stop()
                 for tag in consumers:
                     await self.broker.cancel(tag)
                 await self._drain()
@@ -145,12 +169,15 @@ class ServiceRunner:
                 name, self.settings.delivery_limit, self.settings.queue_max_length
             ),
         )
-        await queue.bind(t.commands, f"{name}.#")
+        partitioned = self.partitions.count > 0
+        await queue.bind(t.commands, t.service_binding(name, partitioned))
+        if partitioned:  # a queue of a deployment before partitions had the wider key
+            await queue.unbind(t.commands, t.service_binding(name, partitioned=False))
         for fact in self.definition.facts:
             await queue.bind(t.domain, fact)
         return queue
 
-    async def _declare_transient_queue(self) -> Any:
+    def _transient_queue(self) -> tuple[str, QueueShape] | None:
         """The light path's queue, when this service handles any transient event."""
         name = self.definition.name
         if not any(
@@ -159,13 +186,10 @@ class ServiceRunner:
         ):
             return None
         ttl_ms = round(self.settings.request_timeout_s * 1000)
-        return await self.broker.declare_queue(
-            self.broker.topology.transient_queue(name),
-            durable=False,
-            arguments=self.broker.topology.transient_queue_arguments(
-                self.settings.transient_max_length, ttl_ms
-            ),
+        arguments = self.broker.topology.transient_queue_arguments(
+            self.settings.transient_max_length, ttl_ms
         )
+        return self.broker.topology.transient_queue(name), QueueShape(False, arguments)
 
     async def _drain(self) -> None:
         """SIGTERM: finish every command already delivered to this replica (the background
@@ -321,11 +345,11 @@ class ServiceRunner:
         user_id_var.set(command.user.id if command.user else None)
         connection_id_var.set(command.origin.connection_id if command.origin else None)
         try:
-            request = self._request(in_hand)
-            handler = self.definition.handlers.get(command.event)
-            if handler is None:
+            route = self.definition.handlers.get(command.event)
+            if route is None:
                 raise InternalError(f"{self.definition.name} has no handler for {command.event}")
-            await handler(request)
+            request = self._request(in_hand, route)
+            await route.handler(request)
             reply = Reply(ok=True, data=request.out.reply or {})
             return Outcome(request.out, reply, in_hand.reply_to, in_hand.correlation_id)
         except RealtimeError as exc:
@@ -333,6 +357,9 @@ class ServiceRunner:
                 ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
             )
             return Outcome(Outbox(), reply, in_hand.reply_to, in_hand.correlation_id)
+        except MalformedWork as exc:
+            log.error("malformed %s dead-lettered: %s", command.event, exc)
+            return Verdict.DEAD
         except Exception:
             if not transient and in_hand.attempts + 1 < self.settings.delivery_limit:
                 log.exception("%s failed; will retry", command.event)
@@ -394,20 +421,13 @@ class ServiceRunner:
         log.warning("could not publish the effects of a command; will retry it")
         return Verdict.RETRY
 
-    def _request(self, in_hand: InHand) -> Request:
+    def _request(self, in_hand: InHand, route: Route) -> Request:
         command = in_hand.command
         user = Identity.from_dict(command.user.model_dump()) if command.user else None
-        payload = None
-        spec = CLIENT_EVENTS.get(command.event)
-        if spec is not None:
-            if user is None:
-                raise InternalError(f"client event {command.event} without a user")
-            authorize(spec, Role(user.role))
-            payload = validate_payload(spec, command.data)
         return Request(
             event=command.event,
             data=command.data,
-            payload=payload,
+            payload=validate(route, command.data, user),
             user=user,
             origin=command.origin,
             redelivered=in_hand.redelivered,

@@ -13,6 +13,7 @@ import pytest
 from services.chat.domain import conversation_id_for
 from shared.protocol.chat import ChatMessage, ConversationList, History, MessageStatus
 from tests.support.client import WsClient, bearer
+from tests.support.postgres import Databases
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
 from tests.support.users import connect_to_chat
 
@@ -324,8 +325,9 @@ async def test_a_connections_messages_keep_their_order_under_load(
 
 
 async def test_the_sender_edits_and_deletes_and_both_sides_see_it(
-    gateway: Gateway, connect: Connect
+    gateway: Gateway, connect: Connect, databases: Databases
 ) -> None:
+    """On SQLite and on PostgreSQL (``databases``: the stack's services use them)."""
     alice = await connect("alice")
     alice_phone = await connect("alice")
     bob = await connect("bob")

@@ -206,15 +206,21 @@ async def test_a_crash_does_not_double_messages_sent_without_client_msg_id(stack
 
 async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Databases) -> None:
     each = 300
-    replicas = [stack.start_service("chat"), stack.start_service("chat")]
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
-    alice, bob, carol = [
-        await connect_to_chat(stack, gateway, u) for u in ("alice", "bob", "carol")
+    # Each replica is active on its own half of chat's partitions: alice-bob's conversation
+    # is in one half, alice-grace's in the other (see test_chat_order_replicas.py).
+    replicas = [
+        stack.spawn_service("chat", IM_REPLICAS="2", IM_REPLICA_INDEX=str(i)) for i in (0, 1)
     ]
-    senders = [Sender(alice, "bob", "a"), Sender(bob, "alice", "b"), Sender(carol, "alice", "c")]
+    for replica in replicas:
+        stack.wait_logged(replica, "consuming")
+    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    alice, bob, grace = [
+        await connect_to_chat(stack, gateway, u) for u in ("alice", "bob", "grace")
+    ]
+    senders = [Sender(alice, "bob", "a"), Sender(bob, "alice", "b"), Sender(grace, "alice", "c")]
     await asyncio.gather(*(s.run(each) for s in senders))
 
-    ab, ac = conversation_id_for("alice", "bob"), conversation_id_for("alice", "carol")
+    ab, ac = conversation_id_for("alice", "bob"), conversation_id_for("alice", "grace")
     acked = {k: a for s in senders for k, a in s.first_acks().items()}
     assert len(acked) == 3 * each
     assert len({a["message_id"] for a in acked.values()}) == 3 * each
@@ -226,7 +232,7 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Database
         assert {m["message_id"] for m in history} == {
             a["message_id"] for a in acked.values() if a["conversation_id"] == cid
         }
-    for client in (alice, bob, carol):
+    for client in (alice, bob, grace):
         await client.close()
     # both replicas took part (each reports what its writer committed when it stops)
     for replica in replicas:

@@ -22,7 +22,7 @@ DAY = 86_400.0
 @pytest.fixture
 async def store(databases: Databases) -> AsyncIterator[ChatStore]:
     opened = ChatStore(databases.url("chat"))
-    await opened.create()
+    await opened.start()
     try:
         yield opened
     finally:
@@ -107,7 +107,7 @@ async def test_overview_catch_up_and_sync_reads(store: ChatStore) -> None:
 async def test_two_writers_on_one_database_keep_seqs_gap_free(databases: Databases) -> None:
     url = databases.url("shared")
     replicas = [ChatStore(url), ChatStore(url)]
-    await asyncio.gather(*(replica.create() for replica in replicas))  # both migrate at once
+    await asyncio.gather(*(replica.start() for replica in replicas))  # both migrate at once
     writers = [GroupWriter(r.apply, max_batch=16) for r in replicas]
     tasks = [asyncio.create_task(w.run()) for w in writers]
     try:
@@ -174,3 +174,13 @@ async def test_edits_and_deletes_are_stored_and_shown_in_history(store: ChatStor
         (2, "hi", None),
         (1, "", deleted.deleted_at),  # the seq stays, the text is gone
     ]
+
+
+async def test_messages_are_stamped_by_the_store_s_clock(databases: Databases) -> None:
+    stamped = ChatStore(databases.url("chat"), clock=lambda: 1_234.5)
+    await stamped.start()
+    try:
+        [sent] = await stamped.apply([send("alice", "bob")])
+        assert isinstance(sent, Sent) and sent.message.sent_at == 1_234.5
+    finally:
+        await stamped.close()

@@ -153,6 +153,24 @@ async def test_a_student_and_a_mentor_use_every_panel(stack: Stack, browser: Bro
         mentor.tid("chat-message").filter(has_text="send me the first one")
     ).to_have_attribute("data-status", "read")
 
+    # -- edit and delete (v1.1): only one's own messages; both sides see the change -----------
+    await expect(question.get_by_test_id("message-edit")).to_be_visible()
+    await expect(answer.get_by_test_id("message-edit")).to_have_count(0)  # the mentor's
+    student.page.once("dialog", lambda dialog: dialog.accept("Hi Maya, help with decimals?"))
+    await question.get_by_test_id("message-edit").click()
+    edited = mentor.tid("chat-message").filter(has_text="decimals")
+    await expect(edited.get_by_test_id("message-edited")).to_have_text("edited")
+    await expect(mentor.tid("chat-message").filter(has_text="fractions")).to_have_count(0)
+    student.page.once("dialog", lambda dialog: dialog.accept())
+    await student.tid("chat-message").filter(has_text="decimals").get_by_test_id(
+        "message-delete"
+    ).click()
+    await expect(edited).to_have_count(0)
+    gone = mentor.tid("chat-message").filter(has_text="message deleted")
+    await expect(gone).to_have_attribute("data-seq", "1")
+    await expect(gone.get_by_test_id("message-text")).to_have_class("bubble deleted")
+    await expect(student.tid("chat-message").filter(has_text="message deleted")).to_have_count(1)
+
     # -- an error frame is shown clearly: calling yourself is refused -------------------------
     await student.tid("call-peer-input").fill("sam")
     await student.tid("call-audio").click()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tools.rabbit import LocalRabbit, free_port, port_open
+from tools.rabbit_cluster import LocalCluster
 
 RABBIT_IMAGE = "rabbitmq:3.13-management"
 
@@ -86,4 +87,17 @@ def running_broker() -> Iterator[Broker]:
         yield node
     finally:
         node.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextmanager
+def running_cluster(size: int = 3) -> Iterator[LocalCluster]:
+    """A fresh cluster of ``size`` local nodes (always local: a test kills nodes by pid)."""
+    base = Path(tempfile.mkdtemp(prefix="im-cluster-"))
+    cluster = LocalCluster(base, size)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

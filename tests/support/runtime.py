@@ -9,12 +9,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
 from shared.amqp.topology import Topology
 from shared.errors import Unavailable
 from shared.runtime.outbox import Request
+from shared.runtime.routes import routes, timer
 from shared.runtime.service import ServiceDefinition, ServiceRunner
 from shared.settings import Settings
 
@@ -70,6 +73,12 @@ def command(event: str = "work", data: dict[str, Any] | None = None) -> bytes:
     return json.dumps({"event": event, "data": data or {}}).encode()
 
 
+class AnyData(BaseModel):
+    """The data of ``work``: whatever it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 DELIVERY_LIMIT = 3  # attempts before a crashing command is dead-lettered
 
 
@@ -80,7 +89,8 @@ def runner(
     workers: int = 1,
 ) -> ServiceRunner:
     """A runner of one service ``svc`` whose only event ``work`` goes to ``handler``."""
-    definition = ServiceDefinition(name="svc", handlers={"work": handler}, workers=workers)
+    work = timer("work", AnyData, handler)
+    definition = ServiceDefinition(name="svc", handlers=routes(work), workers=workers)
     settings = Settings(delivery_limit=delivery_limit)
     return ServiceRunner(definition, settings, cast(Broker, cast(Any, broker)))
 

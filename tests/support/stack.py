@@ -129,6 +129,7 @@ class Stack:
     amqp_url: str
     base_dir: Path
     env_overrides: dict[str, str] = field(default_factory=dict)
+    amqp_urls: tuple[str, ...] = ()  # the nodes of a cluster (IM_AMQP_URLS), when it is one
     namespace: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:10]}")
     processes: list[Process] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
@@ -147,6 +148,8 @@ class Stack:
             IM_GATEWAY_TIMEOUT_S="2",
             PYTHONUNBUFFERED="1",
         )
+        if self.amqp_urls:
+            env["IM_AMQP_URLS"] = ",".join(self.amqp_urls)
         env.update(self.env_overrides)
         env.update(extra)
         return env
@@ -168,14 +171,23 @@ class Stack:
 
     def start_service(self, name: str, timeout_s: float = 30.0, **env: str) -> Process:
         """Start ``python -m services.<name>``; return once it consumes its queue."""
-        process = self._spawn(name, f"services.{name}", self.env(**env))
-        wait_until(
-            lambda: READY_LINE in process.log() or not process.alive(),
-            timeout_s,
-            f"{name} to start",
-        )
-        assert process.alive(), f"{name} exited:\n{process.log()}"
+        process = self.spawn_service(name, **env)
+        self.wait_logged(process, READY_LINE, timeout_s)
         return process
+
+    def spawn_service(self, name: str, **env: str) -> Process:
+        """Start ``python -m services.<name>`` and return at once (replicas starting together)."""
+        return self._spawn(name, f"services.{name}", self.env(**env))
+
+    @staticmethod
+    def wait_logged(process: Process, line: str, timeout_s: float = 30.0) -> None:
+        """Until ``process`` has logged ``line`` (fails if it exits first)."""
+        wait_until(
+            lambda: line in process.log() or not process.alive(),
+            timeout_s,
+            f"{process.name} to log {line!r}",
+        )
+        assert process.alive(), f"{process.name} exited:\n{process.log()}"
 
     def start_gateway(
         self, timeout_s: float = 30.0, port: int | None = None, **env: str

@@ -19,8 +19,8 @@ from services.calls.store import CallStore
 from shared.auth import Identity, Role
 from shared.errors import RealtimeError, Unavailable
 from shared.protocol.envelope import CommandOrigin
-from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import ConnectionPush, Outbox, Push, Request, UserPush
+from shared.runtime.routes import validate
 from tests.support.postgres import Databases
 
 RING = 30.0
@@ -108,12 +108,9 @@ class Harness:
             deliver_now=self.deliver_now,
         )
         try:
-            spec = CLIENT_EVENTS.get(event)
-            if spec is not None:  # what the runner does before a handler sees a client event
-                assert user is not None
-                authorize(spec, user.role)
-                request.payload = validate_payload(spec, data)
-            await self.handlers.table()[event](request)
+            route = self.handlers.table()[event]
+            request.payload = validate(route, data, user)  # as the runner does
+            await route.handler(request)
         except RealtimeError as exc:
             return Result(Outbox(), str(exc.code))
         return Result(request.out)
@@ -151,7 +148,8 @@ def online() -> set[str]:
 
 
 def make(store: CallStore, clock: Clock, online: set[str]) -> Harness:
-    return Harness(CallHandlers(store, RING, now=clock, new_id=lambda: f"call{next(_ids)}"), online)
+    handlers = CallHandlers(store, RING, clock=clock, new_id=lambda: f"call{next(_ids)}")
+    return Harness(handlers, online)
 
 
 @pytest.fixture

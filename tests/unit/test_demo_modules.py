@@ -25,8 +25,9 @@ IMPORT = re.compile(r"""^\s*import\b[^"']*["']([^"']+)["']""", re.MULTILINE)
 # Modules every panel may import; and parts of one panel, with the modules allowed to use them.
 SHARED = {"dom.js", "state.js", "net.js"}
 PARTS = {
-    "conversations.js": {"chat.js", "typing.js"},
+    "conversations.js": {"chat.js", "typing.js", "message-changes.js"},
     "typing.js": {"chat.js"},
+    "message-changes.js": {"chat.js"},
     "help-card.js": {"help.js", "inbox.js"},
 }
 

@@ -15,7 +15,7 @@ from services.gateway.commands import MAX_PER_MESSAGE, CommandSender, Outgoing
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.topology import Topology
-from shared.errors import Overloaded
+from shared.errors import Overloaded, Unavailable
 from tests.support.stack import poll
 
 LANE = ("chat", False)
@@ -134,3 +134,37 @@ async def test_a_split_batch_is_written_whole_before_a_later_batch_starts() -> N
     await asyncio.gather(*sent)
     order = [n for _, _, body, _ in broker.published for n in numbers(body)]
     assert order == list(range(count + 2))
+
+
+async def test_partitions_of_a_lane_are_batched_apart_each_in_its_order() -> None:
+    broker = GatedBroker()
+    commands = sender(broker)
+    first = asyncio.create_task(commands.send(LANE, outgoing(0), 3))
+    await poll(lambda: len(broker.published) == 1, 5, "the first publish")  # unconfirmed
+    # partition 5 is not held up by partition 3's unconfirmed publish
+    other = asyncio.create_task(commands.send(LANE, outgoing(1), 5))
+    await poll(lambda: len(broker.published) == 2, 5, "the other partition's publish")
+    rest = [asyncio.create_task(commands.send(LANE, outgoing(i), 3)) for i in (2, 3)]
+    broker.gate.set()
+    await asyncio.gather(first, other, *rest)
+    [(_, key0, _, kw0), (_, key1, _, _), (_, key2, body2, kw2)] = broker.published
+    assert (key0, key1, key2) == ("chat.p3.send_message", "chat.p5.send_message", "chat.p3.batch")
+    assert [c["id"] for c in body2] == ["c2", "c3"]
+    assert kw0["mandatory"] and kw2["mandatory"]
+
+
+async def test_a_partition_without_a_queue_is_refused_at_once() -> None:
+    """Gateway and chat disagree on IM_CHAT_PARTITIONS: nothing is lost in silence."""
+
+    class Unroutable(GatedBroker):
+        async def publish(self, exchange: str, routing_key: str, body: bytes, **kw: Any) -> bool:
+            await super().publish(exchange, routing_key, body, **kw)
+            return not kw["mandatory"]
+
+    broker = Unroutable()
+    broker.gate.set()
+    with pytest.raises(Unavailable, match="no queue for partition 9") as refused:
+        await sender(broker).send(LANE, outgoing(0), 9)
+    assert refused.value.retry_after_ms == 1_000  # never executed: safe to resend
+    await sender(broker).send(LANE, outgoing(1))  # an unpartitioned lane is not mandatory
+    assert [kw["mandatory"] for *_, kw in broker.published] == [True, False]

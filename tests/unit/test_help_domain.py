@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.help import views
 from services.help.domain import (
     MIN_TIMER_STEP_S,
     TRANSITIONS,
@@ -47,7 +48,7 @@ def test_new_request_is_open_and_expires_after_the_expiry() -> None:
     assert r.status is Status.OPEN and r.is_open and r.is_broadcast
     assert r.expires_at == 1000.0
     assert r.urgency is Urgency.HIGH
-    assert r.view() == {
+    assert views.request(r) == {
         "request_id": "r1",
         "student_id": "s1",
         "student_name": "Sam",

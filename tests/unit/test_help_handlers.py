@@ -21,12 +21,13 @@ from shared.auth import Identity, Role
 from shared.errors import RealtimeError
 from shared.protocol.domain import CONNECTIONS_CHANGED, MENTOR_STATUS_CHANGED
 from shared.protocol.envelope import CommandOrigin
-from shared.protocol.registry import CLIENT_EVENTS, authorize, validate_payload
 from shared.runtime.outbox import ConnectionPush, Push, Request, Timer, UserPush
+from shared.runtime.routes import MalformedWork, validate
 from shared.runtime.service import ServiceDefinition
 from shared.settings import Settings
 
 EXPIRY_S = 60.0
+DEAD_LETTERED = "dead-lettered"  # what the runner does with a malformed fact or timer
 T0 = 1_800_000_000.0
 
 
@@ -75,12 +76,8 @@ class Harness:
             return True
 
         try:
-            payload = None
-            spec = CLIENT_EVENTS.get(event)
-            if spec is not None:
-                assert identity is not None
-                authorize(spec, identity.role)
-                payload = validate_payload(spec, data)
+            route = self.definition.handlers[event]
+            payload = validate(route, data, identity)  # as the runner does
             origin = CommandOrigin(gateway_id="g", connection_id=f"c-{user}", reply_to="q")
             req = Request(
                 event,
@@ -92,9 +89,12 @@ class Harness:
                 deliver_now,
                 command_id=command_id,
             )
-            await self.definition.handlers[event](req)
+            await route.handler(req)
         except RealtimeError as exc:
             outcome.error = str(exc.code)
+            return outcome
+        except MalformedWork:
+            outcome.error = DEAD_LETTERED
             return outcome
         outcome.reply = req.out.reply or {}
         for push in req.out.pushes:
@@ -361,9 +361,9 @@ async def test_a_stale_status_fact_is_ignored(h: Harness) -> None:
     assert out.reply is not None and out.reply["delivered_to"] == 0
 
 
-async def test_a_malformed_fact_is_dropped(h: Harness) -> None:
+async def test_a_malformed_fact_is_dead_lettered(h: Harness) -> None:
     out = await h.run(MENTOR_STATUS_CHANGED, {"mentor_id": "m1"})
-    assert out.error is None and out.pushes == []
+    assert out.error == DEAD_LETTERED and out.pushes == []
     assert (await h.ask(mentor_id="m1")).error == "not_found"
 
 
@@ -551,9 +551,9 @@ async def test_an_accepted_request_does_not_expire(h: Harness) -> None:
     assert (await h.fire_expiry(asked)).pushes == []
 
 
-async def test_a_malformed_timer_is_dropped(h: Harness) -> None:
+async def test_a_malformed_timer_is_dead_lettered(h: Harness) -> None:
     out = await h.run(EXPIRY_TIMER, {"nope": 1})
-    assert out.error is None and out.pushes == []
+    assert out.error == DEAD_LETTERED and out.pushes == []
 
 
 # -- list_help_requests, templates ----------------------------------------------------------

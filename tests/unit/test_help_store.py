@@ -12,6 +12,7 @@ import pytest
 from services.help.domain import Action, HelpRequest, MentorState, Status
 from services.help.store import HelpStore
 from shared.auth import Identity, Role
+from shared.errors import Conflict
 from tests.support.help_requests import help_request
 from tests.support.postgres import Databases
 
@@ -23,12 +24,13 @@ def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRe
 @pytest.fixture
 async def replicas(databases: Databases) -> AsyncIterator[tuple[HelpStore, HelpStore]]:
     url = databases.url("help")
-    first, second = await asyncio.gather(HelpStore.open(url), HelpStore.open(url))
+    first, second = HelpStore(url), HelpStore(url)
+    await asyncio.gather(first.start(), second.start())
     try:
         yield first, second
     finally:
-        await first.dispose()
-        await second.dispose()
+        await first.close()
+        await second.close()
 
 
 async def make_available(store: HelpStore, *mentor_ids: str) -> None:
@@ -44,7 +46,7 @@ async def test_ten_simultaneous_accepts_across_two_replicas_have_one_winner(
     mentors = [f"m{i}" for i in range(10)]
     await make_available(first, *mentors)
     request = open_request()
-    assert sorted(await first.create(request, [])) == sorted(mentors)
+    assert sorted(await first.insert_request(request, [])) == sorted(mentors)
 
     async def accept(i: int) -> bool:
         store = (first, second)[i % 2]
@@ -67,7 +69,7 @@ async def test_a_request_closes_once_whatever_races_it(
     first, second = replicas
     await make_available(first, "m1")
     request = open_request()
-    await first.create(request, [])
+    await first.insert_request(request, [])
     mentor = Identity("m1", Role.MENTOR, "M1")
     student = Identity("s1", Role.STUDENT, "S1")
     outcomes = await asyncio.gather(
@@ -86,7 +88,7 @@ async def test_a_declined_broadcast_stays_open_and_is_hidden_from_the_decliner(
 ) -> None:
     store, _ = replicas
     await make_available(store, "m1", "m2")
-    await store.create(open_request(), [])
+    await store.insert_request(open_request(), [])
     assert await store.decline_broadcast("r1", "m1", 150.0)
     assert [r.request_id for r in await store.visible_to("m2")] == ["r1"]
     assert await store.visible_to("m1") == []
@@ -96,8 +98,8 @@ async def test_a_declined_broadcast_stays_open_and_is_hidden_from_the_decliner(
 
 async def test_catch_up_records_who_was_shown(replicas: tuple[HelpStore, HelpStore]) -> None:
     store, _ = replicas
-    await store.create(open_request("b"), [])
-    await store.create(open_request("t", mentor_id="m7"), ["m7"])
+    await store.insert_request(open_request("b"), [])
+    await store.insert_request(open_request("t", mentor_id="m7"), ["m7"])
     assert await store.shown_to("b") == []
     caught = await store.catch_up("m7", broadcasts=True, targeted=True, now=200.0)
     assert sorted(r.request_id for r in caught) == ["b", "t"]
@@ -125,7 +127,7 @@ async def test_a_mentor_turning_available_during_a_broadcast_is_shown_it(
         await second.apply_mentor(away)
         back = MentorState(mentor_id, "M", "available", True, f"2026-01-01T00:01:{number:02}Z")
         audience, caught = await asyncio.gather(
-            first.create(open_request(f"r{number}"), []), turn_available(second, back)
+            first.insert_request(open_request(f"r{number}"), []), turn_available(second, back)
         )
         assert mentor_id in audience or f"r{number}" in caught, (audience, caught)
 
@@ -139,7 +141,7 @@ async def test_a_request_closed_while_shown_is_closed_for_whoever_was_shown_it(
     student = Identity("s1", Role.STUDENT, "S1")
     for number in range(15):
         request = open_request(f"r{number}")
-        await first.create(request, [])
+        await first.insert_request(request, [])
         (won, told), caught = await asyncio.gather(
             first.finish(request.moved(Action.CANCEL, 1.0, student)),
             second.catch_up("m1", broadcasts=True, targeted=True, now=200.0),
@@ -154,7 +156,35 @@ async def test_text_with_nul_is_stored_and_found_as_it_was(
 ) -> None:
     store, _ = replicas
     odd = dataclasses.replace(open_request("r\x00"), subject="x\x00", message="\x00\ue000")
-    await store.create(odd, [])
+    await store.insert_request(odd, [])
     assert await store.get("r\x00") == odd
     assert await store.get("r") is None
     assert await store.find_duplicate(odd, since=0.0, any_status=False) == odd
+
+
+async def test_replicas_racing_on_one_students_requests_keep_the_cap_and_store_a_double_tap_once(
+    replicas: tuple[HelpStore, HelpStore],
+) -> None:
+    first, second = replicas
+    distinct = [dataclasses.replace(open_request(f"r{i}"), subject=f"S{i}") for i in range(10)]
+    outcomes = await asyncio.gather(
+        *(
+            (first if i % 2 else second).admit_request(r, [], max_open=5, duplicate_since=0.0)
+            for i, r in enumerate(distinct)
+        ),
+        return_exceptions=True,
+    )
+    admitted = [o for o in outcomes if isinstance(o, tuple)]
+    assert len(admitted) == 5 and all(shown is not None for _, shown in admitted)
+    assert sum(isinstance(o, Conflict) for o in outcomes) == 5
+    assert await first.open_count("s1") == 5
+
+    other = dataclasses.replace(open_request("t1"), student_id="s2", subject="Physics")
+    tapped = [other, dataclasses.replace(other, request_id="t2")]  # the same, sent twice
+    (a, a_shown), (b, b_shown) = await asyncio.gather(
+        first.admit_request(tapped[0], [], max_open=5, duplicate_since=0.0),
+        second.admit_request(tapped[1], [], max_open=5, duplicate_since=0.0),
+    )
+    assert a.request_id == b.request_id  # one request; the other command found it
+    assert [a_shown, b_shown].count(None) == 1
+    assert await first.open_count("s2") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.presence import domain
 from services.presence.domain import Mentor, Status, UserPresence
+from services.presence.views import mentor_status, mentor_status_for
 from shared.protocol.presence import listing_order
 
 
@@ -33,11 +34,11 @@ def test_chosen_status_is_remembered_across_offline() -> None:
     mentor = domain.set_online(Mentor("m1", "Maya"), True, 1.0)
     mentor = domain.choose_status(mentor, Status.BREAK, "lunch", {"back": "13:00"}, 2.0)
     gone = domain.set_online(mentor, False, 3.0)
-    assert gone.status is Status.OFFLINE and gone.view()["online"] is False
+    assert gone.status is Status.OFFLINE and mentor_status(gone)["online"] is False
     back = domain.set_online(gone, True, 4.0)
     assert back.status is Status.BREAK
-    assert back.view()["status_message"] == "lunch"
-    assert back.view()["status_data"] == {"back": "13:00"}
+    assert mentor_status(back)["status_message"] == "lunch"
+    assert mentor_status(back)["status_data"] == {"back": "13:00"}
 
 
 def test_in_session_during_calls_then_previous_status() -> None:
@@ -85,17 +86,26 @@ def test_listing_puts_online_available_first() -> None:
     hidden = domain.choose_status(
         domain.set_online(Mentor("d", "Abe"), True, 1), Status.OFFLINE, None, None, 1
     )
-    views = [m.view() for m in (hidden, c, b, a)]
+    views = [mentor_status(m) for m in (hidden, c, b, a)]
     assert [v["mentor_id"] for v in listing_order(views)] == ["a", "b", "d", "c"]
 
 
 def test_a_mentor_appearing_offline_looks_disconnected_to_others_only() -> None:
-    from services.presence.domain import Mentor, Status, choose_status
-
     online = Mentor("maya", "Maya", online=True)
-    hidden = choose_status(online, Status.OFFLINE, "away", None, now=1.0)
-    public, own = hidden.view(), hidden.view_for("maya")
-    disconnected = Mentor("maya", "Maya", chosen=Status.AVAILABLE, online=False).view()
+    hidden = domain.choose_status(online, Status.OFFLINE, "away", None, now=1.0)
+    public, own = mentor_status(hidden), mentor_status_for(hidden, "maya")
+    disconnected = mentor_status(Mentor("maya", "Maya", chosen=Status.AVAILABLE, online=False))
     assert (public["status"], public["online"]) == (disconnected["status"], disconnected["online"])
     assert (own["status"], own["online"]) == ("offline", True)
-    assert hidden.view_for("someone-else") == public
+    assert mentor_status_for(hidden, "someone-else") == public
+
+
+def test_users_are_told_apart_by_their_gateway_share_only_when_it_changes() -> None:
+    before = {"s1": {"g1"}, "s2": {"g1", "g2"}, "s3": {"g1"}}
+    after = {"s1": {"g1", "g2"}, "s2": {"g2"}, "s3": {"g1"}}
+    assert domain.spread_changes(before, after) == {"s1": {"g1", "g2"}, "s2": {"g2"}}
+
+
+def test_chunks_split_in_order_and_give_nothing_for_nothing() -> None:
+    assert domain.chunks([1, 2, 3, 4, 5], size=2) == [[1, 2], [3, 4], [5]]
+    assert domain.chunks([]) == []

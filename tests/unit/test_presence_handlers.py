@@ -12,7 +12,13 @@ import pytest
 from services.presence.domain import Mentor
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
-from shared.protocol.domain import MENTOR_STATUS_CHANGED, USERS_OFFLINE, USERS_ONLINE
+from shared.protocol.domain import (
+    CONNECTIONS_CHANGED,
+    GATEWAY_HEARTBEAT,
+    MENTOR_STATUS_CHANGED,
+    USERS_OFFLINE,
+    USERS_ONLINE,
+)
 from shared.runtime.outbox import (
     BroadcastPush,
     ConnectionClose,
@@ -20,6 +26,7 @@ from shared.runtime.outbox import (
     Request,
     UserSpread,
 )
+from shared.runtime.routes import validate
 from shared.settings import Settings
 from tests.support.postgres import Databases
 
@@ -27,7 +34,7 @@ from tests.support.postgres import Databases
 @pytest.fixture
 async def presence(databases: Databases) -> AsyncIterator[PresenceHandlers]:
     store = PresenceStore(databases.url("presence"))
-    await store.create()
+    await store.start()
     yield PresenceHandlers(Settings(status_coalesce_ms=1, max_connections_per_user=3), store)
     await store.close()
 
@@ -36,7 +43,7 @@ async def presence(databases: Databases) -> AsyncIterator[PresenceHandlers]:
 async def replicas(databases: Databases) -> AsyncIterator[list[PresenceHandlers]]:
     """Two presence processes on one database."""
     stores = [PresenceStore(databases.url("presence")) for _ in range(2)]
-    await asyncio.gather(*(store.create() for store in stores))
+    await asyncio.gather(*(store.start() for store in stores))
     settings = Settings(status_coalesce_ms=1, max_connections_per_user=3)
     yield [PresenceHandlers(settings, store) for store in stores]
     for store in stores:
@@ -61,15 +68,18 @@ def graced(req: Request) -> list[str]:
     return [user for timer in req.out.timers for user, _ in timer.data["users"]]
 
 
-async def run(presence: PresenceHandlers, data: dict[str, Any], event: str = "") -> Request:
+async def run(
+    presence: PresenceHandlers, data: dict[str, Any], event: str = CONNECTIONS_CHANGED
+) -> Request:
+    """Run the handler of ``event`` on ``data`` as the runner does (validated first)."""
+
     async def deliver_now(_: object) -> bool:
         return True
 
-    req = Request(
-        event or "gateway.connections_changed", data, None, None, None, False, deliver_now
-    )
-    handler = presence.connections_changed if not event else presence.gateway_heartbeat
-    await handler(req)
+    route = presence.table()[event]
+    payload = validate(route, data, None)
+    req = Request(event, data, payload, None, None, False, deliver_now)
+    await route.handler(req)
     return req
 
 
@@ -122,7 +132,7 @@ async def test_a_heartbeat_closes_the_connections_its_gateway_no_longer_holds(
 ) -> None:
     await run(presence, {"opened": [fact("c1", "s1"), fact("c2", "s2")]})
     beat = {"gateway_id": "g1", "connection_ids": ["c2"], "at": 2.0}
-    req = await run(presence, beat, event="gateway.heartbeat")
+    req = await run(presence, beat, event=GATEWAY_HEARTBEAT)
     assert graced(req) == ["s1"]
 
 
@@ -157,12 +167,7 @@ async def test_a_grace_timer_armed_one_user_at_a_time_still_fires(
 
 
 async def fire(presence: PresenceHandlers, data: dict[str, Any]) -> Request:
-    async def deliver_now(_: object) -> bool:
-        return True
-
-    req = Request(GRACE_EXPIRED, data, None, None, None, False, deliver_now)
-    await presence.grace_expired(req)
-    return req
+    return await run(presence, data, GRACE_EXPIRED)
 
 
 async def test_connections_past_the_cap_over_all_gateways_are_closed_newest_first(
@@ -236,3 +241,12 @@ async def test_a_status_message_with_nul_is_stored_as_it_was(presence: PresenceH
     mentor = Mentor("m1", "M\x00", status_message="back\x00soon\ue000")
     await presence.store.write(lambda tx: tx.save_mentor(mentor))
     assert await presence.store.read(lambda tx: tx.mentor("m1")) == mentor
+
+
+async def test_status_changes_are_stamped_by_the_injected_clock(
+    presence: PresenceHandlers,
+) -> None:
+    presence.clock = lambda: 1_800_000_000.0
+    req = await run(presence, {"opened": [fact("c1", "m1", role="mentor")]})
+    [changed] = [f.data for f in req.out.facts if f.name == MENTOR_STATUS_CHANGED]
+    assert changed["updated_at"] == "2027-01-15T08:00:00.000Z"

@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 
 from shared.amqp.broker import Broker
-from shared.amqp.topology import DELAY_QUEUE_REDECLARE_S, Topology
+from shared.amqp.topology import DELAY_QUEUE_GENERATION_S, DELAY_QUEUE_SPARE_MS, Topology
 from shared.runtime import publisher
 from shared.runtime.outbox import (
     BroadcastPush,
@@ -67,34 +67,38 @@ def test_a_broadcast_is_ordered_after_everything_before_it_and_before_what_follo
 
 class RecordingBroker:
     def __init__(self) -> None:
-        self.declared: list[int] = []
+        self.declared: list[tuple[int, int]] = []
         self.published: list[str] = []
 
-    async def declare_delay_queue(self, service: str, delay_ms: int) -> str:
-        self.declared.append(delay_ms)
-        return f"delay.{service}.{delay_ms}"
+    async def declare_delay_queue(self, service: str, delay_ms: int, generation: int) -> str:
+        self.declared.append((delay_ms, generation))
+        return Topology("im").delay_queue(service, delay_ms, generation)
 
     async def publish(self, exchange: str, routing_key: str, body: bytes, **_: object) -> bool:
         self.published.append(routing_key)
         return True
 
 
-async def test_delay_queues_are_declared_again_before_they_could_expire(
+async def test_timers_go_to_a_new_delay_queue_every_generation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
+    clock = [DELAY_QUEUE_GENERATION_S * 1000.0]
+    monkeypatch.setattr(publisher.time, "time", lambda: clock[0])
     broker = RecordingBroker()
     timers = Publisher(cast(Broker, cast(Any, broker)), "help")
     await timers.timer("expire", {}, 900)
+    clock[0] += DELAY_QUEUE_GENERATION_S - 1
     await timers.timer("expire", {}, 900)
-    assert broker.declared == [900_000]  # remembered...
-    clock[0] += DELAY_QUEUE_REDECLARE_S + 1
+    assert broker.declared == [(900_000, 1000)]  # remembered within a generation...
+    clock[0] += 1
     await timers.timer("expire", {}, 900)
-    assert broker.declared == [900_000, 900_000]  # ...but declared again in time
-    assert broker.published == ["delay.help.900000"] * 3
+    assert broker.declared == [(900_000, 1000), (900_000, 1001)]  # ...a new queue after it
+    assert broker.published == ["im.delay.help.900000.g1000"] * 2 + ["im.delay.help.900000.g1001"]
 
 
-def test_a_delay_queue_outlives_its_timers() -> None:
+def test_a_delay_queue_outlives_the_last_timer_of_its_generation() -> None:
     arguments = Topology("im").delay_queue_arguments("help", 900_000)
-    assert arguments["x-expires"] >= arguments["x-message-ttl"] + 2 * DELAY_QUEUE_REDECLARE_S * 1000
+    assert arguments["x-queue-type"] == "quorum"  # replicated: survives the loss of a node
+    # created at the start of its generation at the latest, its last timer set at the end
+    last_fires_ms = DELAY_QUEUE_GENERATION_S * 1000 + arguments["x-message-ttl"]
+    assert arguments["x-expires"] >= last_fires_ms + DELAY_QUEUE_SPARE_MS

@@ -7,6 +7,7 @@ import * as net from "./net.js";
 import { myId, nameOf, state, subscribe } from "./state.js";
 import * as model from "./conversations.js";
 import * as typing from "./typing.js";
+import * as changes from "./message-changes.js";
 
 const NO_PEER_TITLE = "Pick a mentor or type a user id to start chatting.";
 const RECEIPT_TEXT = { sending: "sending…", sent: "✓", delivered: "✓✓", read: "✓✓ Read", failed: "⚠ not sent" };
@@ -25,7 +26,7 @@ function onMessageReceived(data) {
     if (!known && data.seq > conv.readSent) conv.unread += 1;
     typing.clearTyping(conv);
     if (!openPeer) openConversation(peer, { focus: false });
-    else if (peer !== openPeer && !known) toast("info", `Message from ${data.sender_name || peer}`, data.text.slice(0, 120), 4000);
+    else if (peer !== openPeer && !known) toast("info", `Message from ${data.sender_name || peer}`, changes.shownText(data).slice(0, 120), 4000);
     scheduleReceipts(conv);
   }
   renderChips();
@@ -165,7 +166,7 @@ function messageNode(conv, msg) {
       testid: "chat-message",
       dataset: { mine: String(msg.mine), seq: String(msg.seq || ""), status: status || "received" },
     },
-    el("div", { class: "bubble", testid: "message-text", text: msg.text }),
+    el("div", { class: `bubble${msg.deleted_at ? " deleted" : ""}`, testid: "message-text", text: changes.shownText(msg) }),
     el(
       "div",
       { class: "msg-meta" },
@@ -175,6 +176,7 @@ function messageNode(conv, msg) {
         ? el("span", { class: "receipt", testid: "message-receipt", dataset: { status }, title: RECEIPT_TITLE[status], text: RECEIPT_TEXT[status] })
         : null,
       msg.mine && status === "failed" ? el("button", { type: "button", class: "link", testid: "message-retry", text: "retry", onclick: retry }) : null,
+      ...changes.controls(conv, msg),
     ),
   );
 }
@@ -268,6 +270,7 @@ function onReset() {
 
 export function init() {
   typing.init({ openPeer: () => openPeer, changed: renderChips });
+  changes.init({ render: (peer) => peer === openPeer && renderMessages() });
   net.on("message_received", onMessageReceived);
   net.on("message_status", onMessageStatus);
   net.on("net:status", renderComposer);

@@ -1,0 +1,45 @@
+"""How presence looks on the wire (PROTOCOL §5) and in its facts: mentor statuses, listings,
+and the users of a unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from services.presence.domain import Mentor, UserPresence
+from shared.clock import iso
+from shared.protocol.domain import UserPresenceFact, UsersPresenceFact
+from shared.protocol.envelope import fit
+from shared.protocol.presence import MentorStatusView, listing_order
+
+
+def mentor_status(mentor: Mentor, to_self: bool = False) -> dict[str, Any]:
+    """A mentor's status as everyone sees it, or (``to_self``) as the mentor's own connections
+    do: only they see ``online: true`` while appearing offline."""
+    return MentorStatusView(
+        mentor_id=mentor.mentor_id,
+        name=mentor.name,
+        status=mentor.status.value,
+        status_message=mentor.status_message,
+        status_data=mentor.status_data,
+        online=mentor.online if to_self else mentor.shown_online,
+        updated_at=iso(mentor.updated_at),
+    ).model_dump()
+
+
+def mentor_status_for(mentor: Mentor, reader_id: str) -> dict[str, Any]:
+    """The status as ``reader_id`` sees it."""
+    return mentor_status(mentor, to_self=reader_id == mentor.mentor_id)
+
+
+def mentor_list(mentors: Iterable[Mentor], reader_id: str) -> dict[str, Any]:
+    """``get_mentors``' answer and the snapshot a connection gets: as many as fit a frame,
+    in listing order (as ``reader_id`` sees them)."""
+    return {"mentors": fit(listing_order([mentor_status_for(m, reader_id) for m in mentors]))}
+
+
+def users_fact(users: Iterable[UserPresence]) -> dict[str, Any]:
+    """``presence.users_online`` / ``presence.users_offline``."""
+    return UsersPresenceFact(
+        users=[UserPresenceFact(user_id=u.user_id, role=u.role) for u in users]
+    ).model_dump()
