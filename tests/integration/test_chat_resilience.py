@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from services.chat.domain import conversation_id_for
-from tests.support.client import Frame, WsClient
+from tests.support.client import Frame, WsClient, full_history
 from tests.support.postgres import Databases
 from tests.support.stack import NO_RATE_LIMITS, Stack
 from tests.support.users import connect_to_chat
@@ -97,20 +97,6 @@ class Sender:
         for key, acks in self.acks.items():
             assert all(a == acks[0] for a in acks), f"{key} acknowledged differently: {acks}"
         return {key: acks[0] for key, acks in self.acks.items()}
-
-
-async def full_history(client: WsClient, conversation_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    before: int | None = None
-    while True:
-        data: dict[str, Any] = {"conversation_id": conversation_id, "limit": 100}
-        if before is not None:
-            data["before_seq"] = before
-        page = await client.ack("get_history", data)
-        found = page["messages"] + found
-        if not page["has_more"]:
-            return found
-        before = page["messages"][0]["seq"]
 
 
 def received_ids(client: WsClient) -> list[str]:

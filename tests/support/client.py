@@ -168,6 +168,21 @@ class WsClient(Receiving[Frame]):
         await asyncio.gather(self._reader, return_exceptions=True)
 
 
+async def full_history(client: WsClient, conversation_id: str) -> list[dict[str, Any]]:
+    """Every message of the conversation, oldest first, fetched page by page."""
+    found: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        data: dict[str, Any] = {"conversation_id": conversation_id, "limit": 100}
+        if before is not None:
+            data["before_seq"] = before
+        page = await client.ack("get_history", data)
+        found = page["messages"] + found
+        if not page["has_more"]:
+            return found
+        before = page["messages"][0]["seq"]
+
+
 def merge_mentor_views(pushes: Iterable[tuple[object, object]]) -> dict[str, dict[str, Any]]:
     """Mentor statuses as a client knows them from its ``(event, data)`` pushes: the snapshot,
     merged with every update received since, by ``updated_at`` (PROTOCOL §1)."""
