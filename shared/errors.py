@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorCode(StrEnum):
@@ -28,41 +29,38 @@ class RealtimeError(Exception):
         self.message = message
         self.retry_after_ms = retry_after_ms  # a hint for rate_limited / unavailable
 
-
-class InvalidJson(RealtimeError):
-    code = ErrorCode.INVALID_JSON
-
-
-class InvalidPayload(RealtimeError):
-    code = ErrorCode.INVALID_PAYLOAD
+    def __init_subclass__(cls, code: ErrorCode | None = None, **kwargs: Any) -> None:
+        """``class NotFound(RealtimeError, code=ErrorCode.NOT_FOUND)``: the code it maps to."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
 
-class UnknownEvent(RealtimeError):
-    code = ErrorCode.UNKNOWN_EVENT
+class InvalidJson(RealtimeError, code=ErrorCode.INVALID_JSON): ...
 
 
-class Forbidden(RealtimeError):
-    code = ErrorCode.FORBIDDEN
+class InvalidPayload(RealtimeError, code=ErrorCode.INVALID_PAYLOAD): ...
 
 
-class NotFound(RealtimeError):
-    code = ErrorCode.NOT_FOUND
+class UnknownEvent(RealtimeError, code=ErrorCode.UNKNOWN_EVENT): ...
 
 
-class Conflict(RealtimeError):
-    code = ErrorCode.CONFLICT
+class Forbidden(RealtimeError, code=ErrorCode.FORBIDDEN): ...
 
 
-class RateLimited(RealtimeError):
-    code = ErrorCode.RATE_LIMITED
+class NotFound(RealtimeError, code=ErrorCode.NOT_FOUND): ...
 
 
-class PayloadTooLarge(RealtimeError):
-    code = ErrorCode.PAYLOAD_TOO_LARGE
+class Conflict(RealtimeError, code=ErrorCode.CONFLICT): ...
 
 
-class Unavailable(RealtimeError):
-    code = ErrorCode.UNAVAILABLE
+class RateLimited(RealtimeError, code=ErrorCode.RATE_LIMITED): ...
+
+
+class PayloadTooLarge(RealtimeError, code=ErrorCode.PAYLOAD_TOO_LARGE): ...
+
+
+class Unavailable(RealtimeError, code=ErrorCode.UNAVAILABLE): ...
 
 
 class Overloaded(Unavailable):
@@ -70,8 +68,7 @@ class Overloaded(Unavailable):
     was *not* executed, so resending it later is always safe."""
 
 
-class InternalError(RealtimeError):
-    code = ErrorCode.INTERNAL
+class InternalError(RealtimeError, code=ErrorCode.INTERNAL): ...
 
 
 class AuthError(Exception):

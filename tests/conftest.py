@@ -7,6 +7,7 @@ import shutil
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,13 @@ async def stack(
     if "databases" in request.fixturenames:
         databases: Databases = request.getfixturevalue("databases")
         running.env_overrides.update(databases.service_env())
+    with stopped_after_the_test(running, request):
+        yield running
+
+
+@contextmanager
+def stopped_after_the_test(running: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """Stops ``running`` when the test is done; when it failed, prints every log's tail."""
     try:
         yield running
     finally:

@@ -108,7 +108,7 @@ class Phases:
         try:
             await asyncio.sleep(spacing_s)  # the mentor's own "online" broadcast goes first
             answered_at: dict[str, float] = {}  # ref → when the mentor's reply arrived
-            mentor.on_frame = lambda frame, at: _note_reply(answered_at, frame, at)
+            mentor.on_message = lambda frame, at: _note_reply(answered_at, frame, at)
             async with self.phase("fanout"):
                 sent_at, answers = await send_changes(mentor, changes, spacing_s)
                 until = now() + timeout_s

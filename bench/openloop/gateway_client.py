@@ -6,17 +6,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from bench.openloop.schedule import now
-from bench.openloop.waiters import Waiters
+from bench.openloop.socket_client import SocketClient
 
 Frame = dict[str, Any]
-FrameHandler = Callable[[Frame, float], None]
 SETUP_TIMEOUT_S = 15.0
 
 
@@ -29,15 +26,10 @@ class CommandFailed(RuntimeError):
         self.code = str(data.get("code"))
 
 
-class GatewayClient:
+class GatewayClient(SocketClient[Frame]):
     def __init__(self, ws: ClientConnection, user_id: str) -> None:
-        self.ws = ws
-        self.user_id = user_id
-        self.on_frame: FrameHandler | None = None  # measured traffic
-        self.on_close: Callable[[str], None] | None = None
-        self._waiters: Waiters[Frame] = Waiters()
+        super().__init__(ws, user_id)
         self._refs = itertools.count()
-        self._reader = asyncio.create_task(self._read())
 
     @classmethod
     async def connect(cls, ws_url: str, token: str, user_id: str, deflate: bool) -> GatewayClient:
@@ -54,21 +46,9 @@ class GatewayClient:
             raise RuntimeError(f"{user_id}: expected 'connected', got {first}")
         return cls(ws, user_id)
 
-    async def _read(self) -> None:
-        reason = "closed by client"
-        try:
-            async for raw in self.ws:
-                at = now()
-                frame: Frame = json.loads(raw)
-                if self.on_frame is not None:
-                    self.on_frame(frame, at)
-                self._waiters.feed(frame)
-        except websockets.ConnectionClosed as exc:
-            reason = f"{exc.rcvd.code if exc.rcvd else 'no close frame'}"
-        finally:
-            self._waiters.fail_all(ConnectionError(f"{self.user_id}: connection lost ({reason})"))
-            if self.on_close is not None:
-                self.on_close(reason)
+    async def _decode(self, raw: str | bytes) -> Frame | None:
+        frame: Frame = json.loads(raw)
+        return frame
 
     async def send(self, event: str, data: dict[str, Any], ref: str | None = None) -> None:
         frame: Frame = {"event": event, "data": data}
@@ -88,17 +68,6 @@ class GatewayClient:
             raise CommandFailed(event, frame)
         result: dict[str, Any] = frame.get("data") or {}
         return result
-
-    def expect(self, matches: Callable[[Frame], bool]) -> asyncio.Future[Frame]:
-        """The first frame from now on that ``matches`` (register before acting; bound the
-        wait with ``asyncio.wait_for``)."""
-        return self._waiters.expect(matches)
-
-    async def close(self) -> None:
-        self.on_frame = None
-        self.on_close = None
-        await self.ws.close()
-        await self._reader
 
 
 def reply_of(frame: Frame) -> tuple[str | None, str | None, float | None] | None:

@@ -12,12 +12,10 @@ import itertools
 import json
 from typing import Any
 
-import websockets
 from websockets.asyncio.client import ClientConnection
 
 from bench.openloop.gateway_client import Frame, GatewayClient
-from bench.openloop.schedule import now
-from bench.openloop.sio_client import EVENT, PING, PONG, Packet, parse
+from bench.openloop.sio_client import EVENT, PING, PONG, Packet, open_socketio, parse
 
 CONNECT_TIMEOUT_S = 15.0
 
@@ -32,6 +30,10 @@ def as_frame(packet: Packet, ref: str | None) -> Frame:
     return {"event": "error", "ref": ref, "data": reply.get("error") or {}}
 
 
+def _is_connected(raw: str) -> bool:
+    return (packet := parse(raw)) is not None and packet.name == "connected"
+
+
 class SocketIOGatewayClient(GatewayClient):
     def __init__(self, ws: ClientConnection, user_id: str) -> None:
         self._ack_ids = itertools.count(1)
@@ -43,47 +45,19 @@ class SocketIOGatewayClient(GatewayClient):
         cls, ws_url: str, token: str, user_id: str, deflate: bool
     ) -> SocketIOGatewayClient:
         """``ws_url`` is the gateway's ``/ws`` URL; return once ``connected`` arrived."""
-        ws = await websockets.connect(
-            ws_url.removesuffix("/ws") + "/socket.io/?EIO=4&transport=websocket",
-            max_size=None,
-            ping_interval=None,
-            compression="deflate" if deflate else None,
-        )
-        opened = str(await ws.recv())
-        if not opened.startswith("0"):
-            raise RuntimeError(f"{user_id}: expected an Engine.IO open packet, got {opened!r}")
-        await ws.send("40" + json.dumps({"token": token}))
-        while True:
-            raw = str(await ws.recv())
-            if raw == PING:
-                await ws.send(PONG)
-            elif raw.startswith("44"):
-                raise RuntimeError(f"{user_id}: connect refused: {raw[2:]}")
-            elif (packet := parse(raw)) is not None and packet.name == "connected":
-                return cls(ws, user_id)
+        url = ws_url.removesuffix("/ws") + "/socket.io/"
+        ws = await open_socketio(url, {"token": token}, user_id, deflate, _is_connected)
+        return cls(ws, user_id)
 
-    async def _read(self) -> None:
-        reason = "closed by client"
-        try:
-            async for raw in self.ws:
-                at = now()
-                if raw == PING:
-                    await self.ws.send(PONG)
-                    continue
-                packet = parse(str(raw))
-                if packet is None:
-                    continue
-                ref = None if packet.ack_id is None else self._refs_by_ack.pop(packet.ack_id, None)
-                frame = as_frame(packet, ref)
-                if self.on_frame is not None:
-                    self.on_frame(frame, at)
-                self._waiters.feed(frame)
-        except websockets.ConnectionClosed as exc:
-            reason = f"{exc.rcvd.code if exc.rcvd else 'no close frame'}"
-        finally:
-            self._waiters.fail_all(ConnectionError(f"{self.user_id}: connection lost ({reason})"))
-            if self.on_close is not None:
-                self.on_close(reason)
+    async def _decode(self, raw: str | bytes) -> Frame | None:
+        if raw == PING:
+            await self.ws.send(PONG)
+            return None
+        packet = parse(str(raw))
+        if packet is None:
+            return None
+        ref = None if packet.ack_id is None else self._refs_by_ack.pop(packet.ack_id, None)
+        return as_frame(packet, ref)
 
     async def send(self, event: str, data: dict[str, Any], ref: str | None = None) -> None:
         """Emit with an acknowledgement wanted (the only way to hear of an error)."""

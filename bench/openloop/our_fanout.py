@@ -27,15 +27,8 @@ def status_change(key: str, seq: int) -> tuple[str, dict[str, Any]]:
     return event, {"status_message": key}
 
 
-class OurFanout(Fanout):
+class OurFanout(Fanout[GatewayClient, OurSystem]):
     system = "ours"
-
-    def __init__(self, system: OurSystem, students: int, deflate: bool) -> None:
-        super().__init__(students)
-        self.target = system
-        self.deflate = deflate
-        self.mentor: GatewayClient | None = None
-        self.students: list[GatewayClient] = []
 
     async def _client(self, user_id: str, role: str) -> GatewayClient:
         token = self.target.token(user_id, role)
@@ -77,7 +70,7 @@ class OurFanout(Fanout):
     def listen(self, tag: str, log: FanoutLog) -> Sender:
         assert self.mentor is not None
         for index, student in enumerate(self.students):
-            student.on_frame = partial(self._on_student_frame, index, tag, log)
+            student.on_message = partial(self._on_student_frame, index, tag, log)
             student.on_close = lambda reason: log.on_connection_lost("student", reason)
         record_replies(self.mentor, tag, log)
         return command_sender(self.mentor, tag, log, status_change)
@@ -88,14 +81,3 @@ class OurFanout(Fanout):
         change = self._change_of(frame, tag)
         if change is not None:
             log.on_push(index, change, at)
-
-    def unlisten(self) -> None:
-        for client in (self.mentor, *self.students):
-            if client is not None:
-                client.on_frame = None
-                client.on_close = None
-
-    async def close(self) -> None:
-        clients = [c for c in (self.mentor, *self.students) if c is not None]
-        await asyncio.gather(*(c.close() for c in clients))
-        self.mentor, self.students, self.connected = None, [], False

@@ -51,7 +51,7 @@ def record_replies(client: GatewayClient, tag: str, log: SenderSide) -> None:
         elif ref is None and code is not None:
             log.errors[f"{code} (no ref)"] += 1
 
-    client.on_frame = on_frame
+    client.on_message = on_frame
     client.on_close = lambda reason: log.on_connection_lost("sender", reason)
 
 
@@ -71,13 +71,8 @@ def command_sender(
     return send
 
 
-class OurPointToPoint(PointToPoint[Pair]):
+class OurPointToPoint(PointToPoint[Pair, OurSystem]):
     system = "ours"
-
-    def __init__(self, system: OurSystem, pairs: int, deflate: bool) -> None:
-        super().__init__(pairs)
-        self.target = system
-        self.deflate = deflate
 
     async def _client(self, user_id: str) -> GatewayClient:
         token = self.target.token(user_id)
@@ -115,7 +110,7 @@ class OurPointToPoint(PointToPoint[Pair]):
             if seq is not None:
                 log.on_delivered(seq, at)
 
-        pair.receiver.on_frame = on_receiver_frame
+        pair.receiver.on_message = on_receiver_frame
         pair.receiver.on_close = lambda reason: log.on_connection_lost("receiver", reason)
         record_replies(pair.sender, tag, log)
         return command_sender(pair.sender, tag, log, lambda k, s: self.command(pair, k, s))

@@ -40,7 +40,7 @@ def record_acks(client: SocketIOClient, log: SenderSide) -> None:
         if packet.ack_id is not None and not packet.name:
             log.on_reply(packet.ack_id, at, None, None)
 
-    client.on_packet = on_packet
+    client.on_message = on_packet
     client.on_close = lambda reason: log.on_connection_lost("sender", reason)
 
 
@@ -86,14 +86,9 @@ def relay_payload(to: str, key: str, seq: int) -> dict[str, Any]:
     return {"to": to, "payload": {"k": key, "text": f"open-loop message {key}"}}
 
 
-class PeerRelay(PointToPoint[Pair]):
+class PeerRelay(PointToPoint[Pair, PeerSystem]):
     system = "peer"
     workload = "relay"
-
-    def __init__(self, system: PeerSystem, pairs: int, deflate: bool) -> None:
-        super().__init__(pairs)
-        self.target = system
-        self.deflate = deflate
 
     async def open_pair(self, tag: str, index: int) -> Pair:
         sender_id, receiver_id = f"{tag}s{index}", f"{tag}r{index}"
@@ -117,7 +112,7 @@ class PeerRelay(PointToPoint[Pair]):
                 if seq is not None:
                     log.on_delivered(seq, at)
 
-        pair.receiver.on_packet = on_receiver_packet
+        pair.receiver.on_message = on_receiver_packet
         pair.receiver.on_close = lambda reason: log.on_connection_lost("receiver", reason)
         record_acks(pair.sender, log)
         return emit_sender(
@@ -132,15 +127,8 @@ def status_payload(key: str, seq: int) -> dict[str, Any]:
     return {"k": key, "status": "available" if seq % 2 == 0 else "busy", "status_message": key}
 
 
-class PeerFanout(Fanout):
+class PeerFanout(Fanout[SocketIOClient, PeerSystem]):
     system = "peer"
-
-    def __init__(self, system: PeerSystem, students: int, deflate: bool) -> None:
-        super().__init__(students)
-        self.target = system
-        self.deflate = deflate
-        self.mentor: SocketIOClient | None = None
-        self.students: list[SocketIOClient] = []
 
     async def connect(self, run_tag: str) -> None:
         mentor_id = f"{run_tag}m"
@@ -163,7 +151,7 @@ class PeerFanout(Fanout):
     def listen(self, tag: str, log: FanoutLog) -> Sender:
         assert self.mentor is not None
         for index, student in enumerate(self.students):
-            student.on_packet = partial(self._on_student_packet, index, tag, log)
+            student.on_message = partial(self._on_student_packet, index, tag, log)
             student.on_close = lambda reason: log.on_connection_lost("student", reason)
         record_acks(self.mentor, log)
         return emit_sender(self.mentor, tag, log, "status", status_payload)
@@ -174,14 +162,3 @@ class PeerFanout(Fanout):
             change = seq_of(packet.args[0].get("k"), tag)
             if change is not None:
                 log.on_push(index, change, at)
-
-    def unlisten(self) -> None:
-        for client in (self.mentor, *self.students):
-            if client is not None:
-                client.on_packet = None
-                client.on_close = None
-
-    async def close(self) -> None:
-        clients = [c for c in (self.mentor, *self.students) if c is not None]
-        await asyncio.gather(*(c.close() for c in clients))
-        self.mentor, self.students, self.connected = None, [], False

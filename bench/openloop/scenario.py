@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from bench.openloop.recorder import Delivery, FanoutLog, MessageLog
 from bench.openloop.schedule import Sender
+from bench.openloop.socket_client import SocketClient, close_all
 
 CONNECT_CONCURRENCY = 25  # sockets opened at once: enough to be quick, few enough to not time out
 # A warm-up message is sent again until every receiver has one: a push can be missed right
@@ -24,6 +25,8 @@ WARM_UP_TRIES = 15
 WARM_UP_TRY_S = 2.0
 
 Pair = TypeVar("Pair")
+System = TypeVar("System")  # the system under test (ours, the peer)
+Client = TypeVar("Client", bound=SocketClient[Any])
 Result = TypeVar("Result")
 
 
@@ -89,14 +92,16 @@ async def until_all_arrived(
     raise RuntimeError(f"warm-up {what}: {len(pending)} of {len(arrivals)} receivers got nothing")
 
 
-class PointToPoint(ABC, Generic[Pair]):
-    """``pairs`` sender → receiver pairs, new users for every step."""
+class PointToPoint(ABC, Generic[Pair, System]):
+    """``pairs`` sender → receiver pairs on ``target``, new users for every step."""
 
     system = ""
     workload = ""
     matched_by_order = False  # deliveries carry no id: the k-th of a pair is its k-th send
 
-    def __init__(self, pairs: int) -> None:
+    def __init__(self, target: System, pairs: int, deflate: bool) -> None:
+        self.target = target
+        self.deflate = deflate
         self.pair_count = pairs
         self.pairs: list[Pair] = []
 
@@ -132,15 +137,20 @@ class PointToPoint(ABC, Generic[Pair]):
         await self.close_step()
 
 
-class Fanout(ABC):
-    """One mentor and ``students`` receivers, connected once and kept for every step."""
+class Fanout(ABC, Generic[Client, System]):
+    """One mentor and ``students`` receivers on ``target``, connected once and kept for every
+    step."""
 
     system = ""
     workload = "fanout"
 
-    def __init__(self, students: int) -> None:
+    def __init__(self, target: System, students: int, deflate: bool) -> None:
+        self.target = target
+        self.deflate = deflate
         self.student_count = students
         self.connected = False
+        self.mentor: Client | None = None
+        self.students: list[Client] = []
 
     @abstractmethod
     async def connect(self, run_tag: str) -> None: ...
@@ -152,8 +162,10 @@ class Fanout(ABC):
     @abstractmethod
     def listen(self, tag: str, log: FanoutLog) -> Sender: ...
 
-    @abstractmethod
-    def unlisten(self) -> None: ...
+    def unlisten(self) -> None:
+        for client in (self.mentor, *self.students):
+            if client is not None:
+                client.unlisten()
 
     async def prepare(self, tag: str) -> None:
         if not self.connected:
@@ -167,3 +179,7 @@ class Fanout(ABC):
 
     async def close_step(self) -> None:
         self.unlisten()
+
+    async def close(self) -> None:
+        await close_all((self.mentor, *self.students))
+        self.mentor, self.students, self.connected = None, [], False

@@ -19,10 +19,11 @@ import httpx
 import pytest
 
 from services.chat.domain import conversation_id_for
-from tests.conftest import FAILED
+from tests.conftest import stopped_after_the_test
 from tests.support.broker import running_cluster
-from tests.support.client import WsClient
+from tests.support.client import WsClient, full_history
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack, poll
+from tests.support.users import connect_to_chat
 from tools.rabbit_cluster import LocalCluster
 
 RING_TIMEOUT_S = 4.0
@@ -53,12 +54,8 @@ async def stack(
         amqp_urls=tuple(cluster.urls),
         env_overrides={**CALM, **NO_RATE_LIMITS},
     )
-    try:
+    with stopped_after_the_test(running, request):
         yield running
-    finally:
-        running.stop()
-        if request.node.stash.get(FAILED, False):
-            running.print_logs()
 
 
 @dataclass
@@ -97,13 +94,6 @@ class SteadySender:
 
     def first_ack_after(self, moment: float) -> float:
         return next(at for at in self.acked_at if at > moment)
-
-
-async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user))
-    await client.event("connected")
-    await client.ack("list_conversations")  # bound and announced: pushes reach it live
-    return client
 
 
 async def ring(caller: WsClient, receiver_id: str) -> str | None:
@@ -162,20 +152,6 @@ class Readiness:
         return sum(1 for _, status in self.samples if status != 200)
 
 
-async def full_history(client: WsClient, conversation_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    before: int | None = None
-    while True:
-        data: dict[str, Any] = {"conversation_id": conversation_id, "limit": 100}
-        if before is not None:
-            data["before_seq"] = before
-        page = await client.ack("get_history", data)
-        found = page["messages"] + found
-        if not page["has_more"]:
-            return found
-        before = page["messages"][0]["seq"]
-
-
 def received(client: WsClient) -> list[dict[str, Any]]:
     return [f["data"] for f in client.frames if f["event"] == "message_received"]
 
@@ -217,11 +193,12 @@ async def test_losing_the_chat_queue_leader_loses_and_doubles_nothing(
     assert leader is cluster.nodes[0]
 
     senders = [
-        SteadySender(await connect(stack, gateway, f"s{i}"), "rx", f"s{i}-") for i in range(SENDERS)
+        SteadySender(await connect_to_chat(stack, gateway, f"s{i}"), "rx", f"s{i}-")
+        for i in range(SENDERS)
     ]
-    receiver = await connect(stack, gateway, "rx")
-    callers = [await connect(stack, gateway, f"caller{i}") for i in range(3)]
-    callees = [await connect(stack, gateway, f"callee{i}") for i in range(3)]
+    receiver = await connect_to_chat(stack, gateway, "rx")
+    callers = [await connect_to_chat(stack, gateway, f"caller{i}") for i in range(3)]
+    callees = [await connect_to_chat(stack, gateway, f"callee{i}") for i in range(3)]
     stop = asyncio.Event()
     load = [asyncio.create_task(sender.run(stop)) for sender in senders]
     readiness = Readiness(gateway)

@@ -6,8 +6,7 @@ duplicate the calls process have their own stack in ``test_calls_resilience.py``
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,9 @@ import httpx
 import pytest
 
 from tests.support.broker import Broker
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.stack import Gateway, Stack
+from tests.support.users import Users, users_fixture
 
 RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call first
 
@@ -29,40 +29,7 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
         yield running
 
 
-@pytest.fixture
-def gw(module_stack: Stack) -> Gateway:
-    return module_stack.gateways[0]
-
-
-class Users:
-    """Fresh user ids for one test, and their connections (closed at the end)."""
-
-    def __init__(self, stack: Stack, gateway: Gateway) -> None:
-        self.stack = stack
-        self.gateway = gateway
-        self.suffix = uuid.uuid4().hex[:6]
-        self.clients: list[WsClient] = []
-
-    def id(self, name: str) -> str:
-        return f"{name}-{self.suffix}"
-
-    async def connect(self, name: str, role: str = "student") -> WsClient:
-        token = self.stack.token(self.id(name), role, name.title())
-        client = await WsClient.connect(self.gateway.ws, token)
-        self.clients.append(client)
-        await client.event("connected")
-        return client
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-
-@pytest.fixture
-async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[Users]:
-    made = Users(module_stack, gw)
-    yield made
-    await made.close()
+users = users_fixture(Users)
 
 
 async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: Any) -> str:
@@ -76,9 +43,18 @@ async def ring(caller: WsClient, receiver: WsClient, receiver_id: str, **extra: 
     return call_id
 
 
+async def pushed_to_both(
+    parties: tuple[WsClient, WsClient], event: str, call_id: str, timeout: float = 10.0
+) -> dict[str, Any]:
+    """The data of ``event`` about ``call_id``, which both parties got alike."""
+    first, second = [(await p.event(event, timeout, call_id=call_id))["data"] for p in parties]
+    assert first == second, (first, second)
+    return dict(first)
+
+
 async def test_a_full_call(users: Users, gw: Gateway) -> None:
-    alice = await users.connect("alice")
-    mentor = await users.connect("maya", "mentor")
+    alice = await users.ws("alice")
+    mentor = await users.ws("maya", "mentor")
     mentor_id, alice_id = users.id("maya"), users.id("alice")
 
     ack = await alice.ack(
@@ -132,7 +108,7 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
 
     async with httpx.AsyncClient(base_url=gw.http) as http:
         token = users.stack.token(alice_id, "student", "Alice")
-        response = await http.get("/api/calls", headers={"Authorization": f"Bearer {token}"})
+        response = await http.get("/api/calls", headers=bearer(token))
     assert response.status_code == 200, response.text
     [record] = response.json()["calls"]
     assert record["call_id"] == call_id
@@ -144,7 +120,7 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
     assert (record["state"], record["outcome"]) == ("ended", "completed")
     assert record["duration_s"] == data["duration_s"]
     async with httpx.AsyncClient(base_url=gw.http) as http:  # paging back past it: nothing
-        auth = {"Authorization": f"Bearer {token}"}
+        auth = bearer(token)
         older = await http.get(f"/api/calls?before={record['created_at']}&limit=5", headers=auth)
         bad = await http.get("/api/calls?limit=0", headers=auth)
     assert older.status_code == 200 and older.json()["calls"] == []
@@ -152,8 +128,8 @@ async def test_a_full_call(users: Users, gw: Gateway) -> None:
 
 
 async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(users: Users) -> None:
-    alice = await users.connect("alice")
-    mentor = await users.connect("maya", "mentor")
+    alice = await users.ws("alice")
+    mentor = await users.ws("maya", "mentor")
     mentor_id = users.id("maya")
     await alice.event("mentor_status_update", mentor_id=mentor_id, status="available")
     call_id = await ring(alice, mentor, mentor_id)
@@ -173,48 +149,43 @@ async def test_the_mentor_is_in_session_during_the_call_and_back_afterwards(user
 
 
 async def test_reject_with_a_reason(users: Users) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     ack = await bob.ack("reject_call", {"call_id": call_id, "reason": "in a lecture"})
     assert ack == {"call_id": call_id, "state": "rejected"}
-    for party in (alice, bob):
-        data = (await party.event("call_rejected", call_id=call_id))["data"]
-        assert data == {
-            "call_id": call_id,
-            "rejected_by": users.id("bob"),
-            "reason": "in a lecture",
-        }
+    assert await pushed_to_both((alice, bob), "call_rejected", call_id) == {
+        "call_id": call_id,
+        "rejected_by": users.id("bob"),
+        "reason": "in a lecture",
+    }
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
 async def test_cancel_while_ringing(users: Users) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     assert (await alice.ack("end_call", {"call_id": call_id}))["state"] == "ended"
-    for party in (alice, bob):
-        data = (await party.event("call_ended", call_id=call_id))["data"]
-        assert data == {
-            "call_id": call_id,
-            "ended_by": users.id("alice"),
-            "reason": "cancelled",
-            "duration_s": 0.0,
-        }
+    assert await pushed_to_both((alice, bob), "call_ended", call_id) == {
+        "call_id": call_id,
+        "ended_by": users.id("alice"),
+        "reason": "cancelled",
+        "duration_s": 0.0,
+    }
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
 
 
 async def test_nobody_answers_the_call_times_out(users: Users) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
-    for party in (alice, bob):
-        timeout = await party.event("call_timeout", call_id=call_id, timeout=RING_TIMEOUT_S + 8)
-        assert timeout["data"] == {"call_id": call_id}
+    timed_out = await pushed_to_both((alice, bob), "call_timeout", call_id, RING_TIMEOUT_S + 8)
+    assert timed_out == {"call_id": call_id}
     assert await bob.error("accept_call", {"call_id": call_id}) == "conflict"
     # Both lines are free again.
     await ring(bob, alice, users.id("alice"))
 
 
 async def test_offline_receiver_and_busy_parties(users: Users) -> None:
-    alice, bob, carol = [await users.connect(n) for n in ("alice", "bob", "carol")]
+    alice, bob, carol = [await users.ws(n) for n in ("alice", "bob", "carol")]
     offline = await alice.ack(
         "initiate_call", {"receiver_id": users.id("ghost"), "call_type": "audio"}
     )
@@ -238,8 +209,8 @@ async def test_offline_receiver_and_busy_parties(users: Users) -> None:
 
 
 async def test_every_device_rings_and_stops_when_one_answers(users: Users) -> None:
-    alice = await users.connect("alice")
-    phone, laptop = await users.connect("bob"), await users.connect("bob")
+    alice = await users.ws("alice")
+    phone, laptop = await users.ws("bob"), await users.ws("bob")
     call_id = await ring(alice, phone, users.id("bob"))
     await laptop.event("call_initiated", call_id=call_id)
     await phone.ack("accept_call", {"call_id": call_id})
@@ -252,13 +223,13 @@ async def test_every_device_rings_and_stops_when_one_answers(users: Users) -> No
 
 
 async def test_reconnecting_parties_see_the_call_still_ringing(users: Users) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     await alice.close()
-    alice_again = await users.connect("alice")  # within the reconnect grace
+    alice_again = await users.ws("alice")  # within the reconnect grace
     caught_up = await alice_again.event("call_initiated", call_id=call_id)
     assert caught_up["data"]["caller_id"] == users.id("alice")
-    bob_laptop = await users.connect("bob")
+    bob_laptop = await users.ws("bob")
     await bob_laptop.event("call_initiated", call_id=call_id)
     await bob_laptop.ack("accept_call", {"call_id": call_id})
     await alice_again.event("call_accepted", call_id=call_id)
@@ -266,14 +237,14 @@ async def test_reconnecting_parties_see_the_call_still_ringing(users: Users) -> 
 
 
 async def test_a_party_gone_past_the_grace_ends_the_call(users: Users) -> None:
-    alice, bob = await users.connect("alice"), await users.connect("bob")
+    alice, bob = await users.ws("alice"), await users.ws("bob")
     call_id = await ring(alice, bob, users.id("bob"))
     await bob.ack("accept_call", {"call_id": call_id})
     await bob.close()
     lost = await alice.event("call_ended", call_id=call_id, timeout=15)
     assert lost["data"]["reason"] == "connection_lost" and lost["data"]["ended_by"] is None
 
-    carol = await users.connect("carol")
+    carol = await users.ws("carol")
     ringing = await ring(carol, alice, users.id("alice"))
     await carol.close()
     cancelled = await alice.event("call_ended", call_id=ringing, timeout=15)
@@ -286,7 +257,7 @@ async def test_a_party_gone_past_the_grace_ends_the_call(users: Users) -> None:
 
 
 async def test_error_codes(users: Users) -> None:
-    alice, bob, eve = [await users.connect(n) for n in ("alice", "bob", "eve")]
+    alice, bob, eve = [await users.ws(n) for n in ("alice", "bob", "eve")]
     call_id = await ring(alice, bob, users.id("bob"))
     assert await alice.error(
         "initiate_call", {"receiver_id": users.id("alice"), "call_type": "audio"}

@@ -7,15 +7,10 @@ from typing import Any
 
 import httpx
 
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.postgres import Databases
-from tests.support.stack import Gateway, Stack
-
-
-async def connect(stack: Stack, gateway: Gateway, user: str, role: str = "student") -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user, role, user.title()))
-    await client.event("connected")
-    return client
+from tests.support.stack import Stack
+from tests.support.users import connect
 
 
 async def ring(caller: WsClient, receiver: WsClient, receiver_id: str) -> str:
@@ -49,7 +44,7 @@ async def test_a_sigkilled_calls_service_loses_no_call_and_no_timer(stack: Stack
     assert ended["data"]["reason"] == "hangup" and ended["data"]["duration_s"] > 0
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         token = stack.token("alice", "student")
-        history = await http.get("/api/calls", headers={"Authorization": f"Bearer {token}"})
+        history = await http.get("/api/calls", headers=bearer(token))
     assert [(c["call_id"], c["outcome"]) for c in history.json()["calls"]] == [(ringing, "missed")]
     for client in (alice, bob, carol, dave):
         await client.close()

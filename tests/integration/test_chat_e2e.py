@@ -4,27 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from services.chat.domain import conversation_id_for
 from shared.protocol.chat import ChatMessage, ConversationList, History, MessageStatus
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.postgres import Databases
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
+from tests.support.users import connect_to_chat
 
 MESSAGE_FIELDS = set(ChatMessage.model_fields)
+Connect = Callable[..., Awaitable[WsClient]]
 
 
-async def connect(stack: Stack, gateway: Gateway, user: str, name: str | None = None) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user, "student", name or user.title()))
-    await client.event("connected")
-    # one round trip: the gateway reads frames once it has bound the user and announced the
-    # connection, so from here on messages to this user reach it live, not in its catch-up
-    await client.ack("list_conversations")
-    return client
+@pytest.fixture
+def gateway(stack: Stack) -> Gateway:
+    """Chat and a gateway, on the test's own stack."""
+    stack.start_service("chat")
+    return stack.start_gateway()
+
+
+@pytest.fixture
+async def connect(stack: Stack) -> AsyncIterator[Connect]:
+    """Connects a user to chat through the test's latest gateway (see ``connect_to_chat``);
+    what it connected is closed at the end."""
+    opened: list[WsClient] = []
+
+    async def connect(user: str, name: str | None = None) -> WsClient:
+        opened.append(await connect_to_chat(stack, stack.gateways[-1], user, name))
+        return opened[-1]
+
+    yield connect
+    for client in opened:
+        await client.close()
 
 
 def received(client: WsClient, **match: Any) -> list[dict[str, Any]]:
@@ -36,12 +52,12 @@ def received(client: WsClient, **match: Any) -> list[dict[str, Any]]:
     ]
 
 
-async def test_a_conversation_with_history(stack: Stack) -> None:
-    stack.start_service("chat")
-    gateway = stack.start_gateway()
-    alice = await connect(stack, gateway, "alice", "Alice A.")
-    alice_laptop = await connect(stack, gateway, "alice")
-    bob = await connect(stack, gateway, "bob")
+async def test_a_conversation_with_history(
+    stack: Stack, gateway: Gateway, connect: Connect
+) -> None:
+    alice = await connect("alice", "Alice A.")
+    alice_laptop = await connect("alice")
+    bob = await connect("bob")
 
     ack = await alice.ack(
         "send_message",
@@ -95,7 +111,7 @@ async def test_a_conversation_with_history(stack: Stack) -> None:
 
     # the HTTP routes show exactly what the events answer
     async with httpx.AsyncClient(base_url=gateway.http) as http:
-        auth = {"Authorization": f"Bearer {stack.token('bob')}"}
+        auth = bearer(stack.token("bob"))
         page = await http.get(
             f"/api/conversations/{cid}/messages", params={"limit": 3}, headers=auth
         )
@@ -109,15 +125,13 @@ async def test_a_conversation_with_history(stack: Stack) -> None:
     ]
     assert conversations[0].last_message is not None
     assert conversations[0].last_message.seq == 7
-    for client in (alice, alice_laptop, bob):
-        await client.close()
 
 
-async def test_an_offline_recipient_gets_everything_once_when_connecting(stack: Stack) -> None:
-    stack.start_service("chat")
-    gateway = stack.start_gateway()
-    alice = await connect(stack, gateway, "alice")
-    carol = await connect(stack, gateway, "carol")
+async def test_an_offline_recipient_gets_everything_once_when_connecting(
+    gateway: Gateway, connect: Connect
+) -> None:
+    alice = await connect("alice")
+    carol = await connect("carol")
     for i in range(1, 6):
         await alice.ack("send_message", {"recipient_id": "bob", "text": f"a{i}"})
     for i in range(1, 3):
@@ -125,7 +139,7 @@ async def test_an_offline_recipient_gets_everything_once_when_connecting(stack: 
     from_alice = conversation_id_for("alice", "bob")
     from_carol = conversation_id_for("bob", "carol")
 
-    bob = await connect(stack, gateway, "bob")
+    bob = await connect("bob")
     await bob.event("message_received", conversation_id=from_alice, seq=5)
     await bob.event("message_received", conversation_id=from_carol, seq=2)
     assert [m["text"] for m in received(bob, conversation_id=from_alice)] == [
@@ -137,7 +151,7 @@ async def test_an_offline_recipient_gets_everything_once_when_connecting(stack: 
     await bob.ack("message_delivered", {"conversation_id": from_alice, "up_to_seq": 3})
     await bob.ack("message_read", {"conversation_id": from_carol, "up_to_seq": 2})
     await bob.close()
-    phone = await connect(stack, gateway, "bob")
+    phone = await connect("bob")
     await phone.event("message_received", conversation_id=from_alice, seq=5)
     # a message sent now arrives live, after the catch-up
     live = await alice.ack("send_message", {"recipient_id": "bob", "text": "a6"})
@@ -145,7 +159,7 @@ async def test_an_offline_recipient_gets_everything_once_when_connecting(stack: 
     assert [m["seq"] for m in received(phone)] == [4, 5, 6]
 
     # sync: ack first, then every newer message of the named conversations, to this connection
-    laptop = await connect(stack, gateway, "bob")
+    laptop = await connect("bob")
     await laptop.event("message_received", seq=6)  # its own catch-up
     before = len(laptop.frames)
     reply = await laptop.request("sync", {"since": {from_alice: 4, from_carol: 0}})
@@ -158,15 +172,13 @@ async def test_an_offline_recipient_gets_everything_once_when_connecting(stack: 
     )
     await phone.ack("list_conversations")  # phone got nothing from laptop's sync
     assert [m["seq"] for m in received(phone)] == [4, 5, 6]
-    for client in (alice, carol, phone, laptop):
-        await client.close()
 
 
-async def test_receipts_reach_the_sender_and_history_shows_status(stack: Stack) -> None:
-    stack.start_service("chat")
-    gateway = stack.start_gateway()
-    alice = await connect(stack, gateway, "alice")
-    bob = await connect(stack, gateway, "bob")
+async def test_receipts_reach_the_sender_and_history_shows_status(
+    gateway: Gateway, connect: Connect
+) -> None:
+    alice = await connect("alice")
+    bob = await connect("bob")
     cid = conversation_id_for("alice", "bob")
     for i in range(1, 5):
         await alice.ack("send_message", {"recipient_id": "bob", "text": f"m{i}"})
@@ -209,16 +221,16 @@ async def test_receipts_reach_the_sender_and_history_shows_status(stack: Stack) 
     listing = await bob.ack("list_conversations")
     assert listing["conversations"][0]["unread_count"] == 0
     assert (await alice.ack("list_conversations"))["conversations"][0]["unread_count"] == 1
-    await alice.close()
-    await bob.close()
 
 
-async def test_typing_is_relayed_and_expires_unless_refreshed(stack: Stack) -> None:
+async def test_typing_is_relayed_and_expires_unless_refreshed(
+    stack: Stack, connect: Connect
+) -> None:
     timeout_s = 1.5
     stack.start_service("chat", IM_TYPING_TIMEOUT_S=str(timeout_s))
-    gateway = stack.start_gateway()
-    alice = await connect(stack, gateway, "alice", "Alice A.")
-    bob = await connect(stack, gateway, "bob")
+    stack.start_gateway()
+    alice = await connect("alice", "Alice A.")
+    bob = await connect("bob")
     cid = conversation_id_for("alice", "bob")
 
     def stops() -> int:
@@ -252,15 +264,13 @@ async def test_typing_is_relayed_and_expires_unless_refreshed(stack: Stack) -> N
     # typing stores nothing: the conversation has no message but the first
     history = await alice.ack("get_history", {"conversation_id": cid})
     assert [m["text"] for m in history["messages"]] == ["hello"]
-    await alice.close()
-    await bob.close()
 
 
-async def test_a_resend_with_the_same_client_msg_id_returns_the_first_ack(stack: Stack) -> None:
-    stack.start_service("chat")
-    gateway = stack.start_gateway()
-    alice = await connect(stack, gateway, "alice")
-    bob = await connect(stack, gateway, "bob")
+async def test_a_resend_with_the_same_client_msg_id_returns_the_first_ack(
+    gateway: Gateway, connect: Connect
+) -> None:
+    alice = await connect("alice")
+    bob = await connect("bob")
     first = await alice.ack(
         "send_message", {"recipient_id": "bob", "text": "once", "client_msg_id": "x-1"}
     )
@@ -278,8 +288,6 @@ async def test_a_resend_with_the_same_client_msg_id_returns_the_first_ack(stack:
     assert [m["message_id"] for m in received(bob)] == [first["message_id"], after["message_id"]]
     history = await bob.ack("get_history", {"conversation_id": first["conversation_id"]})
     assert [m["text"] for m in history["messages"]] == ["once", "mine", "next"]
-    await alice.close()
-    await bob.close()
 
 
 def acks_of(client: WsClient, prefix: str) -> dict[str, int]:
@@ -295,14 +303,16 @@ def acks(client: WsClient, prefix: str, count: int) -> Callable[[dict[str, Any]]
     return lambda _frame: len(acks_of(client, prefix)) == count
 
 
-async def test_a_connections_messages_keep_their_order_under_load(stack: Stack) -> None:
+async def test_a_connections_messages_keep_their_order_under_load(
+    stack: Stack, connect: Connect
+) -> None:
     """Commands are handled many at once and committed in groups; a connection's messages
     still get their seqs in the order it sent them."""
     stack.start_service("chat")
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
-    alice = await connect(stack, gateway, "alice")
-    carol = await connect(stack, gateway, "carol")
-    bob = await connect(stack, gateway, "bob")
+    stack.start_gateway(**NO_RATE_LIMITS)
+    alice = await connect("alice")
+    carol = await connect("carol")
+    bob = await connect("bob")
     count = 300
     for i in range(count):  # pipelined: no waiting for acks, two senders interleaved
         await alice.send("send_message", {"recipient_id": "bob", "text": f"a{i}"}, f"load-a{i}")
@@ -312,20 +322,16 @@ async def test_a_connections_messages_keep_their_order_under_load(stack: Stack) 
         seqs = acks_of(client, prefix)
         assert [seqs[f"{prefix}{i}"] for i in range(count)] == list(range(1, count + 1))
     await bob.wait_for(lambda f: bob.count("message_received") == 2 * count, timeout=60)
-    for client in (alice, carol, bob):
-        await client.close()
 
 
 async def test_the_sender_edits_and_deletes_and_both_sides_see_it(
-    stack: Stack, databases: Databases
+    gateway: Gateway, connect: Connect, databases: Databases
 ) -> None:
     """On SQLite and on PostgreSQL (``databases``: the stack's services use them)."""
-    stack.start_service("chat")
-    gateway = stack.start_gateway()
-    alice = await connect(stack, gateway, "alice")
-    alice_phone = await connect(stack, gateway, "alice")
-    bob = await connect(stack, gateway, "bob")
-    eve = await connect(stack, gateway, "eve")
+    alice = await connect("alice")
+    alice_phone = await connect("alice")
+    bob = await connect("bob")
+    eve = await connect("eve")
     sent = await alice.ack("send_message", {"recipient_id": "bob", "text": "helo"})
     cid, mid = sent["conversation_id"], sent["message_id"]
     ref = {"conversation_id": cid, "message_id": mid}
@@ -364,5 +370,3 @@ async def test_the_sender_edits_and_deletes_and_both_sides_see_it(
         gone["deleted_at"],
     )
     assert (second["text"], second["edited_at"], second["deleted_at"]) == ("sorry", None, None)
-    for client in (alice, alice_phone, bob, eve):
-        await client.close()

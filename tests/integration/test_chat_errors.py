@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from services.chat.domain import conversation_id_for
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.stack import Stack
 
 
@@ -95,7 +95,7 @@ async def test_invalid_and_not_found_cases(stack: Stack) -> None:
 
     # the HTTP routes answer the same
     async with httpx.AsyncClient(base_url=gateway.http) as http:
-        auth = {"Authorization": f"Bearer {stack.token('eve')}"}
+        auth = bearer(stack.token("eve"))
         response = await http.get(f"/api/conversations/{ab}/messages", headers=auth)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"

@@ -15,7 +15,8 @@ import pytest
 
 from shared.partitions import conversation_id_for, partition_of
 from tests.support.client import Frame, WsClient
-from tests.support.stack import NO_RATE_LIMITS, Gateway, Process, Stack, poll
+from tests.support.stack import NO_RATE_LIMITS, Process, Stack, poll
+from tests.support.users import connect_to_chat
 
 PARTITIONS = 8
 REPLICAS = 3
@@ -83,13 +84,6 @@ class Burst:
         return [self.replies[n]["data"]["seq"] for n in range(BURST)]
 
 
-async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user))
-    await client.event("connected")
-    await client.ack("list_conversations")  # bound and announced: pushes reach it live
-    return client
-
-
 def start_replicas(stack: Stack) -> list[Process]:
     """Three identical replicas starting together (each takes the first free index); back
     once every one has joined the others' partitions as a standby. Ordered by index."""
@@ -116,8 +110,8 @@ async def bursts_on(stack: Stack) -> tuple[list[Burst], dict[str, WsClient]]:
     gateway = stack.start_gateway(IM_CHAT_PARTITIONS=str(PARTITIONS), **PATIENT)
     bursts, receivers = [], {}
     for sender, recipient in pairs():
-        receivers[recipient] = await connect(stack, gateway, recipient)
-        bursts.append(Burst(await connect(stack, gateway, sender), sender, recipient))
+        receivers[recipient] = await connect_to_chat(stack, gateway, recipient)
+        bursts.append(Burst(await connect_to_chat(stack, gateway, sender), sender, recipient))
     # one conversation written from both ends at once
     first = bursts[0]
     back = Burst(receivers[first.recipient], first.recipient, first.sender)

@@ -12,9 +12,10 @@ from functools import partial
 from typing import Any
 
 from services.chat.domain import conversation_id_for
-from tests.support.client import Frame, WsClient
+from tests.support.client import Frame, WsClient, full_history
 from tests.support.postgres import Databases
-from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack
+from tests.support.stack import NO_RATE_LIMITS, Stack
+from tests.support.users import connect_to_chat
 
 WINDOW = 200  # messages in flight per sender
 _refs = itertools.count(1)
@@ -98,29 +99,6 @@ class Sender:
         return {key: acks[0] for key, acks in self.acks.items()}
 
 
-async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user))
-    await client.event("connected")
-    # one round trip: the gateway reads frames once it has bound the user and announced the
-    # connection, so from here on messages to this user reach it live, not in its catch-up
-    await client.ack("list_conversations")
-    return client
-
-
-async def full_history(client: WsClient, conversation_id: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    before: int | None = None
-    while True:
-        data: dict[str, Any] = {"conversation_id": conversation_id, "limit": 100}
-        if before is not None:
-            data["before_seq"] = before
-        page = await client.ack("get_history", data)
-        found = page["messages"] + found
-        if not page["has_more"]:
-            return found
-        before = page["messages"][0]["seq"]
-
-
 def received_ids(client: WsClient) -> list[str]:
     return [f["data"]["message_id"] for f in client.frames if f["event"] == "message_received"]
 
@@ -130,9 +108,9 @@ async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -
     chat = stack.start_service("chat", **WHOLE_CATCH_UP)
     # a short request timeout: commands caught in the crash time out, and the client resends
     gateway = stack.start_gateway(IM_REQUEST_TIMEOUT_S="1", **NO_RATE_LIMITS)
-    alice = await connect(stack, gateway, "alice")
-    alice_tab = await connect(stack, gateway, "alice")
-    bob = await connect(stack, gateway, "bob")
+    alice = await connect_to_chat(stack, gateway, "alice")
+    alice_tab = await connect_to_chat(stack, gateway, "alice")
+    bob = await connect_to_chat(stack, gateway, "bob")
     sender = Sender(alice, "bob", "a")
     restarted: list[asyncio.Task[Any]] = []
 
@@ -168,7 +146,7 @@ async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -
         seen = Counter(received_ids(client))
         assert seen and set(seen) <= {a["message_id"] for a in acks.values()}
     # delivered: bob's next connection catches up on everything he did not mark, once each
-    phone = await connect(stack, gateway, "bob")
+    phone = await connect_to_chat(stack, gateway, "bob")
     await phone.wait_for(
         lambda f: len(received_ids(phone)) >= total, timeout=60, what="the catch-up"
     )
@@ -187,7 +165,10 @@ async def test_a_crash_does_not_double_messages_sent_without_client_msg_id(stack
     total = 600
     chat = stack.start_service("chat")
     gateway = stack.start_gateway(**NO_RATE_LIMITS)
-    alice, bob = await connect(stack, gateway, "alice"), await connect(stack, gateway, "bob")
+    alice, bob = (
+        await connect_to_chat(stack, gateway, "alice"),
+        await connect_to_chat(stack, gateway, "bob"),
+    )
     sender = Sender(alice, "bob", "n", keyed=False)
     restarted: list[asyncio.Task[Any]] = []
 
@@ -219,7 +200,9 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Database
     for replica in replicas:
         stack.wait_logged(replica, "consuming")
     gateway = stack.start_gateway(**NO_RATE_LIMITS)
-    alice, bob, grace = [await connect(stack, gateway, u) for u in ("alice", "bob", "grace")]
+    alice, bob, grace = [
+        await connect_to_chat(stack, gateway, u) for u in ("alice", "bob", "grace")
+    ]
     senders = [Sender(alice, "bob", "a"), Sender(bob, "alice", "b"), Sender(grace, "alice", "c")]
     await asyncio.gather(*(s.run(each) for s in senders))
 
@@ -248,7 +231,7 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Database
 async def test_sigterm_finishes_the_commands_in_hand(stack: Stack) -> None:
     chat = stack.start_service("chat")
     gateway = stack.start_gateway(**NO_RATE_LIMITS)
-    alice = await connect(stack, gateway, "alice")
+    alice = await connect_to_chat(stack, gateway, "alice")
     total = 200
     for i in range(total):
         await alice.send("send_message", {"recipient_id": "bob", "text": f"t{i}"}, f"t{i}")

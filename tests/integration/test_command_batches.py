@@ -11,17 +11,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.client import WsClient
-from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack, poll
+from tests.support.stack import NO_RATE_LIMITS, Stack, poll
+from tests.support.users import connect_to_chat
 
 SENDERS = 12
 EACH = 15
-
-
-async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user, "student"))
-    await client.event("connected")
-    await client.ack("list_conversations")  # bound and announced: pushes reach it live
-    return client
 
 
 def commands_in_shared_messages(metrics: str) -> float:
@@ -41,8 +35,8 @@ def commands_in_shared_messages(metrics: str) -> float:
 async def test_concurrent_senders_share_messages_and_lose_nothing(stack: Stack) -> None:
     stack.start_service("chat")
     gateway = stack.start_gateway(**NO_RATE_LIMITS)
-    senders = [await connect(stack, gateway, f"s{i}") for i in range(SENDERS)]
-    receiver = await connect(stack, gateway, "r")
+    senders = [await connect_to_chat(stack, gateway, f"s{i}") for i in range(SENDERS)]
+    receiver = await connect_to_chat(stack, gateway, "r")
 
     async def send_all(i: int, client: WsClient) -> list[int]:
         acks = await asyncio.gather(
@@ -77,8 +71,8 @@ async def test_a_senders_messages_are_pushed_in_the_order_sent(stack: Stack) -> 
     stack.start_service("chat")
     gateway = stack.start_gateway(**NO_RATE_LIMITS)
     for round_ in range(6):
-        alice = await connect(stack, gateway, f"alice{round_}")
-        bob = await connect(stack, gateway, f"bob{round_}")
+        alice = await connect_to_chat(stack, gateway, f"alice{round_}")
+        bob = await connect_to_chat(stack, gateway, f"bob{round_}")
         for i in range(20):
             await alice.send("send_message", {"recipient_id": f"bob{round_}", "text": f"m{i}"})
             await asyncio.sleep(0.003)  # paces the sender (not a wait for a condition)

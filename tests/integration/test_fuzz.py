@@ -29,6 +29,7 @@ from tests.support.hostile import (
     bad_log_lines,
 )
 from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack, poll
+from tests.support.users import connect
 
 SEED = 20261201
 FRAMES_PER_CONNECTION = 2_600  # four connections: 10,400 frames
@@ -50,12 +51,6 @@ def gateway(stack: Stack) -> Gateway:
     for service in ("presence", "chat", "calls", "help"):
         stack.start_service(service)
     return stack.start_gateway()
-
-
-async def _connect(gateway: Gateway, stack: Stack, user_id: str, role: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user_id, role, user_id.upper()))
-    await client.event("connected")
-    return client
 
 
 def _show(raw: str | bytes, limit: int = 300) -> str:
@@ -123,7 +118,7 @@ class Driver:
 
 async def test_ten_thousand_hostile_frames(gateway: Gateway, stack: Stack) -> None:
     began = time.monotonic()
-    clients = [await _connect(gateway, stack, user, role) for user, role in FUZZ_USERS]
+    clients = [await connect(stack, gateway, user, role) for user, role in FUZZ_USERS]
     pool = IdPool(users=[user for user, _ in FUZZ_USERS] + ["fz-never-connected"])
     drivers = [
         Driver(client, Fuzzer(SEED * 10 + i, user, pool, f"c{i}"), pool)
@@ -132,7 +127,7 @@ async def test_ten_thousand_hostile_frames(gateway: Gateway, stack: Stack) -> No
     await asyncio.gather(*(d.run(FRAMES_PER_CONNECTION) for d in drivers))
 
     # The one documented close: a frame beyond the hard limit (1 MiB) closes its own socket.
-    doomed = await _connect(gateway, stack, "fz-student-1", "student")
+    doomed = await connect(stack, gateway, "fz-student-1", "student")
     await doomed.send_raw(json.dumps({"event": "ping", "ref": "big", "x": "z" * HARD_LIMIT_BYTES}))
     await poll(lambda: doomed.closed_code is not None, 10, "the oversized socket to close")
     assert doomed.closed_code == 1009, doomed.closed_code
@@ -175,8 +170,8 @@ async def test_ten_thousand_hostile_frames(gateway: Gateway, stack: Stack) -> No
         assert not problems, f"{process.name} logged:\n" + "\n".join(problems[:20])
 
     # Still works: a message between two fresh users arrives, and a ping gets its pong.
-    alice = await _connect(gateway, stack, "fz-alice", "student")
-    bob = await _connect(gateway, stack, "fz-bob", "mentor")
+    alice = await connect(stack, gateway, "fz-alice", "student")
+    bob = await connect(stack, gateway, "fz-bob", "mentor")
     sent = await alice.ack("send_message", {"recipient_id": "fz-bob", "text": "still here?"})
     received = await bob.event("message_received", message_id=sent["message_id"])
     assert received["data"]["text"] == "still here?"

@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.stack import JWT_SECRET, Gateway, Stack
 
 
@@ -57,9 +57,7 @@ async def test_refused_tokens_close_4401_before_any_event(gateway: Gateway, case
 
 
 async def test_bearer_header_is_accepted(gateway: Gateway, stack: Stack) -> None:
-    client = await WsClient.connect(
-        gateway.ws, None, additional_headers={"Authorization": f"Bearer {stack.token('u2')}"}
-    )
+    client = await WsClient.connect(gateway.ws, None, additional_headers=bearer(stack.token("u2")))
     connected = await client.event("connected")
     assert connected["data"]["user_id"] == "u2"
     await client.close()
@@ -68,13 +66,9 @@ async def test_bearer_header_is_accepted(gateway: Gateway, stack: Stack) -> None
 async def test_http_api_requires_a_valid_token(gateway: Gateway, stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         assert (await http.get("/api/mentors")).status_code == 401
-        bad = await http.get(
-            "/api/mentors", headers={"Authorization": f"Bearer {REFUSED['expired']}"}
-        )
+        bad = await http.get("/api/mentors", headers=bearer(REFUSED["expired"]))
         assert bad.status_code == 401
-        good = await http.get(
-            "/api/mentors", headers={"Authorization": f"Bearer {stack.token('u3')}"}
-        )
+        good = await http.get("/api/mentors", headers=bearer(stack.token("u3")))
         assert good.status_code == 200
         assert good.json() == {"mentors": []}
 
@@ -82,9 +76,7 @@ async def test_http_api_requires_a_valid_token(gateway: Gateway, stack: Stack) -
 async def test_help_templates_route(gateway: Gateway, stack: Stack) -> None:
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         assert (await http.get("/api/help/templates")).status_code == 401
-        reply = await http.get(
-            "/api/help/templates", headers={"Authorization": f"Bearer {stack.token('u4')}"}
-        )
+        reply = await http.get("/api/help/templates", headers=bearer(stack.token("u4")))
     assert reply.status_code == 200
     body = reply.json()
     subjects = json.dumps(body)
@@ -115,7 +107,7 @@ async def test_metrics_can_require_a_token_of_their_own(stack: Stack) -> None:
     gateway = stack.start_gateway(IM_METRICS_TOKEN="m" * 40)
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         assert (await http.get("/metrics")).status_code == 401
-        wrong = {"Authorization": f"Bearer {stack.token('u1')}"}  # a user's token is not it
+        wrong = bearer(stack.token("u1"))  # a user's token is not it
         assert (await http.get("/metrics", headers=wrong)).status_code == 401
         right = {"Authorization": "Bearer " + "m" * 40}
         answered = await http.get("/metrics", headers=right)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.support.client import WsClient
-from tests.support.stack import Stack
+from tests.support.stack import SMALL_RATE_BUDGET, Stack
 
 
 async def test_one_socket_too_many_is_refused_with_4429(stack: Stack) -> None:
@@ -71,12 +71,7 @@ async def _admitted_within(url: str, token: str, timeout_s: float) -> WsClient:
 
 
 async def test_the_rate_budget_is_per_user_across_sockets(stack: Stack) -> None:
-    gateway = stack.start_gateway(
-        IM_RATE_LIMIT_PER_S="0.01",
-        IM_RATE_LIMIT_BURST="10",
-        IM_USER_RATE_LIMIT_PER_S="0.01",
-        IM_USER_RATE_LIMIT_BURST="15",
-    )
+    gateway = stack.start_gateway(**SMALL_RATE_BUDGET)
     phone = await WsClient.connect(gateway.ws, stack.token("alice"))
     laptop = await WsClient.connect(gateway.ws, stack.token("alice"))
     for client in (phone, laptop):

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from shared.settings import DEV_JWT_SECRET
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.stack import JWT_SECRET, Gateway, Stack, wait_until
 from tools.rabbit import free_port
 
@@ -21,11 +21,6 @@ from tools.rabbit import free_port
 def gateway(stack: Stack) -> Gateway:
     stack.start_service("chat")
     return stack.start_gateway()
-
-
-async def _still_works(client: WsClient) -> None:
-    pong = await client.request("ping", {})
-    assert pong["event"] == "pong"
 
 
 def _nested(depth: int) -> object:
@@ -65,12 +60,12 @@ async def test_frames_that_once_killed_the_connection(gateway: Gateway, stack: S
         )
         assert error["ref"] == ref
         assert error["data"]["code"] == (code or "invalid_payload"), error
-        await _still_works(mentor)
+        await mentor.pong()
     await mentor.close()
 
 
 async def test_http_refuses_a_sequence_number_beyond_2_53(gateway: Gateway, stack: Stack) -> None:
-    headers = {"Authorization": f"Bearer {stack.token('alice')}"}
+    headers = bearer(stack.token("alice"))
     async with httpx.AsyncClient(base_url=gateway.http, headers=headers) as http:
         page = await http.get("/api/conversations/dm_x/messages", params={"before_seq": 2**70})
     assert page.status_code == 400, page.text
@@ -88,7 +83,7 @@ async def test_a_socket_is_closed_when_its_token_expires(gateway: Gateway) -> No
     claims = {"sub": "shortlived", "role": "student", "exp": int(time.time()) + 2}
     client = await WsClient.connect(gateway.ws, jwt.encode(claims, JWT_SECRET, "HS256"))
     await client.event("connected")
-    await _still_works(client)
+    await client.pong()
     await client.connection.wait_closed()
     assert client.connection.close_code == 4401
     assert time.time() >= claims["exp"] - 0.5

@@ -16,6 +16,7 @@ import httpx
 import instantmentor_client as sdk
 import pytest
 
+from tests.support.client import bearer
 from tests.support.load_balancer import SHIPPED_CONFIG, LocalLoadBalancer, haproxy_binary
 from tests.support.stack import Gateway, Stack, poll
 
@@ -53,6 +54,17 @@ class Balanced:
         (gateway,) = grown
         return gateway
 
+    async def alice_and_maya(
+        self, stack: Stack
+    ) -> tuple[sdk.InstantMentorClient, Gateway, sdk.InstantMentorClient, Gateway]:
+        """Student alice and mentor maya connected through the load balancer, each with the
+        gateway it landed on: different ones."""
+        alice = self.client(stack, "alice", "student", "Alice")
+        maya = self.client(stack, "maya", "mentor", "Maya")
+        alices_gateway, mayas_gateway = await self.connect(alice), await self.connect(maya)
+        assert alices_gateway is not mayas_gateway, "leastconn puts the second user on the other"
+        return alice, alices_gateway, maya, mayas_gateway
+
 
 def open_connections(gateway: Gateway) -> int:
     """Connections the gateway holds, from its own /metrics (not through the load balancer)."""
@@ -88,11 +100,7 @@ def test_the_shipped_config_is_valid_as_it_is() -> None:
 async def test_users_on_different_gateways_chat_call_and_get_help_through_it(
     stack: Stack, balanced: Balanced
 ) -> None:
-    alice = balanced.client(stack, "alice", "student", "Alice")
-    maya = balanced.client(stack, "maya", "mentor", "Maya")
-    alices_gateway = await balanced.connect(alice)
-    mayas_gateway = await balanced.connect(maya)
-    assert alices_gateway is not mayas_gateway, "leastconn puts the second user on the other"
+    alice, alices_gateway, maya, mayas_gateway = await balanced.alice_and_maya(stack)
     try:
         await maya.update_mentor_status("available", "Ask me")
 
@@ -137,7 +145,7 @@ async def test_users_on_different_gateways_chat_call_and_get_help_through_it(
         # the HTTP API answers through the load balancer too
         mentors = httpx.get(
             f"{balanced.load_balancer.http}/api/mentors",
-            headers={"Authorization": f"Bearer {stack.token('alice')}"},
+            headers=bearer(stack.token("alice")),
             timeout=5,
         )
         assert mentors.status_code == 200 and "maya" in mentors.text
@@ -234,11 +242,7 @@ async def whole_history(
 async def test_a_killed_gateways_clients_come_back_through_it_and_lose_nothing(
     stack: Stack, balanced: Balanced
 ) -> None:
-    alice = balanced.client(stack, "alice", "student", "Alice")
-    maya = balanced.client(stack, "maya", "mentor", "Maya")
-    survivor = await balanced.connect(alice)
-    doomed = await balanced.connect(maya)
-    assert survivor is not doomed
+    alice, survivor, maya, doomed = await balanced.alice_and_maya(stack)
     to_maya, to_alice = receiver(maya, "alice"), receiver(alice, "maya")
     from_alice, from_maya = Sender(alice, "maya"), Sender(maya, "alice")
     stop = asyncio.Event()

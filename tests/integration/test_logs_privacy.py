@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from shared.protocol.registry import SERVICES
-from tests.support.client import WsClient
-from tests.support.stack import Gateway, Stack
+from tests.support.client import bearer
+from tests.support.stack import Stack
+from tests.support.users import connect
 
 
 def _refuse_marked_rows(database: Path, table: str, column: str, marker: str) -> None:
@@ -33,12 +34,6 @@ def _refuse_marked_rows(database: Path, table: str, column: str, marker: str) ->
         )
 
 
-async def _connect(gateway: Gateway, stack: Stack, user_id: str, role: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user_id, role, user_id.title()))
-    await client.event("connected")
-    return client
-
-
 @pytest.mark.parametrize(
     ("level", "as_json"),
     [("INFO", "false"), ("INFO", "true"), ("DEBUG", "false")],
@@ -50,9 +45,9 @@ async def test_no_user_text_in_any_log(stack: Stack, level: str, as_json: str) -
     for service in SERVICES:
         stack.start_service(service)
     gateway = stack.start_gateway()
-    student = await _connect(gateway, stack, "stu", "student")
-    mentor = await _connect(gateway, stack, "men", "mentor")
-    other = await _connect(gateway, stack, "men2", "mentor")
+    student = await connect(stack, gateway, "stu", "student")
+    mentor = await connect(stack, gateway, "men", "mentor")
+    other = await connect(stack, gateway, "men2", "mentor")
     for who in ("men", "men2"):  # presence told help about both mentors
         await student.until_mentor(who, online=True)
 
@@ -72,7 +67,7 @@ async def test_no_user_text_in_any_log(stack: Stack, level: str, as_json: str) -
     await mentor.ack("send_message", {"conversation_id": conversation, "text": f"re {marker}"})
     history = await student.ack("get_history", {"conversation_id": conversation})
     assert len(history["messages"]) == 2
-    headers = {"Authorization": f"Bearer {stack.token('stu')}"}
+    headers = bearer(stack.token("stu"))
     async with httpx.AsyncClient(base_url=gateway.http, headers=headers) as http:
         page = await http.get(f"/api/conversations/{conversation}/messages")
         assert page.status_code == 200 and marker in page.text
@@ -156,7 +151,7 @@ async def test_no_user_text_in_any_log(stack: Stack, level: str, as_json: str) -
     )
     assert reply["event"] == "error", reply
     assert reply["data"]["code"] in ("internal", "unavailable"), reply
-    fresh = await _connect(gateway, stack, "stu2", "student")  # the first has 5 open requests
+    fresh = await connect(stack, gateway, "stu2", "student")  # the first has 5 open requests
     reply = await fresh.request(
         "student_request_help", {"subject": f"x {marker}", "message": "m"}, timeout=30
     )

@@ -19,7 +19,8 @@ import httpx
 
 from services.chat.domain import conversation_id_for
 from tests.support.client import Frame, WsClient
-from tests.support.stack import NO_RATE_LIMITS, Gateway, Process, Stack
+from tests.support.stack import NO_RATE_LIMITS, Process, Stack
+from tests.support.users import connect
 
 UNLIMITED = NO_RATE_LIMITS
 
@@ -31,12 +32,6 @@ def stalled(process: Process) -> Iterator[None]:
         yield
     finally:
         os.kill(process.popen.pid, signal.SIGCONT)
-
-
-async def connect(stack: Stack, gateway: Gateway, user: str) -> WsClient:
-    client = await WsClient.connect(gateway.ws, stack.token(user))
-    await client.event("connected")
-    return client
 
 
 async def send(client: WsClient, ref: str, text: str) -> None:

@@ -11,7 +11,7 @@ import httpx
 
 from shared.protocol.domain import CALL_ACCEPTED, CALL_ENDED
 from tests.support.broker import Broker
-from tests.support.client import WsClient
+from tests.support.client import WsClient, bearer
 from tests.support.postgres import Databases
 from tests.support.stack import Stack, wait_until
 
@@ -115,9 +115,7 @@ async def test_killed_gateway_takes_its_mentors_offline(stack: Stack) -> None:
     offline = await student.event("mentor_status_update", mentor_id="m1", online=False, timeout=20)
     assert offline["data"]["status"] == "offline"
     async with httpx.AsyncClient(base_url=survivor.http) as http:
-        listed = (
-            await http.get("/api/mentors", headers={"Authorization": f"Bearer {stack.token('s1')}"})
-        ).json()
+        listed = (await http.get("/api/mentors", headers=bearer(stack.token("s1")))).json()
     assert listed["mentors"][0]["online"] is False
     await student.close()
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import instantmentor_client as sdk
@@ -18,6 +17,7 @@ import pytest
 
 from tests.support.broker import Broker
 from tests.support.stack import Gateway, Stack, poll
+from tests.support.users import Users, users_fixture
 
 WAIT_S = 10.0
 
@@ -30,29 +30,9 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
         yield running
 
 
-@pytest.fixture
-def gw(module_stack: Stack) -> Gateway:
-    return module_stack.gateways[0]
-
-
-class Users:
-    """Fresh user ids for one test and their SDK clients (closed at the end)."""
-
-    def __init__(self, stack: Stack, gateway: Gateway) -> None:
-        self.stack = stack
-        self.gateway = gateway
-        self.suffix = uuid.uuid4().hex[:6]
-        self.clients: list[sdk.InstantMentorClient] = []
-
-    def id(self, name: str) -> str:
-        return f"{name}-{self.suffix}"
-
-    def token(self, name: str, role: str = "student") -> str:
-        return self.stack.token(self.id(name), role, name.title())
-
+class SdkUsers(Users):
     async def connect(self, name: str, role: str = "student") -> sdk.InstantMentorClient:
-        client = sdk.InstantMentorClient(self.gateway.ws, token=self.token(name, role))
-        self.clients.append(client)
+        client = self.keep(sdk.InstantMentorClient(self.gateway.ws, token=self.token(name, role)))
         session = await client.connect()
         assert (session.user_id, session.role, session.protocol_version) == (
             self.id(name),
@@ -61,23 +41,15 @@ class Users:
         )
         return client
 
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
 
-
-@pytest.fixture
-async def users(module_stack: Stack, gw: Gateway) -> AsyncIterator[Users]:
-    made = Users(module_stack, gw)
-    yield made
-    await made.close()
+users = users_fixture(SdkUsers)
 
 
 def matching(**fields: object) -> Callable[[sdk.Event], bool]:
     return lambda e: all(e.data.get(k) == v for k, v in fields.items())
 
 
-async def test_chat_methods_receipts_and_dedupe(users: Users) -> None:
+async def test_chat_methods_receipts_and_dedupe(users: SdkUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     alice_id, bob_id = users.id("alice"), users.id("bob")
     bob_messages = bob.events("message_received")
@@ -154,7 +126,7 @@ async def test_chat_methods_receipts_and_dedupe(users: Users) -> None:
         await alice.send_message("nowhere")
 
 
-async def test_editing_and_deleting_a_message(users: Users) -> None:
+async def test_editing_and_deleting_a_message(users: SdkUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob")
     bob_changes = bob.events("message_edited", "message_deleted")
     sent = await alice.send_message("helo", recipient_id=users.id("bob"))
@@ -177,7 +149,7 @@ async def test_editing_and_deleting_a_message(users: Users) -> None:
     assert (message.seq, message.text, message.deleted_at) == (1, None, deleted.deleted_at)
 
 
-async def test_presence_and_help_requests(users: Users) -> None:
+async def test_presence_and_help_requests(users: SdkUsers) -> None:
     maya, sam = await users.connect("maya", "mentor"), await users.connect("sam")
     maya_id, sam_id = users.id("maya"), users.id("sam")
     sam_updates = sam.events("mentor_status_update")
@@ -239,7 +211,7 @@ async def test_presence_and_help_requests(users: Users) -> None:
         await maya.accept_help_request("no-such-request")
 
 
-async def test_calls_signalling_and_call_errors(users: Users) -> None:
+async def test_calls_signalling_and_call_errors(users: SdkUsers) -> None:
     alice, bob = await users.connect("alice"), await users.connect("bob", "mentor")
     alice_id, bob_id = users.id("alice"), users.id("bob")
     bob_calls = bob.events("call_initiated", "call_signal", "call_ended")
@@ -299,7 +271,7 @@ async def test_a_refused_token_raises_authentication_failed(gw: Gateway) -> None
     assert not client.connected
 
 
-async def test_the_token_provider_and_both_event_apis(users: Users) -> None:
+async def test_the_token_provider_and_both_event_apis(users: SdkUsers) -> None:
     calls: list[str] = []
 
     async def provide() -> str:
@@ -328,16 +300,15 @@ async def test_the_token_provider_and_both_event_apis(users: Users) -> None:
     assert dora.closed and not dora.connected
 
 
+def cli(gateway: Gateway, token: str, *args: str) -> list[str]:
+    """The SDK's command line against ``gateway`` as ``token``'s user."""
+    sdk_cli = [sys.executable, "-m", "instantmentor_client"]
+    return [*sdk_cli, "--url", gateway.ws, "--token", token, *args]
+
+
 async def run_cli(gateway: Gateway, token: str, *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "instantmentor_client",
-        "--url",
-        gateway.ws,
-        "--token",
-        token,
-        *args,
+        *cli(gateway, token, *args),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
@@ -347,7 +318,7 @@ async def run_cli(gateway: Gateway, token: str, *args: str) -> tuple[int, str, s
     return process.returncode, out.decode(), err.decode()
 
 
-async def test_the_cli(users: Users) -> None:
+async def test_the_cli(users: SdkUsers) -> None:
     gateway = users.gateway
     code, out, _ = await run_cli(gateway, users.token("mo", "mentor"), "status", "break", "tea")
     status = json.loads(out)
@@ -371,7 +342,7 @@ async def test_the_cli(users: Users) -> None:
     assert code == 1 and out == "" and err.startswith("error: forbidden (mentor_available)")
 
 
-async def test_the_cli_call_help_and_interactive_chat(users: Users) -> None:
+async def test_the_cli_call_help_and_interactive_chat(users: SdkUsers) -> None:
     gateway = users.gateway
     bob = await users.connect("bob", "mentor")
     bob_events = bob.events("call_initiated", "help_request_received", "message_received")
@@ -393,16 +364,7 @@ async def test_the_cli_call_help_and_interactive_chat(users: Users) -> None:
 
     # chat: lines typed are sent; what the peer sends is printed; EOF ends it
     chat = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "instantmentor_client",
-        "--url",
-        gateway.ws,
-        "--token",
-        users.token("cy"),
-        "chat",
-        "--to",
-        users.id("bob"),
+        *cli(gateway, users.token("cy"), "chat", "--to", users.id("bob")),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )

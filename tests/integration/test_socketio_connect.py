@@ -17,7 +17,7 @@ from shared.auth import issue_token
 from tests.support.broker import Broker
 from tests.support.client import WsClient
 from tests.support.socketio_client import SioClient
-from tests.support.stack import JWT_SECRET, Gateway, Stack
+from tests.support.stack import JWT_SECRET, SMALL_RATE_BUDGET, Gateway, Stack
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,6 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
     base = Path(tmp_path_factory.mktemp("socketio-connect"))
     with Stack.running(broker.url, base, {"presence": {}, "chat": {}}) as running:
         yield running
-
-
-@pytest.fixture
-def gw(module_stack: Stack) -> Gateway:
-    return module_stack.gateways[0]
 
 
 @pytest.fixture
@@ -160,13 +155,7 @@ async def test_the_connection_ends_with_its_token(
 
 
 async def test_the_per_user_cap_and_rate_budget_span_both_bindings(stack: Stack) -> None:
-    gateway = stack.start_gateway(
-        IM_MAX_CONNECTIONS_PER_USER="2",
-        IM_RATE_LIMIT_PER_S="0.01",
-        IM_RATE_LIMIT_BURST="10",
-        IM_USER_RATE_LIMIT_PER_S="0.01",
-        IM_USER_RATE_LIMIT_BURST="15",
-    )
+    gateway = stack.start_gateway(IM_MAX_CONNECTIONS_PER_USER="2", **SMALL_RATE_BUDGET)
     token = stack.token("alice")
     ws = await WsClient.connect(gateway.ws, token)
     sio = await SioClient.start(gateway.http, token)

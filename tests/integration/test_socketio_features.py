@@ -7,9 +7,7 @@ One stack serves the module; each test has its own users.
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,8 @@ import pytest
 from tests.support.broker import Broker
 from tests.support.client import WsClient
 from tests.support.socketio_client import SioClient
-from tests.support.stack import Gateway, Stack, poll
+from tests.support.stack import Stack, poll
+from tests.support.users import Users, users_fixture
 
 RING_TIMEOUT_S = 4.0  # long enough for the grace (1 s) to end a ringing call first
 
@@ -35,55 +34,28 @@ def module_stack(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> It
         yield running
 
 
-class Users:
-    """Fresh user ids for one test, on either binding (closed at the end)."""
-
-    def __init__(self, stack: Stack, gateway: Gateway) -> None:
-        self.stack = stack
-        self.gateway = gateway
-        self.suffix = uuid.uuid4().hex[:6]
-        self.sio_clients: list[SioClient] = []
-        self.ws_clients: list[WsClient] = []
-
-    def id(self, name: str) -> str:
-        return f"{name}-{self.suffix}"
-
-    def token(self, name: str, role: str) -> str:
-        return self.stack.token(self.id(name), role, name.title())
+class BothBindings(Users):
+    """Users on either binding."""
 
     async def sio(self, name: str, role: str = "student") -> SioClient:
-        client = await SioClient.start(self.gateway.http, self.token(name, role))
-        self.sio_clients.append(client)
+        client = self.keep(await SioClient.start(self.gateway.http, self.token(name, role)))
         await client.connected()
         await client.ack("ping")  # set up: from here on pushes reach it live
         return client
 
     async def ws(self, name: str, role: str = "student") -> WsClient:
-        client = await WsClient.connect(self.gateway.ws, self.token(name, role))
-        self.ws_clients.append(client)
-        await client.event("connected")
+        client = await super().ws(name, role)
         await client.request("ping")
         return client
 
-    async def close(self) -> None:
-        await asyncio.gather(
-            *(c.close() for c in self.sio_clients),
-            *(c.close() for c in self.ws_clients),
-            return_exceptions=True,
-        )
 
-
-@pytest.fixture
-async def users(module_stack: Stack) -> AsyncIterator[Users]:
-    made = Users(module_stack, module_stack.gateways[0])
-    yield made
-    await made.close()
+users = users_fixture(BothBindings)
 
 
 # -- calls -------------------------------------------------------------------------------
 
 
-async def test_a_socketio_student_calls_a_ws_mentor_in_camel_case(users: Users) -> None:
+async def test_a_socketio_student_calls_a_ws_mentor_in_camel_case(users: BothBindings) -> None:
     alice, maya = await users.sio("alice"), await users.ws("maya", "mentor")
     alice_id, maya_id = users.id("alice"), users.id("maya")
 
@@ -122,7 +94,7 @@ async def test_a_socketio_student_calls_a_ws_mentor_in_camel_case(users: Users) 
         assert (ended["ended_by"], ended["reason"]) == (alice_id, "hangup")
 
 
-async def test_a_ws_caller_reaches_a_socketio_receiver_who_rejects(users: Users) -> None:
+async def test_a_ws_caller_reaches_a_socketio_receiver_who_rejects(users: BothBindings) -> None:
     bob, carol = await users.ws("bob"), await users.sio("carol")
     call_id = (
         await bob.ack("initiate_call", {"receiver_id": users.id("carol"), "call_type": "audio"})
@@ -146,7 +118,7 @@ async def test_a_ws_caller_reaches_a_socketio_receiver_who_rejects(users: Users)
     ) == ("invalid_payload")
 
 
-async def test_an_unanswered_call_to_socketio_times_out(users: Users) -> None:
+async def test_an_unanswered_call_to_socketio_times_out(users: BothBindings) -> None:
     dan, erin = await users.sio("dan"), await users.sio("erin")
     call_id = (
         await dan.ack("initiate_call", {"receiver_id": users.id("erin"), "call_type": "video"})
@@ -161,7 +133,7 @@ async def test_an_unanswered_call_to_socketio_times_out(users: Users) -> None:
 # -- chat --------------------------------------------------------------------------------
 
 
-async def test_chat_between_socketio_and_ws_with_receipts_and_typing(users: Users) -> None:
+async def test_chat_between_socketio_and_ws_with_receipts_and_typing(users: BothBindings) -> None:
     alice, bob = await users.sio("alice"), await users.ws("bob")
     alice_id, bob_id = users.id("alice"), users.id("bob")
 
@@ -212,7 +184,7 @@ async def test_chat_between_socketio_and_ws_with_receipts_and_typing(users: User
     )
 
 
-async def test_a_user_on_both_bindings_gets_every_push_on_each(users: Users) -> None:
+async def test_a_user_on_both_bindings_gets_every_push_on_each(users: BothBindings) -> None:
     alice = await users.ws("alice")
     phone, laptop = await users.sio("bob"), await users.ws("bob")
     sent = await alice.ack("send_message", {"recipient_id": users.id("bob"), "text": "both?"})
@@ -225,7 +197,7 @@ async def test_a_user_on_both_bindings_gets_every_push_on_each(users: Users) -> 
     assert phone.count("message_received", message_id=own["message_id"]) == 0  # not echoed
 
 
-async def test_socketio_events_keep_their_order(users: Users) -> None:
+async def test_socketio_events_keep_their_order(users: BothBindings) -> None:
     """Emitted without waiting for each ack, they are handed on as /ws frames are read: in
     order, so the conversation's seq follows the order they were emitted in."""
     alice, bob = await users.sio("alice"), await users.sio("bob")
@@ -247,7 +219,7 @@ async def test_socketio_events_keep_their_order(users: Users) -> None:
     assert seq_of == {f"m{i}": i + 1 for i in range(20)}
 
 
-async def test_an_offline_socketio_user_gets_messages_when_connecting(users: Users) -> None:
+async def test_an_offline_socketio_user_gets_messages_when_connecting(users: BothBindings) -> None:
     bob = await users.ws("bob")
     sent = await bob.ack("send_message", {"recipient_id": users.id("fay"), "text": "later"})
     fay = await users.sio("fay")
@@ -258,7 +230,7 @@ async def test_an_offline_socketio_user_gets_messages_when_connecting(users: Use
 # -- status ------------------------------------------------------------------------------
 
 
-async def test_mentor_status_across_bindings(users: Users) -> None:
+async def test_mentor_status_across_bindings(users: BothBindings) -> None:
     maya = await users.sio("maya", "mentor")
     student_ws, student_sio = await users.ws("sam"), await users.sio("sue")
     maya_id = users.id("maya")
@@ -283,7 +255,7 @@ async def test_mentor_status_across_bindings(users: Users) -> None:
 # -- help --------------------------------------------------------------------------------
 
 
-async def test_help_request_from_socketio_accepted_on_ws(users: Users) -> None:
+async def test_help_request_from_socketio_accepted_on_ws(users: BothBindings) -> None:
     maya = await users.ws("maya", "mentor")
     max_ = await users.sio("max", "mentor")
     student = await users.sio("stu")
@@ -316,7 +288,7 @@ async def test_help_request_from_socketio_accepted_on_ws(users: Users) -> None:
     assert await max_.error("accept_help_request", {"requestId": request_id}) == "conflict"
 
 
-async def test_targeted_help_to_a_socketio_mentor_is_declined(users: Users) -> None:
+async def test_targeted_help_to_a_socketio_mentor_is_declined(users: BothBindings) -> None:
     mentor = await users.sio("mia", "mentor")
     student = await users.ws("sol")
     await student.until_mentor(users.id("mia"), online=True)
@@ -336,7 +308,7 @@ async def test_targeted_help_to_a_socketio_mentor_is_declined(users: Users) -> N
     )
 
 
-async def test_a_socketio_student_cancels_in_camel_case(users: Users) -> None:
+async def test_a_socketio_student_cancels_in_camel_case(users: BothBindings) -> None:
     student = await users.sio("sky")
     asked = await student.ack("student_request_help", {"subject": "General", "message": "hi"})
     cancelled = await student.ack("cancel_help_request", {"requestId": asked["request_id"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import websockets
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 
 from shared.protocol.pushes import SERVER_PUSHES
+from tests.support.receiving import Receiving
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
@@ -43,14 +44,25 @@ def check_frame(frame: Frame) -> None:
         protocol_violations.append(f"{event}: {exc}")
 
 
-class WsClient:
+def bearer(token: str) -> dict[str, str]:
+    """The HTTP header that presents ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+class WsClient(Receiving[Frame]):
+    item_name = "frame"
+
     def __init__(self, connection: ClientConnection) -> None:
+        super().__init__()
         self.connection = connection
-        self.frames: list[Frame] = []  # every frame received, in order
-        self.sizes: list[int] = []  # and its size in bytes on the wire
-        self._new_frame = asyncio.Condition()
-        self._reader = asyncio.create_task(self._read())
+        self.sizes: list[int] = []  # each frame's size in bytes on the wire
         self.closed_code: int | None = None
+        self._reader = asyncio.create_task(self._read())
+
+    @property
+    def frames(self) -> list[Frame]:
+        """Every frame received, in order."""
+        return self.received
 
     @classmethod
     async def connect(cls, url: str, token: str | None, **kwargs: Any) -> WsClient:
@@ -64,15 +76,18 @@ class WsClient:
                 self.sizes.append(len(raw if isinstance(raw, bytes) else raw.encode()))
                 frame = json.loads(raw)
                 check_frame(frame)
-                async with self._new_frame:
-                    self.frames.append(frame)
-                    self._new_frame.notify_all()
+                await self._receive(frame)
         except websockets.ConnectionClosed:
             pass
         finally:
             self.closed_code = self.connection.close_code
-            async with self._new_frame:
-                self._new_frame.notify_all()
+            await self._end()
+
+    def _why_ended(self) -> str:
+        return f"connection closed ({self.closed_code})"
+
+    def _recent(self) -> str:
+        return f"last events: {[f.get('event') for f in self.frames[-20:]]}"
 
     async def send(
         self, event: str, data: dict[str, Any] | None = None, ref: str | None = None
@@ -90,44 +105,6 @@ class WsClient:
     def mentors_seen(self) -> dict[str, dict[str, Any]]:
         """Mentor statuses as a client knows them (see :func:`merge_mentor_views`)."""
         return merge_mentor_views((f.get("event"), f.get("data")) for f in self.frames)
-
-    async def until_mentor(
-        self, mentor_id: str, timeout: float = 10.0, **fields: object
-    ) -> dict[str, Any]:
-        """Wait until the merged view of ``mentor_id`` (:meth:`mentors_seen`) has ``fields``."""
-
-        def shows() -> bool:
-            view = self.mentors_seen().get(mentor_id, {})
-            return all(view.get(k) == v for k, v in fields.items())
-
-        await self.wait_for(lambda _: shows(), timeout, f"{mentor_id} with {fields}")
-        return self.mentors_seen()[mentor_id]
-
-    async def wait_for(
-        self, predicate: Callable[[Frame], bool], timeout: float = 10.0, what: str = "frame"
-    ) -> Frame:
-        """The first frame (received so far or later) matching ``predicate``."""
-        seen = 0
-
-        async def scan() -> Frame:
-            nonlocal seen
-            async with self._new_frame:
-                while True:
-                    for frame in self.frames[seen:]:
-                        seen += 1
-                        if predicate(frame):
-                            return frame
-                    if self._reader.done():
-                        raise AssertionError(
-                            f"connection closed ({self.closed_code}) before {what}"
-                        )
-                    await self._new_frame.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), timeout)
-        except TimeoutError:
-            events = [f.get("event") for f in self.frames[-20:]]
-            raise AssertionError(f"no {what} within {timeout}s; last events: {events}") from None
 
     async def event(
         self, name: str, timeout: float = 10.0, after: Frame | None = None, **match: Any
@@ -156,6 +133,12 @@ class WsClient:
             f"reply to {event}",
         )
 
+    async def pong(self, timeout: float = 10.0) -> Frame:
+        """The reply to a ``ping``, which must be a ``pong``: the connection still works."""
+        reply = await self.request("ping", {}, timeout)
+        assert reply["event"] == "pong", reply
+        return reply
+
     async def ack(
         self, event: str, data: dict[str, Any] | None = None, timeout: float = 10.0
     ) -> dict[str, Any]:
@@ -183,6 +166,21 @@ class WsClient:
     async def close(self) -> None:
         await self.connection.close()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def full_history(client: WsClient, conversation_id: str) -> list[dict[str, Any]]:
+    """Every message of the conversation, oldest first, fetched page by page."""
+    found: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        data: dict[str, Any] = {"conversation_id": conversation_id, "limit": 100}
+        if before is not None:
+            data["before_seq"] = before
+        page = await client.ack("get_history", data)
+        found = page["messages"] + found
+        if not page["has_more"]:
+            return found
+        before = page["messages"][0]["seq"]
 
 
 def merge_mentor_views(pushes: Iterable[tuple[object, object]]) -> dict[str, dict[str, Any]]:

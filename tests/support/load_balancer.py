@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.stack import LocalUrls
 from tools.rabbit import apt_install, free_port, port_open
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def local_config(shipped: str, port: int, gateway_ports: list[int]) -> str:
 
 
 @dataclass
-class LocalLoadBalancer:
+class LocalLoadBalancer(LocalUrls):
     """HAProxy in ``folder`` (config and log) on ``port``, in front of ``gateway_ports``."""
 
     folder: Path
@@ -73,14 +74,6 @@ class LocalLoadBalancer:
     @property
     def log_path(self) -> Path:
         return self.folder / "haproxy.log"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -7,11 +7,11 @@ import asyncio
 import itertools
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.support.client import check_frame, merge_mentor_views
+from tests.support.client import bearer, check_frame, merge_mentor_views
+from tests.support.receiving import Receiving
 
 CLIENT_DIR = Path(__file__).resolve().parents[1] / "socketio_client"
 DRIVER = CLIENT_DIR / "driver.mjs"
@@ -28,15 +28,20 @@ def _node() -> str:
     return node
 
 
-class SioClient:
+class SioClient(Receiving[Report]):
     """One socket.io-client socket. :attr:`reports` holds everything it saw, in order."""
 
+    item_name = "report"
+
     def __init__(self, process: asyncio.subprocess.Process) -> None:
+        super().__init__()
         self.process = process
-        self.reports: list[Report] = []
-        self._new_report = asyncio.Condition()
         self._seqs = itertools.count(1)
         self._reader = asyncio.create_task(self._read())
+
+    @property
+    def reports(self) -> list[Report]:
+        return self.received
 
     @classmethod
     async def start(
@@ -64,7 +69,7 @@ class SioClient:
             elif via == "query":
                 options["query"] = {"token": token}
             else:
-                options["extraHeaders"] = {"Authorization": f"Bearer {token}"}
+                options["extraHeaders"] = bearer(token)
         if transports is not None:
             options["transports"] = transports
         await client._command({"op": "connect", "url": base_url, "options": options})
@@ -77,41 +82,22 @@ class SioClient:
 
     async def _read(self) -> None:
         assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            report: Report = json.loads(line)
-            if report["type"] == "event" and len(report["args"]) == 1:
-                check_frame({"event": report["name"], "data": report["args"][0]})
-            async with self._new_report:
-                self.reports.append(report)
-                self._new_report.notify_all()
-        async with self._new_report:
-            self._new_report.notify_all()
+        try:
+            async for line in self.process.stdout:
+                report: Report = json.loads(line)
+                if report["type"] == "event" and len(report["args"]) == 1:
+                    check_frame({"event": report["name"], "data": report["args"][0]})
+                await self._receive(report)
+        finally:
+            await self._end()
+
+    def _why_ended(self) -> str:
+        return "the Node client exited"
+
+    def _recent(self) -> str:
+        return f"last reports: {[(r['type'], r.get('name')) for r in self.reports[-20:]]}"
 
     # -- waiting ---------------------------------------------------------------------------
-
-    async def wait_for(
-        self, predicate: Callable[[Report], bool], timeout: float = 10.0, what: str = "report"
-    ) -> Report:
-        """The first report (received so far or later) matching ``predicate``."""
-        seen = 0
-
-        async def scan() -> Report:
-            nonlocal seen
-            async with self._new_report:
-                while True:
-                    for report in self.reports[seen:]:
-                        seen += 1
-                        if predicate(report):
-                            return report
-                    if self._reader.done():
-                        raise AssertionError(f"the Node client exited before {what}")
-                    await self._new_report.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), timeout)
-        except TimeoutError:
-            last = [(r["type"], r.get("name")) for r in self.reports[-20:]]
-            raise AssertionError(f"no {what} within {timeout}s; last reports: {last}") from None
 
     async def report(self, kind: str, timeout: float = 10.0, after: int = 0) -> Report:
         """The first report of type ``kind`` (``connect``, ``disconnect``, ...) from index
@@ -141,18 +127,6 @@ class SioClient:
         """Mentor statuses as the client knows them (see :func:`merge_mentor_views`)."""
         events = (r for r in self.reports if r["type"] == "event")
         return merge_mentor_views((r["name"], r["args"][0] if r["args"] else None) for r in events)
-
-    async def until_mentor(
-        self, mentor_id: str, timeout: float = 10.0, **fields: object
-    ) -> dict[str, Any]:
-        """Wait until the merged view of ``mentor_id`` (:meth:`mentors_seen`) has ``fields``."""
-
-        def shows() -> bool:
-            view = self.mentors_seen().get(mentor_id, {})
-            return all(view.get(k) == v for k, v in fields.items())
-
-        await self.wait_for(lambda _: shows(), timeout, f"{mentor_id} with {fields}")
-        return self.mentors_seen()[mentor_id]
 
     async def connected(self, timeout: float = 10.0) -> dict[str, Any]:
         """The ``connected`` push (PROTOCOL §1), once the socket is connected."""

@@ -34,6 +34,13 @@ NO_RATE_LIMITS = {
     "IM_USER_RATE_LIMIT_PER_S": "1000000",
     "IM_USER_RATE_LIMIT_BURST": "1000000",
 }
+# A budget that hardly refills: 10 events per socket, 15 per user over all their sockets.
+SMALL_RATE_BUDGET = {
+    "IM_RATE_LIMIT_PER_S": "0.01",
+    "IM_RATE_LIMIT_BURST": "10",
+    "IM_USER_RATE_LIMIT_PER_S": "0.01",
+    "IM_USER_RATE_LIMIT_BURST": "15",
+}
 READY_LINE = "consuming"
 
 
@@ -97,9 +104,9 @@ class Process:
         return self.popen.returncode
 
 
-@dataclass
-class Gateway:
-    process: Process
+class LocalUrls:
+    """The URLs of what listens on 127.0.0.1:``port`` (a gateway, or a load balancer)."""
+
     port: int
 
     @property
@@ -109,6 +116,12 @@ class Gateway:
     @property
     def ws(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@dataclass
+class Gateway(LocalUrls):
+    process: Process
+    port: int
 
 
 @dataclass

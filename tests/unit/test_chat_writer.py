@@ -53,23 +53,24 @@ async def test_operations_queued_during_a_commit_share_the_next_one_in_order() -
     task.cancel()
 
 
-async def test_a_refusal_fails_only_its_own_operation() -> None:
+async def written(*names: str) -> tuple[FakeDb, list[object]]:
+    """Submit ``names`` at once, let the writer drain them; each operation's outcome."""
     db = FakeDb()
     writer = GroupWriter(db.apply)
-    futures = [writer.submit(Op(n)) for n in ("a", "refused", "b")]
+    futures = [writer.submit(Op(n)) for n in names]
     await writer.drain()
-    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    return db, await asyncio.gather(*futures, return_exceptions=True)
+
+
+async def test_a_refusal_fails_only_its_own_operation() -> None:
+    db, outcomes = await written("a", "refused", "b")
     assert outcomes[0] == "ok:a" and outcomes[2] == "ok:b"
     assert isinstance(outcomes[1], NotFound)
     assert db.committed == ["a", "b"]
 
 
 async def test_a_failed_transaction_is_retried_one_by_one() -> None:
-    db = FakeDb()
-    writer = GroupWriter(db.apply)
-    futures = [writer.submit(Op(n)) for n in ("a", "poison", "b")]
-    await writer.drain()
-    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+    db, outcomes = await written("a", "poison", "b")
     assert outcomes[0] == "ok:a" and outcomes[2] == "ok:b"
     assert isinstance(outcomes[1], RuntimeError)
     assert db.batches == [["a", "poison", "b"], ["a"], ["poison"], ["b"]]

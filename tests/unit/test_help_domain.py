@@ -9,7 +9,6 @@ from services.help.domain import (
     MIN_TIMER_STEP_S,
     TRANSITIONS,
     Action,
-    HelpRequest,
     MentorState,
     Status,
     Urgency,
@@ -27,31 +26,11 @@ from services.help.domain import (
 from shared.auth import Identity, Role
 from shared.errors import Conflict, InvalidPayload, NotFound
 from shared.protocol.help import StudentRequestHelp
+from tests.support.help_requests import help_request
 
 STUDENT = Identity("s1", Role.STUDENT, "Sam")
 MENTOR = Identity("m1", Role.MENTOR, "Maya")
 OTHER_MENTOR = Identity("m2", Role.MENTOR, "Max")
-
-
-def request(
-    request_id: str = "r1",
-    urgency: str = "medium",
-    created_at: float = 1000.0,
-    mentor_id: str | None = None,
-    status: Status = Status.OPEN,
-) -> HelpRequest:
-    return HelpRequest(
-        request_id=request_id,
-        student_id="s1",
-        student_name="Sam",
-        subject="Math",
-        message="help",
-        urgency=Urgency(urgency),
-        mentor_id=mentor_id,
-        status=status,
-        created_at=created_at,
-        expires_at=created_at + 900,
-    )
 
 
 def mentor(
@@ -107,7 +86,7 @@ def test_blank_subject_or_message_is_invalid(field: str) -> None:
     ],
 )
 def test_an_open_request_moves_once_and_then_never_again(action: Action, status: Status) -> None:
-    closed = request().moved(action, at=5.0, by=MENTOR)
+    closed = help_request().moved(action, at=5.0, by=MENTOR)
     assert closed.status is status and closed.closed_at == 5.0 and not closed.is_open
     for again in Action:
         with pytest.raises(Conflict, match=f"already {status.value}"):
@@ -120,55 +99,55 @@ def test_only_open_has_transitions() -> None:
 
 
 def test_accept_records_who_accepted() -> None:
-    accepted = request().moved(Action.ACCEPT, 5.0, MENTOR)
+    accepted = help_request().moved(Action.ACCEPT, 5.0, MENTOR)
     assert (accepted.closed_by, accepted.closed_by_name) == ("m1", "Maya")
 
 
 def test_declining_a_targeted_request_closes_it_with_the_reason() -> None:
-    declined = request(mentor_id="m1").moved(Action.DECLINE, 5.0, MENTOR, "in class")
+    declined = help_request(mentor_id="m1").moved(Action.DECLINE, 5.0, MENTOR, "in class")
     assert declined.status is Status.DECLINED and declined.decline_reason == "in class"
 
 
 def test_declining_a_broadcast_is_not_a_state_change() -> None:
     with pytest.raises(ValueError):
-        request().moved(Action.DECLINE, 5.0, MENTOR)
+        help_request().moved(Action.DECLINE, 5.0, MENTOR)
 
 
 # -- who sees what ----------------------------------------------------------------------------
 
 
 def test_a_broadcast_is_visible_to_every_mentor_until_they_decline_it() -> None:
-    r = request()
+    r = help_request()
     assert visible_to_mentor(r, "m1", declined=False)
     assert visible_to_mentor(r, "m2", declined=False)
     assert not visible_to_mentor(r, "m1", declined=True)
 
 
 def test_a_targeted_request_is_visible_to_its_mentor_only() -> None:
-    r = request(mentor_id="m1")
+    r = help_request(mentor_id="m1")
     assert visible_to_mentor(r, "m1", declined=False)
     assert not visible_to_mentor(r, "m2", declined=False)
 
 
 def test_a_closed_request_is_visible_to_nobody() -> None:
     for status in (Status.ACCEPTED, Status.CANCELLED, Status.EXPIRED, Status.DECLINED):
-        assert not visible_to_mentor(request(status=status), "m1", declined=False)
+        assert not visible_to_mentor(help_request(status=status), "m1", declined=False)
 
 
 def test_a_mentor_may_not_act_on_a_request_targeted_at_someone_else() -> None:
-    targeted = request(mentor_id="m1")
+    targeted = help_request(mentor_id="m1")
     assert check_mentor_party(targeted, MENTOR, "r1") is targeted
     with pytest.raises(NotFound):
         check_mentor_party(targeted, OTHER_MENTOR, "r1")
     with pytest.raises(NotFound):
         check_mentor_party(None, MENTOR, "r1")
-    assert check_mentor_party(request(), OTHER_MENTOR, "r1").is_broadcast
+    assert check_mentor_party(help_request(), OTHER_MENTOR, "r1").is_broadcast
 
 
 def test_only_the_asking_student_owns_a_request() -> None:
-    assert check_student_owner(request(), STUDENT, "r1").request_id == "r1"
+    assert check_student_owner(help_request(), STUDENT, "r1").request_id == "r1"
     with pytest.raises(NotFound):
-        check_student_owner(request(), Identity("s2", Role.STUDENT, "Sue"), "r1")
+        check_student_owner(help_request(), Identity("s2", Role.STUDENT, "Sue"), "r1")
 
 
 def test_closes_go_to_everyone_shown_but_the_actor() -> None:
@@ -182,12 +161,12 @@ def test_closes_go_to_everyone_shown_but_the_actor() -> None:
 
 def test_most_urgent_first_then_oldest() -> None:
     requests = [
-        request("low-old", "low", 1.0),
-        request("med-new", "medium", 9.0),
-        request("high-new", "high", 8.0),
-        request("med-old", "medium", 2.0),
-        request("high-old", "high", 3.0),
-        request("low-new", "low", 7.0),
+        help_request("low-old", "low", 1.0),
+        help_request("med-new", "medium", 9.0),
+        help_request("high-new", "high", 8.0),
+        help_request("med-old", "medium", 2.0),
+        help_request("high-old", "high", 3.0),
+        help_request("low-new", "low", 7.0),
     ]
     assert [r.request_id for r in by_priority(requests)] == [
         "high-old",

@@ -9,26 +9,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.help.domain import Action, HelpRequest, MentorState, Status, Urgency
+from services.help.domain import Action, HelpRequest, MentorState, Status
 from services.help.store import HelpStore
 from shared.auth import Identity, Role
 from shared.errors import Conflict
+from tests.support.help_requests import help_request
 from tests.support.postgres import Databases
 
 
 def open_request(request_id: str = "r1", mentor_id: str | None = None) -> HelpRequest:
-    return HelpRequest(
-        request_id=request_id,
-        student_id="s1",
-        student_name="Sam",
-        subject="Math",
-        message="help",
-        urgency=Urgency.MEDIUM,
-        mentor_id=mentor_id,
-        status=Status.OPEN,
-        created_at=100.0,
-        expires_at=1000.0,
-    )
+    return help_request(request_id, created_at=100.0, mentor_id=mentor_id)
 
 
 @pytest.fixture

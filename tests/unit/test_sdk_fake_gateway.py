@@ -188,6 +188,19 @@ async def test_requests_across_a_dropped_connection() -> None:
             await im.ping()
 
 
+async def dropped_on_end_call(
+    gateway: FakeGateway, attempts: list[sdk.ReconnectAttempt]
+) -> sdk.InstantMentorClient:
+    """A client whose first connection drops on ``end_call`` (as the script does), once it
+    has tried to connect twice more; its reconnection attempts go to ``attempts``."""
+    im = client(gateway.url, on_reconnect_attempt=attempts.append)
+    await im.connect()
+    with pytest.raises(sdk.ConnectionLost):
+        await im.end_call("c")
+    await gateway.wait(lambda: gateway.connections >= 3)
+    return im
+
+
 async def test_while_disconnected_requests_wait_then_raise_not_connected() -> None:
     async def script(gateway: FakeGateway, ws: ServerConnection, n: int) -> None:
         if n == 1:
@@ -198,11 +211,7 @@ async def test_while_disconnected_requests_wait_then_raise_not_connected() -> No
 
     async with fake_gateway(script) as gateway:
         attempts: list[sdk.ReconnectAttempt] = []
-        im = client(gateway.url, on_reconnect_attempt=attempts.append)
-        await im.connect()
-        with pytest.raises(sdk.ConnectionLost):
-            await im.end_call("c")
-        await gateway.wait(lambda: gateway.connections >= 3)
+        im = await dropped_on_end_call(gateway, attempts)
         assert not im.connected
         with pytest.raises(sdk.NotConnected) as waited:
             await im.reject_call("c", timeout=0.3)
@@ -226,11 +235,7 @@ async def test_a_busy_server_s_retry_hint_is_honoured_with_jitter_never_sooner()
 
     async with fake_gateway(script) as gateway:
         attempts: list[sdk.ReconnectAttempt] = []
-        im = client(gateway.url, on_reconnect_attempt=attempts.append)
-        await im.connect()
-        with pytest.raises(sdk.ConnectionLost):
-            await im.end_call("c")
-        await gateway.wait(lambda: gateway.connections >= 3)
+        im = await dropped_on_end_call(gateway, attempts)
         await im.wait_connected(timeout=5)
         first, second = attempts[:2]
         assert first.delay <= first.ceiling <= 0.05, "a plain drop: the usual backoff"

@@ -64,25 +64,17 @@ class ConnectOptions:
     on_reconnect_attempt: Callable[[ReconnectAttempt], None] | None
 
 
+@dataclass(eq=False)
 class Supervisor:
     """Opens, serves, watches and replaces the link's connection: one task (:meth:`run`)
     per client, from the first connection to the end."""
 
-    def __init__(
-        self,
-        options: ConnectOptions,
-        link: Link,
-        requests: Requests,
-        delivery: Delivery,
-        dispatcher: Dispatcher,
-        stats: ClientStats,
-    ) -> None:
-        self.options = options
-        self.link = link
-        self.requests = requests
-        self.delivery = delivery
-        self.dispatcher = dispatcher
-        self.stats = stats
+    options: ConnectOptions
+    link: Link
+    requests: Requests
+    delivery: Delivery
+    dispatcher: Dispatcher
+    stats: ClientStats
 
     # -- one connection ------------------------------------------------------------------
 

@@ -46,6 +46,12 @@ class InstantMentorError(Exception):
             self.code = code
         self.event = event
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: Any) -> None:
+        """``class NotFound(InstantMentorError, code="not_found")``: the class's error code."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+
     def __str__(self) -> str:
         where = f" ({self.event})" if self.event else ""
         return f"{self.code}{where}: {self.message}"
@@ -58,56 +64,40 @@ class InstantMentorError(Exception):
 # -- server refusals (PROTOCOL §2 error codes) ---------------------------------------------
 
 
-class InvalidJson(InstantMentorError):
-    code = "invalid_json"
+class InvalidJson(InstantMentorError, code="invalid_json"): ...
 
 
-class InvalidPayload(InstantMentorError):
+class InvalidPayload(InstantMentorError, code="invalid_payload"):
     """The data failed the event's schema or rules (e.g. calling or messaging yourself)."""
 
-    code = "invalid_payload"
+
+class UnknownEvent(InstantMentorError, code="unknown_event"): ...
 
 
-class UnknownEvent(InstantMentorError):
-    code = "unknown_event"
-
-
-class Forbidden(InstantMentorError):
+class Forbidden(InstantMentorError, code="forbidden"):
     """Not allowed for this user or role (e.g. a student setting a mentor status)."""
 
-    code = "forbidden"
 
-
-class NotFound(InstantMentorError):
+class NotFound(InstantMentorError, code="not_found"):
     """No such call / conversation / request, or not one this user is a party to."""
 
-    code = "not_found"
 
-
-class Conflict(InstantMentorError):
+class Conflict(InstantMentorError, code="conflict"):
     """Not allowed in the current state (a second accept, accepting an ended call, …)."""
 
-    code = "conflict"
 
-
-class RateLimited(InstantMentorError):
+class RateLimited(InstantMentorError, code="rate_limited"):
     """The connection sent more than its rate allows; the request was dropped (not run)."""
 
-    code = "rate_limited"
+
+class PayloadTooLarge(InstantMentorError, code="payload_too_large"): ...
 
 
-class PayloadTooLarge(InstantMentorError):
-    code = "payload_too_large"
-
-
-class Unavailable(InstantMentorError):
+class Unavailable(InstantMentorError, code="unavailable"):
     """The request could not be completed now; its outcome may be unknown (see subclasses)."""
 
-    code = "unavailable"
 
-
-class InternalError(InstantMentorError):
-    code = "internal"
+class InternalError(InstantMentorError, code="internal"): ...
 
 
 ERROR_CLASSES: dict[str, type[InstantMentorError]] = {
@@ -150,18 +140,14 @@ def error_from_frame(data: Mapping[str, Any] | None) -> InstantMentorError:
 # -- local conditions ----------------------------------------------------------------------
 
 
-class RequestTimeout(InstantMentorError, TimeoutError):
+class RequestTimeout(InstantMentorError, TimeoutError, code="timeout"):
     """No ``ack``/``error`` within the request timeout. The request was sent: its outcome is
     unknown. Also a :class:`TimeoutError`."""
-
-    code = "timeout"
 
 
 class NotConnected(Unavailable):
     """No connection became available within the request timeout; the request was **not**
     sent. Safe to retry."""
-
-    code = "unavailable"
 
 
 class ServerBusy(NotConnected):
@@ -178,26 +164,18 @@ class ConnectionLost(Unavailable):
     unknown). Idempotent requests are resent by the SDK instead; this reaches the caller only
     for the others (call and help actions, receipts, status changes, typing)."""
 
-    code = "unavailable"
 
-
-class ClientClosed(InstantMentorError):
+class ClientClosed(InstantMentorError, code="closed"):
     """The client was closed (by :meth:`close`, or for good after an authentication
     failure / with ``reconnect=False``)."""
 
-    code = "closed"
 
-
-class AuthenticationFailed(InstantMentorError):
+class AuthenticationFailed(InstantMentorError, code="unauthorized"):
     """The server refused the token (close 4401 or HTTP 401/403). Never retried."""
 
-    code = "unauthorized"
 
-
-class ProtocolViolation(InstantMentorError):
+class ProtocolViolation(InstantMentorError, code="protocol"):
     """The server sent something this SDK cannot understand (e.g. no ``connected`` first)."""
-
-    code = "protocol"
 
 
 __all__ = [

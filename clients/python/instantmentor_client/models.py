@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from instantmentor_client.errors import ProtocolViolation
 
@@ -33,6 +33,16 @@ def _build(cls: type[T], data: Mapping[str, Any], **override: Any) -> T:
     return cls(**kwargs)
 
 
+class _Model:
+    """What every typed view shares: ``from_dict`` builds it from the wire's ``data``."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return _build(cls, data)
+
+
 def _list(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     value = data.get(key)
     if not isinstance(value, list):
@@ -44,7 +54,7 @@ def _list(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Session:
+class Session(_Model):
     """The ``connected`` frame: who the server says we are, on which connection."""
 
     user_id: str
@@ -54,10 +64,6 @@ class Session:
     server_time: str
     heartbeat_interval_s: float
     protocol_version: int
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Session:
-        return _build(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +78,7 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
-class CallInvitation:
+class CallInvitation(_Model):
     """The ack of ``initiate_call``. ``state`` is ``ringing``, or ``rejected`` with ``reason``
     (``offline``/``busy``) when the system refused the call at once."""
 
@@ -81,25 +87,17 @@ class CallInvitation:
     expires_at: str
     reason: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallInvitation:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class CallState:
+class CallState(_Model):
     """The ack of ``accept_call`` / ``reject_call`` / ``end_call``."""
 
     call_id: str
     state: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallState:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class IncomingCall:
+class IncomingCall(_Model):
     """Push ``call_initiated`` (to the receiver)."""
 
     call_id: str
@@ -112,13 +110,9 @@ class IncomingCall:
     expires_at: str
     call_data: dict[str, Any] | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> IncomingCall:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class CallAccepted:
+class CallAccepted(_Model):
     """Push ``call_accepted``."""
 
     call_id: str
@@ -126,26 +120,18 @@ class CallAccepted:
     accepted_at: str
     call_data: dict[str, Any] | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallAccepted:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class CallRejected:
+class CallRejected(_Model):
     """Push ``call_rejected``; ``rejected_by`` is ``None`` when the system rejected."""
 
     call_id: str
     rejected_by: str | None = None
     reason: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallRejected:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class CallEnded:
+class CallEnded(_Model):
     """Push ``call_ended``; ``reason`` is ``cancelled``, ``hangup`` or ``connection_lost``."""
 
     call_id: str
@@ -153,40 +139,28 @@ class CallEnded:
     duration_s: float
     ended_by: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallEnded:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class CallTimeout:
+class CallTimeout(_Model):
     """Push ``call_timeout``: nobody answered; the call is ``missed``."""
 
     call_id: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallTimeout:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class CallSignal:
+class CallSignal(_Model):
     """Push ``call_signal`` (WebRTC offer/answer/ICE from the other party)."""
 
     call_id: str
     from_user_id: str
     signal: dict[str, Any]
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CallSignal:
-        return _build(cls, data)
-
 
 # -- chat (PROTOCOL §4) --------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class ChatMessage:
+class ChatMessage(_Model):
     """Push ``message_received``, and a message of ``get_history`` (which adds ``status``:
     ``sent``/``delivered``/``read``)."""
 
@@ -204,13 +178,9 @@ class ChatMessage:
     edited_at: str | None = None
     deleted_at: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ChatMessage:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class MessageChange:
+class MessageChange(_Model):
     """Push ``message_edited`` / ``message_deleted`` (to both participants): the message's
     text now (None once deleted), and when it changed."""
 
@@ -221,26 +191,18 @@ class MessageChange:
     edited_at: str | None = None
     deleted_at: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MessageChange:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class MessageChangeAck:
+class MessageChangeAck(_Model):
     """The ack of ``edit_message`` (``edited_at``) or ``delete_message`` (``deleted_at``)."""
 
     message_id: str
     edited_at: str | None = None
     deleted_at: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MessageChangeAck:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class MessageSent:
+class MessageSent(_Model):
     """The ack of ``send_message`` (the first one again for a repeated ``client_msg_id``)."""
 
     message_id: str
@@ -249,13 +211,9 @@ class MessageSent:
     sent_at: str
     client_msg_id: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MessageSent:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class History:
+class History(_Model):
     """The ack of ``get_history``: ``messages`` in ascending ``seq``; ``has_more`` when older
     ones remain (pass ``messages[0].seq`` as the next ``before_seq``)."""
 
@@ -264,13 +222,13 @@ class History:
     has_more: bool
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> History:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         messages = [ChatMessage.from_dict(m) for m in _list(data, "messages")]
         return _build(cls, data, messages=messages)
 
 
 @dataclass(frozen=True, slots=True)
-class ConversationSummary:
+class ConversationSummary(_Model):
     """One entry of ``list_conversations``; ``unread_count`` counts the peer's messages above
     this user's read marker."""
 
@@ -280,13 +238,13 @@ class ConversationSummary:
     last_message: ChatMessage | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ConversationSummary:
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
         last = data.get("last_message")
         return _build(cls, data, last_message=None if last is None else ChatMessage.from_dict(last))
 
 
 @dataclass(frozen=True, slots=True)
-class MessageStatus:
+class MessageStatus(_Model):
     """Push ``message_status`` (to the sender): the peer's marker moved to ``up_to_seq``."""
 
     conversation_id: str
@@ -295,29 +253,21 @@ class MessageStatus:
     by_user_id: str
     at: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MessageStatus:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class TypingNotice:
+class TypingNotice(_Model):
     """Push ``user_typing`` / ``user_stopped_typing``."""
 
     conversation_id: str
     user_id: str
     user_name: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TypingNotice:
-        return _build(cls, data)
-
 
 # -- presence (PROTOCOL §5) ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class MentorStatus:
+class MentorStatus(_Model):
     """A mentor's status: the ack of ``mentor_available``/``mentor_busy``, an entry of
     ``get_mentors`` / ``mentor_status_snapshot``, and push ``mentor_status_update``."""
 
@@ -329,10 +279,6 @@ class MentorStatus:
     status_message: str | None = None
     status_data: dict[str, Any] | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MentorStatus:
-        return _build(cls, data)
-
 
 def mentors_from(data: Mapping[str, Any]) -> list[MentorStatus]:
     """The ``mentors`` list of ``get_mentors`` / ``mentor_status_snapshot``."""
@@ -343,7 +289,7 @@ def mentors_from(data: Mapping[str, Any]) -> list[MentorStatus]:
 
 
 @dataclass(frozen=True, slots=True)
-class HelpRequest:
+class HelpRequest(_Model):
     """A help request: push ``help_request_received``, entry of ``list_help_requests``.
     ``mentor_id`` is ``None`` for a broadcast."""
 
@@ -358,13 +304,9 @@ class HelpRequest:
     expires_at: str
     mentor_id: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequest:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class HelpRequestCreated:
+class HelpRequestCreated(_Model):
     """The ack of ``student_request_help``; ``delivered_to`` counts the mentors shown it now."""
 
     request_id: str
@@ -372,72 +314,48 @@ class HelpRequestCreated:
     expires_at: str
     status: str = "open"
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequestCreated:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class HelpRequestUpdate:
+class HelpRequestUpdate(_Model):
     """The ack of ``accept_help_request`` (``accepted``), ``cancel_help_request``
     (``cancelled``) and ``decline_help_request`` (``status`` ``None``)."""
 
     request_id: str
     status: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequestUpdate:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class HelpRequestAccepted:
+class HelpRequestAccepted(_Model):
     """Push ``help_request_accepted`` (to the student)."""
 
     request_id: str
     mentor_id: str
     mentor_name: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequestAccepted:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class HelpRequestClosed:
+class HelpRequestClosed(_Model):
     """Push ``help_request_closed`` (to the other mentors shown it); ``reason`` is
     ``accepted``, ``cancelled`` or ``expired``."""
 
     request_id: str
     reason: str
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequestClosed:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class HelpRequestDeclined:
+class HelpRequestDeclined(_Model):
     """Push ``help_request_declined`` (to the student, targeted requests only)."""
 
     request_id: str
     mentor_id: str
     reason: str | None = None
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequestDeclined:
-        return _build(cls, data)
-
 
 @dataclass(frozen=True, slots=True)
-class HelpRequestExpired:
+class HelpRequestExpired(_Model):
     """Push ``help_request_expired`` (to the student)."""
 
     request_id: str
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HelpRequestExpired:
-        return _build(cls, data)
 
 
 # -- pushes --------------------------------------------------------------------------------
