@@ -207,6 +207,11 @@ def test_every_process_has_two_replicas_on_the_cluster_and_postgres() -> None:
         ]
         assert all(url.startswith("amqp://${IM_BROKER_USER:?") for url in urls)
         assert "${IM_JWT_SECRET:?" in env["IM_JWT_SECRET"]
+        # gateways and chat agree on chat's partitions; the replicas know how many share them
+        assert (env["IM_CHAT_PARTITIONS"], env["IM_REPLICAS"]) == (
+            "8",
+            str(spec["deploy"]["replicas"]),
+        )
         for node in RABBIT_NODES:
             assert spec["depends_on"][node]["condition"] == "service_healthy"
     for service in SERVICES:
