@@ -182,8 +182,12 @@ class LocalRabbit:
         ensure_installed()
         self._prepare()
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - lives as long as the node
+        # as many open files as allowed (RabbitMQ's documentation asks for 65,536 or more):
+        # with the usual 1,024 its file handle cache runs out after a few hundred queues, and
+        # then every new connection waits for a handle, so the broker accepts sockets and
+        # answers none. (runuser's PAM session sets the soft limit again, hence the shell.)
         self._process = subprocess.Popen(
-            self._command(SERVER),
+            self._command("sh", "-c", 'ulimit -n "$(ulimit -Hn)" && exec "$0"', SERVER),
             env=self._env(),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -7,6 +7,7 @@ exited with ``eaddrinuse``; this runs the same path on free ports of the same sh
 from __future__ import annotations
 
 import os
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +56,8 @@ def test_make_up_starts_its_own_broker_with_the_default_port_layout(up_stack: St
     assert overview.status_code == 401, "the management UI answers on its own port"
     status = node.ctl("status")
     assert status.returncode == 0, status.stderr
+    # every file the machine allows: with a soft limit of 1,024 the node's file handle cache
+    # ran out after a few hundred queues, and new connections then hung
+    handles = node.ctl("eval", "file_handle_cache:get_limit().")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert int(handles.stdout.strip()) > min(hard, 4096) - 200, handles

@@ -219,3 +219,11 @@ def test_every_process_has_two_replicas_on_the_cluster_and_postgres() -> None:
         url = spec["environment"][f"IM_{service.upper()}_DB_URL"]
         assert url.startswith("postgresql+asyncpg://") and url.endswith(f"@postgres:5432/{service}")
         assert spec["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_every_rabbitmq_node_may_open_as_many_files_as_rabbitmq_asks_for() -> None:
+    compose = _compose()["services"]
+    nodes = [name for name, spec in compose.items() if "rabbitmq" in str(spec.get("image", ""))]
+    assert len(nodes) == 4, nodes  # the default stack's and the cluster's three
+    for name in nodes:
+        assert compose[name]["ulimits"]["nofile"] >= 65_536, name
