@@ -27,7 +27,12 @@ async def test_request_timeout_and_the_gateways_unavailable(stack: Stack) -> Non
         assert 0.4 < time.monotonic() - started < 3
         assert timed_out.value.event == "get_mentors" and isinstance(timed_out.value, TimeoutError)
         with pytest.raises(sdk.RequestTimeout):
-            await client.send_message("hi", recipient_id="bob", timeout=0.3)
+            await client.accept_call("no-such-call", timeout=0.3)
+        # chat's commands go to the partition queues chat declares: with no chat at all the
+        # gateway learns at once that no queue took the command, which was never executed
+        with pytest.raises(sdk.Unavailable) as refused:
+            await client.send_message("hi", recipient_id="bob", timeout=5)
+        assert refused.value.event == "send_message" and "no queue" in str(refused.value)
         assert (await client.ping()).server_time  # the connection itself is fine
 
     async with sdk.InstantMentorClient(hasty.ws, token=token, request_timeout=20) as client:
