@@ -126,7 +126,9 @@ class PresenceHandlers:
             return before, after
 
         before, after = await self.store.write(choose_in)
-        self._publish_if_changed(req.out, before, after)
+        # redelivered: the first run may have stored this change and then failed to publish
+        # it, so this run finds nothing changed; it publishes the status again (harmless)
+        self._publish_if_changed(req.out, before, after, again=req.redelivered)
         req.out.reply = views.mentor_status(after, to_self=True)
 
     async def get_mentors(self, req: Request) -> None:
@@ -268,9 +270,12 @@ class PresenceHandlers:
         for before, after in changes.mentors:
             self._publish_if_changed(out, before, after)
 
-    def _publish_if_changed(self, out: Outbox, before: Mentor | None, after: Mentor) -> None:
-        """Other services hear of a change at once; clients at the pace of the broadcasts."""
-        if not domain.changed(before, after):
+    def _publish_if_changed(
+        self, out: Outbox, before: Mentor | None, after: Mentor, again: bool = False
+    ) -> None:
+        """Other services hear of a change at once; clients at the pace of the broadcasts.
+        ``again``: publish the status even when unchanged."""
+        if not (again or domain.changed(before, after)):
             return
         out.emit(MENTOR_STATUS_CHANGED, views.mentor_status(after))
         pace = self.pacer.decide(after.mentor_id)

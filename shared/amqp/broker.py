@@ -70,6 +70,7 @@ class Broker:
         self._consumers: dict[str, _Consumer] = {}
         self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
         self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
+        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -129,6 +130,7 @@ class Broker:
             await self._publish_channel.declare_exchange(name, kind, durable=True)
 
     async def close(self) -> None:
+        self._closed = True
         self._connected.clear()
         for kept in self._kept.values():
             await kept.close()
@@ -175,6 +177,20 @@ class Broker:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    async def _until_restored(self) -> None:
+        """Not connected: :class:`Unavailable` at once while the broker is away. But once the
+        connection is back and only the reconnect hooks are still restoring what the broker
+        lost, wait for them: aio-pika restores the consumers first, so a message may already
+        be in hand, and failing its publish would run it again for nothing."""
+        connection = self._connection
+        if self._closed or connection is None or not connection.connected.is_set():
+            raise Unavailable("message broker unavailable")
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                await self._connected.wait()
+        except TimeoutError as exc:
+            raise Unavailable("message broker unavailable (still restoring)") from exc
 
     # -- consuming -------------------------------------------------------------------------
 
@@ -359,8 +375,8 @@ class Broker:
 
         This talks to aiormq directly: aio-pika's ``Message`` and ``Exchange.publish`` cost
         about as much CPU again as the publish itself, on the hottest path of every process."""
-        if not self.connected:
-            raise Unavailable("message broker unavailable")
+        if not self._connected.is_set():
+            await self._until_restored()
         properties = spec.Basic.Properties(
             content_type="application/json",
             delivery_mode=2 if persistent else 1,

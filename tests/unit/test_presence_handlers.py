@@ -12,6 +12,7 @@ import pytest
 from services.presence.domain import Mentor
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.store import PresenceStore
+from shared.auth import Identity, Role
 from shared.protocol.domain import (
     CONNECTIONS_CHANGED,
     GATEWAY_HEARTBEAT,
@@ -69,7 +70,11 @@ def graced(req: Request) -> list[str]:
 
 
 async def run(
-    presence: PresenceHandlers, data: dict[str, Any], event: str = CONNECTIONS_CHANGED
+    presence: PresenceHandlers,
+    data: dict[str, Any],
+    event: str = CONNECTIONS_CHANGED,
+    user: Identity | None = None,
+    redelivered: bool = False,
 ) -> Request:
     """Run the handler of ``event`` on ``data`` as the runner does (validated first)."""
 
@@ -77,8 +82,8 @@ async def run(
         return True
 
     route = presence.table()[event]
-    payload = validate(route, data, None)
-    req = Request(event, data, payload, None, None, False, deliver_now)
+    payload = validate(route, data, user)
+    req = Request(event, data, payload, user, None, redelivered, deliver_now)
     await route.handler(req)
     return req
 
@@ -250,3 +255,18 @@ async def test_status_changes_are_stamped_by_the_injected_clock(
     req = await run(presence, {"opened": [fact("c1", "m1", role="mentor")]})
     [changed] = [f.data for f in req.out.facts if f.name == MENTOR_STATUS_CHANGED]
     assert changed["updated_at"] == "2027-01-15T08:00:00.000Z"
+
+
+async def test_a_redelivered_status_change_is_broadcast_again(presence: PresenceHandlers) -> None:
+    """Its first run may have stored the change and then failed to publish it (the broker
+    went away): the second finds nothing changed, yet students must still hear of it."""
+    mentor = Identity("m1", Role.MENTOR, "M")
+    busy = {"status": "busy", "status_message": "in a session"}
+    first = await run(presence, busy, "mentor_busy", mentor)
+    again = await run(presence, busy, "mentor_busy", mentor, redelivered=True)
+    repeated = await run(presence, busy, "mentor_busy", mentor)  # sent twice by the client
+    for req in (first, again):
+        [push] = [p for p in req.out.pushes if isinstance(p, BroadcastPush)]
+        assert push.frame["data"]["status_message"] == "in a session"
+        assert [f.name for f in req.out.facts] == [MENTOR_STATUS_CHANGED]
+    assert not [p for p in repeated.out.pushes if isinstance(p, BroadcastPush)]
