@@ -150,6 +150,15 @@ class Settings(BaseSettings):
         description="Connections opened/closed within this are announced to the services as "
         "one fact (a further batch gathers while one is being confirmed).",
     )
+    repeat_window_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="A push a service sends again (it ran a redelivered command) is dropped "
+        "when this gateway delivered the same frame within this long.",
+    )
+    repeat_memory: int = Field(
+        default=50_000, ge=1, description="Frames remembered for that, at most (~100 B each)."
+    )
 
     # Services
     data_dir: Path = Path("./data")

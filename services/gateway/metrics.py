@@ -44,6 +44,9 @@ TIMEOUTS = Counter(
 OVERLOADED = Counter(
     "im_gateway_queue_full_total", "Commands refused by a full service queue", ["service"]
 )
+REPEATS_DROPPED = Counter(
+    "im_gateway_repeats_dropped_total", "Pushes a service sent again that had gone out here"
+)
 SLOW_CLOSES = Counter("im_gateway_slow_consumer_closes_total", "Connections closed for not reading")
 CONNECTS_REFUSED = Counter(
     "im_gateway_connects_refused_total",

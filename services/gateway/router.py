@@ -24,6 +24,7 @@ from services.gateway.announcer import Announcer
 from services.gateway.bindings import Bindings
 from services.gateway.commands import CommandSender, Outgoing
 from services.gateway.connections import Connection, Registry, SlowConsumer
+from services.gateway.repeats import RecentFrames
 from services.gateway.snapshot import MentorSnapshot
 from services.gateway.wire import OutgoingFrame
 from shared.amqp import headers as h
@@ -101,6 +102,7 @@ class Router:
         self.bindings = Bindings(broker, registry, self.queue_name, batch_s)
         self.commands = CommandSender(broker, self.queue_name, self.settings.publishes_in_flight)
         self.snapshot = MentorSnapshot()
+        self.repeats = RecentFrames(self.settings.repeat_window_s, self.settings.repeat_memory)
         self._snapshot_stale = asyncio.Event()
         self._snapshot_stale.set()
 
@@ -385,8 +387,11 @@ class Router:
                 return
             if isinstance(close_code, int):  # a service's verdict, e.g. the cap over gateways
                 connection.close_after_queued(close_code, text)
-            else:
+            elif self._first_time(text, h.REPEAT in headers):
                 self._deliver(connection, text)
+            return
+        if not self._first_time(text, h.REPEAT in headers):
+            self._settle_riding_reply(message, headers)
             return
         excluded = headers.get(h.EXCLUDE)
         followup = _followup(headers)
@@ -399,11 +404,24 @@ class Router:
                 self._deliver(connection, frame)
                 if followup is not None:
                     connection.replace_followup(*followup)
+        self._settle_riding_reply(message, headers)
+
+    def _settle_riding_reply(self, message: Delivery, headers: dict[str, Any]) -> None:
+        """Settle the reply a push carries (after the push, as if sent after it)."""
         reply = headers.get(h.REPLY_BODY)
-        if isinstance(reply, str | bytes):  # settled after the push, as if sent after it
+        if isinstance(reply, str | bytes):
             pending = self._forget_pending(message.correlation_id or "")
             if pending is not None:
                 self._settle(pending, Reply.model_validate_json(reply))
+
+    def _first_time(self, text: str, repeat: bool) -> bool:
+        """Whether to deliver a push frame: not when it is a service's repeat of one that
+        went out here already (see :mod:`services.gateway.repeats`)."""
+        if repeat and self.repeats.delivered(text):
+            metrics.REPEATS_DROPPED.inc()
+            return False
+        self.repeats.note(text)
+        return True
 
     def _deliver_bundle(self, entries: list[dict[str, Any]]) -> None:
         """The pushes and replies of several commands (see ``Publisher.bundle``), in order:
@@ -411,7 +429,7 @@ class Router:
         replies of commands sent by other gateways are theirs: none is pending here)."""
         for entry in entries:
             text = entry.get("frame")
-            if text is not None:
+            if text is not None and self._first_time(text, "repeat" in entry):
                 frame = OutgoingFrame(text)
                 excluded, followup = entry.get("exclude"), entry.get("followup")
                 for user_id in dict.fromkeys(entry["to"]):  # each user once

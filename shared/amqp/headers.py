@@ -14,6 +14,8 @@
 * :data:`SPREAD_USER` / :data:`SPREAD_GATEWAYS`: to one gateway, over how many gateways
   that user's sockets are (their rate budget is split between them).
 * :data:`REPLY_BODY`: the reply (with ``correlation_id``) carried by a push.
+* :data:`REPEAT`: a push of a command run again (redelivered): a gateway that delivered the
+  same frame lately drops it (see :mod:`services.gateway.repeats`).
 * :data:`FOLLOWUP_KEY`, :data:`FOLLOWUP_AFTER_MS`, :data:`FOLLOWUP_FRAME`: see
   :class:`shared.runtime.outbox.Followup`.
 """
@@ -40,6 +42,7 @@ FOLLOWUP_KEY = "x-followup-key"
 FOLLOWUP_AFTER_MS = "x-followup-after-ms"
 FOLLOWUP_FRAME = "x-followup-frame"
 REPLY_BODY = "x-reply"  # a reply riding on a push (see shared.runtime.publisher)
+REPEAT = "x-repeat"
 
 
 def epoch_ms() -> int:

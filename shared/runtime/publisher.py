@@ -39,6 +39,7 @@ from shared.runtime.outbox import (
 )
 
 BROADCAST = "all"
+REPEAT_MARK = {h.REPEAT: 1}
 MAX_KNOWN_DELAYS = 1_000  # one-off durations remembered at most (they are declared again)
 
 
@@ -50,6 +51,7 @@ class Outcome:
     reply: Reply
     reply_to: str | None
     correlation_id: str | None
+    repeat: bool = False  # of a command run again: its pushes may have gone out already
 
     @property
     def bundles(self) -> bool:
@@ -74,8 +76,10 @@ class Publisher:
         reply_to: str | None,
         correlation_id: str | None,
         confirm: bool = True,
+        repeat: bool = False,
     ) -> None:
-        """Every effect of one handled command, then its reply (when one was asked for)."""
+        """Every effect of one handled command, then its reply (when one was asked for);
+        ``repeat``: the command ran before, so its pushes are marked as possible repeats."""
         pushes = merge_same_frames(outbox.pushes)
         answer = (reply, reply_to, correlation_id) if reply_to and correlation_id else None
         if (
@@ -85,10 +89,10 @@ class Publisher:
             and not outbox.facts
             and not outbox.timers
         ):
-            await self.push(pushes[0], confirm, reply=answer)
+            await self.push(pushes[0], confirm, reply=answer, repeat=repeat)
             return
         jobs: list[Awaitable[object]] = [
-            self._in_order(group, confirm) for group in in_order_groups(pushes)
+            self._in_order(group, confirm, repeat) for group in in_order_groups(pushes)
         ]
         jobs += [self.fact(fact.name, fact.data) for fact in outbox.facts]
         jobs += [self.timer(timer.event, timer.data, timer.delay_s) for timer in outbox.timers]
@@ -109,7 +113,7 @@ class Publisher:
                 assert isinstance(push, UserPush)
                 users = [push.user_id, *push.also_to]
                 keys.update((user_key(user), None) for user in users)
-                entries.append(_bundle_entry(push, users))
+                entries.append(_bundle_entry(push, users, outcome.repeat))
             if outcome.reply_to and outcome.correlation_id:
                 keys[reply_key(outcome.reply_to)] = None
                 reply = [outcome.correlation_id, outcome.reply.model_dump(exclude_none=True)]
@@ -130,9 +134,9 @@ class Publisher:
             headers={"CC": cc} if cc else None,
         )
 
-    async def _in_order(self, pushes: list[Push], confirm: bool) -> None:
+    async def _in_order(self, pushes: list[Push], confirm: bool, repeat: bool) -> None:
         for push in pushes:
-            await self.push(push, confirm)
+            await self.push(push, confirm, repeat=repeat)
 
     async def reply(
         self, reply: Reply, reply_to: str, correlation_id: str, confirm: bool = True
@@ -152,9 +156,11 @@ class Publisher:
         push: Push,
         confirm: bool = True,
         reply: tuple[Reply, str, str] | None = None,
+        repeat: bool = False,
     ) -> bool:
         """Publish one push; False when no gateway holds the addressed user/connection
-        (known only with ``confirm`` and without a ``reply`` riding on it)."""
+        (known only with ``confirm`` and without a ``reply`` riding on it). ``repeat``: it
+        may have gone out before (see :data:`shared.amqp.headers.REPEAT`)."""
         t = self.broker.topology
         if isinstance(push, UserSpread):  # a gateway that is gone has nobody to limit
             return await self.broker.publish(
@@ -178,8 +184,9 @@ class Publisher:
                 headers={h.CONNECTION: push.connection_id, h.CLOSE_CODE: push.code},
             )
         body = dumps_bytes(push.frame)
+        marks = REPEAT_MARK if repeat else {}
         if isinstance(push, UserPush):
-            headers = _user_push_headers(push)
+            headers = _user_push_headers(push, repeat)
             cc = [user_key(user_id) for user_id in push.also_to]
             correlation_id = None
             if reply is not None:
@@ -201,7 +208,13 @@ class Publisher:
             )
         if isinstance(push, BroadcastPush):
             return await self.broker.publish(
-                t.push, BROADCAST_ALL, body, persistent=False, confirm=confirm, message_type=h.PUSH
+                t.push,
+                BROADCAST_ALL,
+                body,
+                persistent=False,
+                confirm=confirm,
+                message_type=h.PUSH,
+                headers=marks or None,
             )
         return await self.broker.publish(
             "",
@@ -211,7 +224,7 @@ class Publisher:
             confirm=confirm,
             mandatory=confirm,
             message_type=h.PUSH,
-            headers={h.CONNECTION: push.connection_id},
+            headers={h.CONNECTION: push.connection_id} | marks,
         )
 
     async def fact(self, fact: str, data: dict[str, Any]) -> None:
@@ -329,8 +342,10 @@ def _destinations(push: Push) -> set[str]:
     return {BROADCAST}
 
 
-def _bundle_entry(push: UserPush, users: list[str]) -> dict[str, Any]:
+def _bundle_entry(push: UserPush, users: list[str], repeat: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"to": users, "frame": dumps(push.frame)}
+    if repeat:
+        entry["repeat"] = 1
     if push.exclude_connection:
         entry["exclude"] = push.exclude_connection
     if push.followup is not None:
@@ -339,8 +354,8 @@ def _bundle_entry(push: UserPush, users: list[str]) -> dict[str, Any]:
     return entry
 
 
-def _user_push_headers(push: UserPush) -> dict[str, Any]:
-    headers: dict[str, Any] = {}
+def _user_push_headers(push: UserPush, repeat: bool) -> dict[str, Any]:
+    headers: dict[str, Any] = {h.REPEAT: 1} if repeat else {}
     if push.exclude_connection:
         headers[h.EXCLUDE] = push.exclude_connection
     if push.followup is not None:

@@ -351,7 +351,9 @@ class ServiceRunner:
             request = self._request(in_hand, route)
             await route.handler(request)
             reply = Reply(ok=True, data=request.out.reply or {})
-            return Outcome(request.out, reply, in_hand.reply_to, in_hand.correlation_id)
+            return Outcome(
+                request.out, reply, in_hand.reply_to, in_hand.correlation_id, in_hand.redelivered
+            )
         except RealtimeError as exc:
             reply = Reply(
                 ok=False, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms
@@ -376,7 +378,7 @@ class ServiceRunner:
         o = outcome
         try:
             await self.publisher.outcome(
-                o.outbox, o.reply, o.reply_to, o.correlation_id, confirm=not transient
+                o.outbox, o.reply, o.reply_to, o.correlation_id, not transient, o.repeat
             )
         except RealtimeError:
             return self._unpublished(transient)

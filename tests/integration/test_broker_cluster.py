@@ -250,11 +250,11 @@ async def test_losing_the_chat_queue_leader_loses_and_doubles_nothing(
             key: a["message_id"] for key, a in acked.items()
         }
     acked_ids = {a[0]["message_id"] for s in senders for a in s.acks.values()}
-    # delivered: live, or (a push the failover cut off) by the sync a client sends for a gap.
-    # A live push may repeat only where chat ran a command again whose first pushes went out
-    # (chat.md: clients dedupe by message_id); the figures below count such repeats.
+    # delivered: live, or (a push the failover cut off) by the sync a client sends for a gap;
+    # never twice: a command chat ran again repeats its pushes, and the gateway drops those
     live = Counter(m["message_id"] for m in received(receiver))
     assert set(live) <= acked_ids
+    assert [key for key, n in live.items() if n > 1] == [], "a message reached the client twice"
     missed = acked_ids - set(live)
     if missed:
         since = {conversation_id_for(s.prefix[:-1], "rx"): 0 for s in senders}

@@ -98,13 +98,14 @@ async def test_a_stalled_service_is_refused_fast_and_late_commands_never_run(
 
 async def test_a_full_service_queue_refuses_at_once(stack: Stack) -> None:
     # A message carries one command or a batch; one connection has at most MAX_UNCONFIRMED
-    # commands in flight, so 300 of them take at least 300 / 16 messages: more than 10.
+    # (16) commands in flight, so 800 of them take at least 50 messages: more than the 10 the
+    # queue holds plus the 10 the stalled consumer may have been handed (its prefetch).
     chat = stack.start_service("chat", IM_QUEUE_MAX_LENGTH="10", IM_PREFETCH="10")
     gateway = stack.start_gateway(
         IM_QUEUE_MAX_LENGTH="10", IM_SHED_AFTER_MS="60000", IM_REQUEST_TIMEOUT_S="30", **UNLIMITED
     )
     alice = await connect(stack, gateway, "alice")
-    count = 300
+    count = 800
     with stalled(chat):
         for i in range(count):
             await send(alice, f"m{i}", f"m {i}")

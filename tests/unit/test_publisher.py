@@ -8,6 +8,7 @@ import pytest
 
 from shared.amqp.broker import Broker
 from shared.amqp.topology import DELAY_QUEUE_GENERATION_S, DELAY_QUEUE_SPARE_MS, Topology
+from shared.protocol.envelope import Reply
 from shared.runtime import publisher
 from shared.runtime.outbox import (
     BroadcastPush,
@@ -17,7 +18,8 @@ from shared.runtime.outbox import (
     Push,
     UserPush,
 )
-from shared.runtime.publisher import Publisher, in_order_groups, merge_same_frames
+from shared.runtime.publisher import Outcome, Publisher, in_order_groups, merge_same_frames
+from tests.support.runtime import FakeBroker
 
 
 def test_one_frame_to_two_users_is_one_message_with_the_exclusion_kept() -> None:
@@ -102,3 +104,18 @@ def test_a_delay_queue_outlives_the_last_timer_of_its_generation() -> None:
     # created at the start of its generation at the latest, its last timer set at the end
     last_fires_ms = DELAY_QUEUE_GENERATION_S * 1000 + arguments["x-message-ttl"]
     assert arguments["x-expires"] >= last_fires_ms + DELAY_QUEUE_SPARE_MS
+
+
+async def test_a_bundle_marks_the_pushes_of_a_command_run_again() -> None:
+    broker = FakeBroker()
+    bundles = Publisher(cast(Broker, cast(Any, broker)), "chat")
+    fresh, again = Outbox(), Outbox()
+    fresh.push_user("bob", "message_received", {"seq": 2})
+    again.push_user("bob", "message_received", {"seq": 1})
+    ok = Reply(ok=True, data={})
+    await bundles.bundle(
+        [Outcome(again, ok, "gw.q", "c1", repeat=True), Outcome(fresh, ok, "gw.q", "c2")]
+    )
+    [message] = broker.published
+    entries = cast(list[dict[str, Any]], message.body)
+    assert [("repeat" in e, "frame" in e) for e in entries] == [(True, True), (False, True)]

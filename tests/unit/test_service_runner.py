@@ -112,3 +112,19 @@ async def test_a_redelivered_command_says_so_to_its_handler() -> None:
     await process(runner(notes, broker), FakeDelivery(command()))
     again = await process(runner(notes, broker), FakeDelivery(command(), redelivered=True))
     assert seen == [False, True] and again.settled == ["ack"]
+
+
+async def test_the_pushes_of_a_command_run_again_are_marked_as_repeats() -> None:
+    async def pushes(req: Request) -> None:
+        req.out.push_user("bob", "message_received", {"seq": 1})
+        req.out.push_all("mentor_status_update", {"mentor_id": "m1"})
+
+    broker = FakeBroker()
+    await process(runner(pushes, broker), FakeDelivery(command()))
+    first = [p.kwargs.get("headers") or {} for p in broker.published if p.kwargs.get("headers")]
+    broker.published.clear()
+    await process(runner(pushes, broker), FakeDelivery(command(), redelivered=True))
+    again = [p.kwargs.get("headers") or {} for p in broker.published]
+    assert not any(h.REPEAT in headers for headers in first)
+    assert len(again) == 3 and all(h.REPEAT in headers for headers in again[:2])
+    assert again[2] == {} or h.REPEAT not in again[2], "the reply is no push"
