@@ -38,13 +38,14 @@ class Settings(BaseSettings):
         "command, or a gateway's batch of up to 100).",
     )
     chat_partitions: int = Field(
-        default=8,
+        default=1,
         ge=1,
         le=1024,
         description="Chat's durable commands are split by conversation over this many queues, "
         "each with one active consumer, so a conversation's commands keep their order with any "
-        "number of replicas. Fixed per deployment: gateways and chat must agree (see "
-        "docs/chat.md before changing it).",
+        "number of replicas; at most this many chat replicas work at once (the others stand "
+        "by). One replica is fastest with one: more mean smaller batches. Fixed per "
+        "deployment: gateways and chat must agree (see docs/chat.md before changing it).",
     )
     replicas: int = Field(
         default=1,

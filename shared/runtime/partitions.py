@@ -56,6 +56,15 @@ class Partitions:
             slots = [self.broker.topology.replica_slot(self.service, i) for i in range(s.replicas)]
             self.index = await self.broker.hold_first_free(slots)
         log.info("%s is replica %s of %d", self.service, self.index, s.replicas)
+        if s.replicas > self.count:
+            log.warning(
+                "%d replicas of %s share %d partitions: %d of them only stand by (raise "
+                "IM_CHAT_PARTITIONS on every gateway and replica to spread the work)",
+                s.replicas,
+                self.service,
+                self.count,
+                s.replicas - self.count,
+            )
 
     def own(self) -> list[int]:
         """The partitions this replica subscribes to first."""

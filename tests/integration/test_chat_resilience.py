@@ -194,12 +194,14 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Database
     each = 300
     # Each replica is active on its own half of chat's partitions: alice-bob's conversation
     # is in one half, alice-grace's in the other (see test_chat_order_replicas.py).
+    partitions = {"IM_CHAT_PARTITIONS": "8"}
     replicas = [
-        stack.spawn_service("chat", IM_REPLICAS="2", IM_REPLICA_INDEX=str(i)) for i in (0, 1)
+        stack.spawn_service("chat", IM_REPLICAS="2", IM_REPLICA_INDEX=str(i), **partitions)
+        for i in (0, 1)
     ]
     for replica in replicas:
         stack.wait_logged(replica, "consuming")
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    gateway = stack.start_gateway(**partitions, **NO_RATE_LIMITS)
     alice, bob, grace = [
         await connect_to_chat(stack, gateway, u) for u in ("alice", "bob", "grace")
     ]

@@ -4,8 +4,11 @@ others later as a standby, and nothing taken once it stops."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
+
+import pytest
 
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
@@ -113,3 +116,18 @@ def test_partition_keys_are_not_matched_by_the_service_queue() -> None:
     assert arguments["x-single-active-consumer"] is True
     assert arguments["x-max-length"] == 100 and arguments["x-overflow"] == "reject-publish"
     assert arguments["x-delivery-limit"] == 5 and arguments["x-queue-type"] == "quorum"
+
+
+async def test_replicas_beyond_the_partitions_are_told_they_only_stand_by(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = RecordingBroker()
+    crowded = partitions(broker, chat_partitions=2, replicas=3, replica_index=2)
+    with caplog.at_level(logging.WARNING, logger="shared.runtime.partitions"):
+        await crowded.take_index()
+    assert crowded.own() == []
+    assert "3 replicas of chat share 2 partitions: 1 of them only stand by" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="shared.runtime.partitions"):
+        await partitions(broker, chat_partitions=4, replicas=2, replica_index=0).take_index()
+    assert caplog.text == ""
