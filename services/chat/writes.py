@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, union_all, update
+from sqlalchemy import Connection, bindparam, insert, select, union_all, update
 
 from services.chat import domain
 from services.chat.domain import (
@@ -97,6 +97,20 @@ _ADVANCE = (
 _NEW_CONVERSATIONS = insert(conversations)
 _NEW_MESSAGES = insert(messages)
 _MESSAGE = select(messages).where(messages.c.id == bindparam("id"))
+_DELIVERED = select(markers.c.conversation_id, markers.c.user_id, markers.c.delivered_seq).where(
+    markers.c.conversation_id.in_(bindparam("ids", expanding=True))
+)
+_MARKERS_OF = select(markers).where(
+    markers.c.conversation_id == bindparam("m_conversation"),
+    markers.c.user_id == bindparam("m_user"),
+)
+_NEW_MARKERS = insert(markers)
+_SET_MARKERS = (
+    update(markers)
+    .where(markers.c.conversation_id == bindparam("m_conversation"))
+    .where(markers.c.user_id == bindparam("m_user"))
+    .values(delivered_seq=bindparam("m_delivered"), read_seq=bindparam("m_read"))
+)
 
 
 def new_message_id() -> str:
@@ -133,10 +147,7 @@ def _send(
     if max_backlog is not None:  # what each stored conversation's participants have had
         delivered: dict[tuple[str, str], int] = {}
         if stored:
-            query = select(markers.c.conversation_id, markers.c.user_id, markers.c.delivered_seq)
-            for conversation, user, seq in conn.execute(
-                query.where(markers.c.conversation_id.in_(list(stored)))
-            ):
+            for conversation, user, seq in conn.execute(_DELIVERED, {"ids": sorted(stored)}):
                 delivered[(conversation, user)] = seq
         backlog = domain.BacklogCap(max_backlog, delivered)
     keys = {key for d in drafts for key in d.keys}
@@ -179,20 +190,24 @@ def _conversation_of(conn: Connection, user_id: str, conversation_id: str) -> Co
 def _apply_one(conn: Connection, op: WriteOp[Any], at: float) -> Outcome:
     if isinstance(op, ReceiptOp):
         conversation = _conversation_of(conn, op.reader, op.conversation_id)
-        key = and_(markers.c.conversation_id == conversation.id, markers.c.user_id == op.reader)
-        row = (conn.execute(select(markers).where(key))).mappings().first()
+        key = {"m_conversation": conversation.id, "m_user": op.reader}
+        row = conn.execute(_MARKERS_OF, key).mappings().first()
         before = to_markers(row) if row is not None else Markers()
         after, change = domain.mark(conversation, op.reader, before, op.kind, op.up_to_seq, at)
         if change is not None:
-            values = {"delivered_seq": after.delivered_seq, "read_seq": after.read_seq}
             if row is None:
                 conn.execute(
-                    insert(markers).values(
-                        conversation_id=conversation.id, user_id=op.reader, **values
-                    )
+                    _NEW_MARKERS,
+                    {
+                        "conversation_id": conversation.id,
+                        "user_id": op.reader,
+                        "delivered_seq": after.delivered_seq,
+                        "read_seq": after.read_seq,
+                    },
                 )
             else:
-                conn.execute(update(markers).where(key).values(**values))
+                seqs = {"m_delivered": after.delivered_seq, "m_read": after.read_seq}
+                conn.execute(_SET_MARKERS, key | seqs)
         return change
     if isinstance(op, ChangeOp):
         return _change(conn, op, at)
