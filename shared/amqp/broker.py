@@ -178,6 +178,17 @@ class Broker:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    async def until_connected(self, timeout_s: float) -> bool:
+        """Whether the broker is connected (again) within ``timeout_s``."""
+        if self._closed:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def _until_restored(self) -> None:
         """Not connected: :class:`Unavailable` at once while the broker is away. But once the
         connection is back and only the reconnect hooks are still restoring what the broker

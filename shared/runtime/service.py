@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
 from typing import Any
@@ -52,6 +52,8 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 DRAIN_S = 10.0  # SIGTERM: how long the commands in hand may take to finish
+REPUBLISH_ATTEMPTS = 3  # publishes of one outcome before its commands are run again
+REPUBLISH_WAIT_S = 5.0  # for the broker to be back, before each publish again
 
 BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
 
@@ -375,14 +377,13 @@ class ServiceRunner:
             return Verdict.DEAD
 
     async def _publish(self, outcome: Outcome, transient: bool) -> Verdict:
-        o = outcome
-        try:
+        async def publish(outcomes: list[Outcome]) -> None:
+            [o] = outcomes
             await self.publisher.outcome(
                 o.outbox, o.reply, o.reply_to, o.correlation_id, not transient, o.repeat
             )
-        except RealtimeError:
-            return self._unpublished(transient)
-        return Verdict.DONE
+
+        return await self._published([outcome], publish, transient)
 
     async def _in_turn(self, decided: Outcome | Verdict, transient: bool) -> Verdict:
         if isinstance(decided, Verdict):
@@ -411,11 +412,33 @@ class ServiceRunner:
         return verdicts
 
     async def _publish_bundle(self, bundle: list[Outcome], transient: bool) -> Verdict:
-        try:
-            await self.publisher.bundle(bundle, confirm=not transient)
-        except RealtimeError:
-            return self._unpublished(transient)
-        return Verdict.DONE
+        async def publish(outcomes: list[Outcome]) -> None:
+            await self.publisher.bundle(outcomes, confirm=not transient)
+
+        return await self._published(bundle, publish, transient)
+
+    async def _published(
+        self,
+        outcomes: list[Outcome],
+        publish: Callable[[list[Outcome]], Awaitable[None]],
+        transient: bool,
+    ) -> Verdict:
+        """Publish ``outcomes``. When the broker fails that (it went away, or refused), wait
+        for it and publish the *same* outcomes again, marked as repeats (some may have gone
+        out), instead of running the commands again: a run again finds its work stored and
+        may not know what it changed (a status set twice broadcasts nothing the second time).
+        Only past :data:`REPUBLISH_WAIT_S` are the commands retried."""
+        for attempt in range(REPUBLISH_ATTEMPTS):
+            try:
+                await publish(outcomes)
+                return Verdict.DONE
+            except RealtimeError:
+                if transient or attempt + 1 == REPUBLISH_ATTEMPTS:
+                    break
+                if not await self.broker.until_connected(REPUBLISH_WAIT_S):
+                    break
+                outcomes = [replace(o, repeat=True) for o in outcomes]
+        return self._unpublished(transient)
 
     def _unpublished(self, transient: bool) -> Verdict:
         if transient:

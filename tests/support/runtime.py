@@ -35,12 +35,17 @@ class FakeBroker:
     topology: Topology = field(default_factory=lambda: Topology("t"))
     published: list[Published] = field(default_factory=list)
     failing: bool = False  # the broker is away: every publish raises Unavailable
+    blips: int = 0  # this many publishes fail, and then the broker is back
 
     async def publish(self, exchange: str, routing_key: str, body: bytes, **kw: Any) -> bool:
-        if self.failing:
+        if self.failing or self.blips:
+            self.blips = max(0, self.blips - 1)
             raise Unavailable("broker unreachable")
         self.published.append(Published(exchange, routing_key, json.loads(body), kw))
         return True
+
+    async def until_connected(self, timeout_s: float) -> bool:
+        return not self.failing
 
     def replies(self) -> list[dict[str, Any]]:
         return [p.body for p in self.published if p.kwargs.get("message_type") == h.REPLY]

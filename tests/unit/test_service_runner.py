@@ -128,3 +128,21 @@ async def test_the_pushes_of_a_command_run_again_are_marked_as_repeats() -> None
     assert not any(h.REPEAT in headers for headers in first)
     assert len(again) == 3 and all(h.REPEAT in headers for headers in again[:2])
     assert again[2] == {} or h.REPEAT not in again[2], "the reply is no push"
+
+
+async def test_effects_the_broker_failed_are_published_again_not_run_again() -> None:
+    """A run again would find its work stored; it may not know what it changed."""
+    runs: list[bool] = []
+
+    async def pushes(req: Request) -> None:
+        runs.append(req.redelivered)
+        req.out.push_user("bob", "message_received", {"seq": 1})
+        req.out.emit("svc.done", {"n": 1})
+
+    broker = FakeBroker(blips=1)
+    delivery = await process(runner(pushes, broker), FakeDelivery(command()))
+    assert runs == [False], "the handler ran once"
+    assert delivery.settled == ["ack"]
+    push = next(p for p in broker.published if p.routing_key == "user.bob")
+    assert h.REPEAT in push.kwargs["headers"], "published again: it may have gone out before"
+    assert broker.replies() == [{"ok": True, "data": {}}]
