@@ -195,13 +195,10 @@ class Broker:
         lost, wait for them: aio-pika restores the consumers first, so a message may already
         be in hand, and failing its publish would run it again for nothing."""
         connection = self._connection
-        if self._closed or connection is None or not connection.connected.is_set():
+        if connection is None or not connection.connected.is_set():
             raise Unavailable("message broker unavailable")
-        try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-                await self._connected.wait()
-        except TimeoutError as exc:
-            raise Unavailable("message broker unavailable (still restoring)") from exc
+        if not await self.until_connected(PUBLISH_TIMEOUT_S):
+            raise Unavailable("message broker unavailable (still restoring)")
 
     # -- consuming -------------------------------------------------------------------------
 

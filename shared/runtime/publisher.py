@@ -69,19 +69,13 @@ class Publisher:
         self.service = service
         self._delay_queues: dict[int, tuple[str, int]] = {}  # ms → (queue, its generation)
 
-    async def outcome(
-        self,
-        outbox: Outbox,
-        reply: Reply,
-        reply_to: str | None,
-        correlation_id: str | None,
-        confirm: bool = True,
-        repeat: bool = False,
-    ) -> None:
+    async def outcome(self, outcome: Outcome, confirm: bool = True) -> None:
         """Every effect of one handled command, then its reply (when one was asked for);
-        ``repeat``: the command ran before, so its pushes are marked as possible repeats."""
+        the pushes of an outcome that may have gone out before are marked as repeats."""
+        outbox, repeat = outcome.outbox, outcome.repeat
         pushes = merge_same_frames(outbox.pushes)
-        answer = (reply, reply_to, correlation_id) if reply_to and correlation_id else None
+        reply_to, correlation_id = outcome.reply_to, outcome.correlation_id
+        answer = (outcome.reply, reply_to, correlation_id) if reply_to and correlation_id else None
         if (
             answer is not None
             and len(pushes) == 1
@@ -355,7 +349,7 @@ def _bundle_entry(push: UserPush, users: list[str], repeat: bool) -> dict[str, A
 
 
 def _user_push_headers(push: UserPush, repeat: bool) -> dict[str, Any]:
-    headers: dict[str, Any] = {h.REPEAT: 1} if repeat else {}
+    headers: dict[str, Any] = dict(REPEAT_MARK) if repeat else {}
     if push.exclude_connection:
         headers[h.EXCLUDE] = push.exclude_connection
     if push.followup is not None:

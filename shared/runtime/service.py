@@ -378,10 +378,7 @@ class ServiceRunner:
 
     async def _publish(self, outcome: Outcome, transient: bool) -> Verdict:
         async def publish(outcomes: list[Outcome]) -> None:
-            [o] = outcomes
-            await self.publisher.outcome(
-                o.outbox, o.reply, o.reply_to, o.correlation_id, not transient, o.repeat
-            )
+            await self.publisher.outcome(outcomes[0], confirm=not transient)
 
         return await self._published([outcome], publish, transient)
 
