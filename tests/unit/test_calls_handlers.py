@@ -21,6 +21,7 @@ from shared.errors import RealtimeError, Unavailable
 from shared.protocol.envelope import CommandOrigin
 from shared.runtime.outbox import ConnectionPush, Outbox, Push, Request, UserPush
 from shared.runtime.routes import validate
+from tests.support.clock import FakeClock
 from tests.support.postgres import Databases
 
 RING = 30.0
@@ -65,14 +66,6 @@ class Result:
     @property
     def facts(self) -> list[tuple[str, dict[str, Any]]]:
         return [(f.name, f.data) for f in self.out.facts]
-
-
-@dataclass
-class Clock:
-    t: float = T0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @dataclass
@@ -127,8 +120,8 @@ _ids = itertools.count(1)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -147,18 +140,18 @@ def online() -> set[str]:
     return {"alice", "bob", "carol"}
 
 
-def make(store: CallStore, clock: Clock, online: set[str]) -> Harness:
+def make(store: CallStore, clock: FakeClock, online: set[str]) -> Harness:
     handlers = CallHandlers(store, RING, clock=clock, new_id=lambda: f"call{next(_ids)}")
     return Harness(handlers, online)
 
 
 @pytest.fixture
-def calls(stores: list[CallStore], clock: Clock, online: set[str]) -> Harness:
+def calls(stores: list[CallStore], clock: FakeClock, online: set[str]) -> Harness:
     return make(stores[0], clock, online)
 
 
 @pytest.fixture
-def replica(stores: list[CallStore], clock: Clock, online: set[str]) -> Harness:
+def replica(stores: list[CallStore], clock: FakeClock, online: set[str]) -> Harness:
     """A second replica on the same database."""
     return make(stores[1], clock, online)
 
@@ -247,7 +240,7 @@ async def test_an_accepted_call_keeps_both_parties_busy(calls: Harness) -> None:
 # -- accept / reject / end -------------------------------------------------------------------
 
 
-async def test_accept_tells_both_parties_and_presence(calls: Harness, clock: Clock) -> None:
+async def test_accept_tells_both_parties_and_presence(calls: Harness, clock: FakeClock) -> None:
     call_id = await calls.call()
     clock.t += 3
     result = await calls.run("accept_call", {"call_id": call_id, "call_data": {"answer": 1}}, BOB)
@@ -283,7 +276,7 @@ async def test_cancel_while_ringing(calls: Harness) -> None:
 
 
 async def test_hang_up_reports_the_duration_and_frees_the_mentor(
-    calls: Harness, clock: Clock
+    calls: Harness, clock: FakeClock
 ) -> None:
     call_id = await calls.call()
     clock.t += 2
@@ -340,7 +333,7 @@ async def test_error_codes(calls: Harness) -> None:
 
 
 async def test_a_late_answer_is_a_conflict_even_before_the_timer_fired(
-    calls: Harness, clock: Clock
+    calls: Harness, clock: FakeClock
 ) -> None:
     call_id = await calls.call()
     clock.t += RING
@@ -417,7 +410,7 @@ async def test_both_parties_gone_in_one_batch_end_their_call_once(
 
 
 async def test_a_party_connecting_while_a_call_rings_gets_it_in_the_catch_up(
-    calls: Harness, clock: Clock
+    calls: Harness, clock: FakeClock
 ) -> None:
     call_id = await calls.call(ALICE, "bob")
 
@@ -449,7 +442,7 @@ async def test_a_party_connecting_while_a_call_rings_gets_it_in_the_catch_up(
 # -- history ---------------------------------------------------------------------------------
 
 
-async def test_list_calls_returns_the_senders_history(calls: Harness, clock: Clock) -> None:
+async def test_list_calls_returns_the_senders_history(calls: Harness, clock: FakeClock) -> None:
     completed = await calls.call(ALICE, "bob")
     clock.t += 1
     await calls.run("accept_call", {"call_id": completed}, BOB)
@@ -549,7 +542,7 @@ async def test_two_devices_accepting_on_two_replicas_one_wins(
 
 
 async def test_accept_against_the_timeout_has_one_outcome(
-    calls: Harness, replica: Harness, clock: Clock
+    calls: Harness, replica: Harness, clock: FakeClock
 ) -> None:
     seen = set()
     for _ in range(20):
@@ -573,7 +566,7 @@ async def test_accept_against_the_timeout_has_one_outcome(
 
 
 async def test_accept_against_cancel_has_one_outcome(
-    calls: Harness, replica: Harness, clock: Clock
+    calls: Harness, replica: Harness, clock: FakeClock
 ) -> None:
     for _ in range(20):
         clock.t += 1  # the history's order
@@ -631,7 +624,7 @@ async def test_a_redelivered_timeout_or_offline_fact_reannounces_what_it_did(
     assert [name for name, _ in repeat.facts] == ["calls.call_ended"]
 
 
-async def test_a_resumed_connection_gets_no_catch_up(calls: Harness, clock: Clock) -> None:
+async def test_a_resumed_connection_gets_no_catch_up(calls: Harness, clock: FakeClock) -> None:
     await calls.call(ALICE, "bob")
     fact = {
         "gateway_id": "gw",

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from services.gateway.connect_gate import MIN_RETRY_MS, ConnectGate
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.support.clock import FakeClock
 
 
 def test_sockets_beyond_the_limit_are_refused_until_one_is_set_up() -> None:
-    gate = ConnectGate(max_pending=2, clock=Clock())
+    gate = ConnectGate(max_pending=2, clock=FakeClock(100.0))
     first, second = gate.enter(), gate.enter()
     assert first is not None and second is not None
     assert gate.enter() is None
@@ -25,7 +18,7 @@ def test_sockets_beyond_the_limit_are_refused_until_one_is_set_up() -> None:
 
 
 def test_the_pace_follows_how_long_set_ups_take() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     gate = ConnectGate(max_pending=10, clock=clock)
     for _ in range(100):  # set-ups that take 50 ms each
         ticket = gate.enter()
@@ -37,7 +30,7 @@ def test_the_pace_follows_how_long_set_ups_take() -> None:
 
 
 def test_the_refused_are_given_slots_spread_at_that_pace() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     gate = ConnectGate(max_pending=10, clock=clock)
     gate.setup_s = 0.1  # 100/s
     tickets = [gate.enter() for _ in range(10)]
@@ -49,7 +42,7 @@ def test_the_refused_are_given_slots_spread_at_that_pace() -> None:
 
 
 def test_slots_are_not_handed_out_in_the_past() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     gate = ConnectGate(max_pending=1, clock=clock)
     assert gate.enter() is not None
     early = gate.retry_after_ms()
