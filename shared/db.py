@@ -149,9 +149,7 @@ class ThreadedDatabase:
         PostgreSQL, so that after waiting for another replica's upgrade it sees the result."""
         return await self._run(self.engine, work)
 
-    async def _run(
-        self, engine: Engine, work: Callable[[Connection], T], retry: bool = False
-    ) -> T:
+    async def _run(self, engine: Engine, work: Callable[[Connection], T], retry: bool = False) -> T:
         def in_transaction() -> T:
             with engine.begin() as conn:
                 return work(conn)

@@ -25,9 +25,7 @@ def to_stored(text: str) -> str:
     """``text`` without NUL, reversibly (see the module)."""
     if _TO_STORE.search(text) is None:
         return text
-    return _TO_STORE.sub(
-        lambda m: STANDS_FOR_NUL if m.group() == NUL else ESCAPE + m.group(), text
-    )
+    return _TO_STORE.sub(lambda m: STANDS_FOR_NUL if m.group() == NUL else ESCAPE + m.group(), text)
 
 
 def from_stored(stored: str) -> str:

@@ -128,7 +128,7 @@ def _print_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
 @pytest.fixture(autouse=True)
 def frames_follow_the_protocol() -> Iterator[None]:
-    """Every frame a test client received matched its schema in shared/protocol/pushes.py."""
+    """Every frame a test client received matched its schema (registry.SERVER_PUSHES)."""
     protocol_violations.clear()
     yield
     assert not protocol_violations, "\n".join(protocol_violations[:10])

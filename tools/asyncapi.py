@@ -15,8 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from shared.protocol.pushes import SERVER_PUSHES
-from shared.protocol.registry import CLIENT_EVENTS
+from shared.protocol.registry import CLIENT_EVENTS, SERVER_PUSHES
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
 

@@ -32,7 +32,7 @@ from shared.protocol.domain import (
     ConnectionsChanged,
     UsersPresenceFact,
 )
-from shared.protocol.envelope import CommandOrigin, push_frame
+from shared.protocol.envelope import CommandOrigin
 from shared.runtime.outbox import Outbox, Request, UserPush
 from shared.runtime.routes import Routes, command, fact, routes, timer
 
@@ -65,9 +65,9 @@ def announce(out: Outbox, call: Call) -> None:
     or stops occupying its parties."""
     # Not the reason: a rejecting user may have typed it (user text never reaches the logs).
     log.info("call %s %s", call.call_id, call.state.value)
-    event, data = views.state_push(call)
+    push = views.state_push(call)
     for user_id in call.parties:
-        out.push_user(user_id, event, data)
+        out.push_user(user_id, push)
     fact = CallFact(call_id=call.call_id, caller_id=call.caller_id, receiver_id=call.receiver_id)
     if call.state is CallState.ACCEPTED:
         out.emit(CALL_ACCEPTED, fact.model_dump())
@@ -172,11 +172,9 @@ class CallHandlers:
                 await self.store.record(call)
         if call.state is CallState.RINGING:
             # Committed first, so whoever sees the push can act on the call at once.
-            data = views.initiated(call)
+            ringing = views.initiated(call)
             try:
-                delivered = await req.deliver_now(
-                    UserPush(call.receiver_id, push_frame(wire.CALL_INITIATED, data))
-                )
+                delivered = await req.deliver_now(UserPush(call.receiver_id, ringing.frame))
             except Exception:
                 # No timer is armed yet: a call left ringing would hold both lines forever.
                 await self.store.discard(call)
@@ -229,7 +227,7 @@ class CallHandlers:
         if call is None:
             raise NotFound(f"no call {p.call_id}")
         peer = domain.signal_target(call, me.user_id)
-        req.out.push_user(peer, wire.CALL_SIGNAL, views.signal(call, me.user_id, p.signal))
+        req.out.push_user(peer, views.signal(call, me.user_id, p.signal))
         req.out.reply = {}
 
     async def list_calls(self, req: Request) -> None:
@@ -296,4 +294,4 @@ class CallHandlers:
             )
             for call in calls.get(opening.user_id, ()):
                 if call.rings_at(now):
-                    req.out.push_connection(origin, wire.CALL_INITIATED, views.initiated(call))
+                    req.out.push_connection(origin, views.initiated(call))

@@ -7,13 +7,14 @@ from typing import Any
 from services.calls.domain import Call, CallState, outcome
 from shared.clock import iso
 from shared.protocol import calls as wire
+from shared.protocol.base import ServerPush
 
 
 def _iso(ts: float | None) -> str | None:
     return iso(ts) if ts is not None else None
 
 
-def initiated(call: Call) -> dict[str, Any]:
+def initiated(call: Call) -> wire.CallInitiatedPush:
     return wire.CallInitiatedPush(
         call_id=call.call_id,
         caller_id=call.caller_id,
@@ -24,41 +25,39 @@ def initiated(call: Call) -> dict[str, Any]:
         call_data=call.call_data,
         created_at=iso(call.created_at),
         expires_at=iso(call.expires_at),
-    ).model_dump()
+    )
 
 
-def state_push(call: Call) -> tuple[str, dict[str, Any]]:
+def state_push(call: Call) -> ServerPush:
     """The push that announces the state ``call`` has just reached (not ringing)."""
     if call.state is CallState.ACCEPTED:
         assert call.accepted_by is not None and call.accepted_at is not None
-        return wire.CALL_ACCEPTED, wire.CallAcceptedPush(
+        return wire.CallAcceptedPush(
             call_id=call.call_id,
             accepted_by=call.accepted_by,
             call_data=call.accept_data,
             accepted_at=iso(call.accepted_at),
-        ).model_dump()
+        )
     if call.state is CallState.REJECTED:
-        return wire.CALL_REJECTED, wire.CallRejectedPush(
+        return wire.CallRejectedPush(
             call_id=call.call_id, rejected_by=call.rejected_by, reason=call.reason
-        ).model_dump()
+        )
     if call.state is CallState.MISSED:
-        return wire.CALL_TIMEOUT, wire.CallTimeoutPush(call_id=call.call_id).model_dump()
+        return wire.CallTimeoutPush(call_id=call.call_id)
     if call.state is CallState.ENDED:
-        return wire.CALL_ENDED, wire.CallEndedPush.model_validate(
+        return wire.CallEndedPush.model_validate(
             {
                 "call_id": call.call_id,
                 "ended_by": call.ended_by,
                 "reason": call.reason,
                 "duration_s": call.duration_s,
             }
-        ).model_dump()
+        )
     raise ValueError(f"no push announces a {call.state} call")
 
 
-def signal(call: Call, from_user_id: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return wire.CallSignalPush(
-        call_id=call.call_id, from_user_id=from_user_id, signal=payload
-    ).model_dump()
+def signal(call: Call, from_user_id: str, payload: dict[str, Any]) -> wire.CallSignalPush:
+    return wire.CallSignalPush(call_id=call.call_id, from_user_id=from_user_id, signal=payload)
 
 
 def initiate_ack(call: Call) -> dict[str, Any]:

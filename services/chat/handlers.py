@@ -17,10 +17,6 @@ from services.chat.writer import GroupWriter
 from services.chat.writes import ChangeOp, ReceiptOp, SendOp
 from shared.errors import NotFound
 from shared.protocol.chat import (
-    MESSAGE_RECEIVED,
-    MESSAGE_STATUS,
-    USER_STOPPED_TYPING,
-    USER_TYPING,
     DeleteMessage,
     EditMessage,
     GetHistory,
@@ -30,7 +26,7 @@ from shared.protocol.chat import (
     Typing,
 )
 from shared.protocol.domain import CONNECTIONS_CHANGED, ConnectionsChanged
-from shared.protocol.envelope import CommandOrigin, push_frame
+from shared.protocol.envelope import CommandOrigin
 from shared.runtime.outbox import Followup, Request
 from shared.runtime.routes import Routes, command, fact, routes, timer
 from shared.settings import Settings
@@ -92,10 +88,9 @@ class ChatHandlers:
         # Created now, or this very command redelivered (its pushes may never have gone out:
         # a broker blip or a crash after the commit): push (again). Clients dedupe by id.
         view = views.received(message)
-        req.out.push_user(message.recipient_id, MESSAGE_RECEIVED, view)
+        req.out.push_user(message.recipient_id, view)
         req.out.push_user(
             message.sender_id,
-            MESSAGE_RECEIVED,
             view,
             exclude_connection=req.origin.connection_id if req.origin else None,
         )
@@ -112,7 +107,7 @@ class ChatHandlers:
         change = await self.writer.submit(op)
         req.out.reply = {}
         if change is not None:
-            req.out.push_user(change.to_user_id, MESSAGE_STATUS, views.status(change))
+            req.out.push_user(change.to_user_id, views.status(change))
 
     async def edit_message(self, req: Request) -> None:
         payload = req.payload_as(EditMessage)
@@ -130,9 +125,9 @@ class ChatHandlers:
         user_id = req.sender.user_id
         op = ChangeOp(conversation_id, message_id, user_id, text, self.settings.edit_window_s)
         message = await self.writer.submit(op)
-        event, push, req.out.reply = views.changed(message)
+        push, req.out.reply = views.changed(message)
         for participant in (message.recipient_id, message.sender_id):
-            req.out.push_user(participant, event, push)
+            req.out.push_user(participant, push)
 
     # -- typing ----------------------------------------------------------------------------
 
@@ -155,14 +150,14 @@ class ChatHandlers:
             peer_id = domain.visible_to(found, sender.user_id, named.conversation_id).peer_of(
                 sender.user_id
             )
-        notice = views.typing_notice(named.conversation_id, sender.user_id, sender.name)
         key = f"typing:{named.conversation_id}:{sender.user_id}"
+        stop = views.typing_notice(False, named.conversation_id, sender.user_id, sender.name)
         if started:
-            stop = push_frame(USER_STOPPED_TYPING, notice)
-            followup = Followup(key, self.settings.typing_timeout_s, stop)
-            req.out.push_user(peer_id, USER_TYPING, notice, followup=followup)
+            start = views.typing_notice(True, named.conversation_id, sender.user_id, sender.name)
+            followup = Followup(key, self.settings.typing_timeout_s, stop.frame)
+            req.out.push_user(peer_id, start, followup=followup)
         else:
-            req.out.push_user(peer_id, USER_STOPPED_TYPING, notice, followup=Followup(key))
+            req.out.push_user(peer_id, stop, followup=Followup(key))
         req.out.reply = {}
 
     # -- reading ---------------------------------------------------------------------------
@@ -205,7 +200,7 @@ class ChatHandlers:
     async def sync_push(self, req: Request) -> None:
         push = req.payload_as(SyncPush)
         for message in await self.store.after(push.since):
-            req.out.push_connection(push.origin, MESSAGE_RECEIVED, views.received(message))
+            req.out.push_connection(push.origin, views.received(message))
 
     # -- connections -----------------------------------------------------------------------
 
@@ -230,4 +225,4 @@ class ChatHandlers:
                 reply_to=opening.reply_to,
             )
             for message in domain.catch_up(waiting, self.settings.catchup_limit):
-                req.out.push_connection(origin, MESSAGE_RECEIVED, views.received(message))
+                req.out.push_connection(origin, views.received(message))

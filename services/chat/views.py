@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from services.chat.domain import Conversation, Markers, Message, Status, StatusChange, status_of
 from shared.clock import iso
 from shared.protocol import chat as wire
 from shared.protocol.envelope import fit
 
+M = TypeVar("M", bound=wire.ChatMessage)
 
-def _message(message: Message) -> wire.ChatMessage:
-    return wire.ChatMessage(
+
+def _message(message: Message, model: type[M], **more: Any) -> M:
+    """``message`` as clients see it, as ``model`` (with ``more`` fields of that model)."""
+    return model(
         message_id=message.id,
         conversation_id=message.conversation_id,
         seq=message.seq,
@@ -25,6 +28,7 @@ def _message(message: Message) -> wire.ChatMessage:
         call_id=message.call_id,
         edited_at=_iso_or_none(message.edited_at),
         deleted_at=_iso_or_none(message.deleted_at),
+        **more,
     )
 
 
@@ -32,13 +36,13 @@ def _iso_or_none(at: float | None) -> str | None:
     return None if at is None else iso(at)
 
 
-def received(message: Message) -> dict[str, Any]:
+def received(message: Message) -> wire.MessageReceived:
     """``message_received``."""
-    return _message(message).model_dump()
+    return _message(message, wire.MessageReceived)
 
 
 def _history_message(message: Message, status: Status) -> wire.HistoryMessage:
-    return wire.HistoryMessage(**_message(message).model_dump(), status=status.value)
+    return _message(message, wire.HistoryMessage, status=status.value)
 
 
 def history_message(message: Message, status: Status) -> dict[str, Any]:
@@ -56,8 +60,8 @@ def sent_ack(message: Message) -> dict[str, Any]:
     ).model_dump()
 
 
-def changed(message: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
-    """An edited or deleted message: the push's event and data, and the ``ack`` data."""
+def changed(message: Message) -> tuple[wire.MessageEdited | wire.MessageDeleted, dict[str, Any]]:
+    """An edited or deleted message: the push, and the ``ack`` data."""
     if message.deleted_at is not None:
         at = iso(message.deleted_at)
         deleted = wire.MessageDeleted(
@@ -68,7 +72,7 @@ def changed(message: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
             deleted_at=at,
         )
         gone = wire.MessageDeleteAck(message_id=message.id, deleted_at=at)
-        return wire.MESSAGE_DELETED, deleted.model_dump(), gone.model_dump()
+        return deleted, gone.model_dump()
     at = iso(message.edited_at if message.edited_at is not None else message.sent_at)
     edited = wire.MessageEdited(
         conversation_id=message.conversation_id,
@@ -78,10 +82,10 @@ def changed(message: Message) -> tuple[str, dict[str, Any], dict[str, Any]]:
         edited_at=at,
     )
     ack = wire.MessageEditAck(message_id=message.id, edited_at=at)
-    return wire.MESSAGE_EDITED, edited.model_dump(), ack.model_dump()
+    return edited, ack.model_dump()
 
 
-def status(change: StatusChange) -> dict[str, Any]:
+def status(change: StatusChange) -> wire.MessageStatus:
     """``message_status``."""
     return wire.MessageStatus(
         conversation_id=change.conversation_id,
@@ -89,7 +93,7 @@ def status(change: StatusChange) -> dict[str, Any]:
         status=change.status.value,
         by_user_id=change.by_user_id,
         at=iso(change.at),
-    ).model_dump()
+    )
 
 
 def history(
@@ -126,8 +130,9 @@ def conversation_list(summaries: list[wire.ConversationSummary]) -> dict[str, An
     return {"conversations": fit([s.model_dump() for s in summaries])}
 
 
-def typing_notice(conversation_id: str, user_id: str, user_name: str) -> dict[str, Any]:
-    """``user_typing`` / ``user_stopped_typing``."""
-    return wire.TypingNotice(
-        conversation_id=conversation_id, user_id=user_id, user_name=user_name
-    ).model_dump()
+def typing_notice(
+    started: bool, conversation_id: str, user_id: str, user_name: str
+) -> wire.TypingNotice:
+    """``user_typing`` (``started``) / ``user_stopped_typing``."""
+    notice = wire.TypingStarted if started else wire.TypingStopped
+    return notice(conversation_id=conversation_id, user_id=user_id, user_name=user_name)

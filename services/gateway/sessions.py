@@ -33,8 +33,9 @@ from shared.auth import Identity, verify_token
 from shared.clock import iso
 from shared.errors import AuthError, RateLimited, Unavailable
 from shared.logs import connection_id_var, user_id_var
-from shared.protocol.envelope import TOO_MANY_CONNECTIONS, dumps, error_frame, push_frame
+from shared.protocol.envelope import TOO_MANY_CONNECTIONS, dumps, error_frame
 from shared.protocol.registry import GATEWAY
+from shared.protocol.session import Connected
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -129,20 +130,16 @@ class Sessions:
 
     def _connected_frame(self, connection: Connection) -> str:
         identity = connection.identity
-        return dumps(
-            push_frame(
-                "connected",
-                {
-                    "user_id": identity.user_id,
-                    "role": identity.role.value,
-                    "name": identity.name,
-                    "connection_id": connection.id,
-                    "server_time": iso(time.time()),
-                    "heartbeat_interval_s": self.settings.heartbeat_interval_s,
-                    "protocol_version": PROTOCOL_VERSION,
-                },
-            )
+        connected = Connected(
+            user_id=identity.user_id,
+            role=identity.role.value,
+            name=identity.name,
+            connection_id=connection.id,
+            server_time=iso(time.time()),
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
+            protocol_version=PROTOCOL_VERSION,
         )
+        return dumps(connected.frame)
 
     # -- the session -----------------------------------------------------------------------
 

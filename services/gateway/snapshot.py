@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from shared.protocol.envelope import dumps, fit, loads, push_frame
-from shared.protocol.presence import listing_order
+from shared.protocol.presence import MentorStatusSnapshot, MentorStatusUpdate, listing_order
 
-STATUS_UPDATE = "mentor_status_update"
+STATUS_UPDATE = MentorStatusUpdate.EVENT
 
 
 class MentorSnapshot:
@@ -55,7 +55,7 @@ class MentorSnapshot:
             return None
         if self._frame is None:
             mentors = fit(listing_order(list(self._views.values())))
-            self._frame = dumps(push_frame("mentor_status_snapshot", {"mentors": mentors}))
+            self._frame = dumps(push_frame(MentorStatusSnapshot.EVENT, {"mentors": mentors}))
         return self._frame
 
     def _merge(self, view: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from services.help import views
 from shared.errors import RealtimeError
-from shared.protocol.help import HELP_REQUEST_CLOSED, CloseReason
+from shared.protocol.help import CloseReason
 from shared.runtime.outbox import Outbox, Push, Request
 
 EXPIRY_TIMER = "help_expired"
@@ -55,7 +55,7 @@ def notify_closed(
 ) -> None:
     """Tell the mentors who were shown a request that it is closed."""
     for mentor_id in mentors:
-        out.push_user(mentor_id, HELP_REQUEST_CLOSED, views.closed(request_id, reason))
+        out.push_user(mentor_id, views.closed(request_id, reason))
 
 
 def arm_expiry(out: Outbox, request_id: str, delay_s: float) -> None:

@@ -35,8 +35,6 @@ from shared.clock import now
 from shared.errors import Conflict, NotFound
 from shared.protocol.domain import CONNECTIONS_CHANGED, MENTOR_STATUS_CHANGED
 from shared.protocol.help import (
-    HELP_REQUEST_ACCEPTED,
-    HELP_REQUEST_DECLINED,
     DeclineHelpRequest,
     HelpRequestRef,
     StudentRequestHelp,
@@ -142,7 +140,7 @@ class HelpHandlers:
                 raise Conflict(f"help request is already {current.status.value}")
             shown = await self.store.shown_to(p.request_id)
         accepted = views.accepted(p.request_id, mentor)
-        req.out.push_user(request.student_id, HELP_REQUEST_ACCEPTED, accepted)
+        req.out.push_user(request.student_id, accepted)
         recipients = close_recipients(shown, mentor.user_id)
         notify_closed(req.out, p.request_id, recipients, "accepted")
         req.out.reply = views.status_ack(p.request_id, Status.ACCEPTED.value)
@@ -168,7 +166,7 @@ class HelpHandlers:
                 raise Conflict(f"help request is already {current.status.value}")
             if won or req.redelivered:
                 declined = views.declined(p.request_id, mentor.user_id, current.decline_reason)
-                req.out.push_user(current.student_id, HELP_REQUEST_DECLINED, declined)
+                req.out.push_user(current.student_id, declined)
         req.out.reply = views.declined_ack(p.request_id)
 
     # -- cancel_help_request ----------------------------------------------------------------

@@ -25,7 +25,6 @@ from services.help.domain import (
 from services.help.effects import HelpExpired, arm_expiry, deliver_in_order, notify_closed
 from services.help.store import HelpStore
 from shared.protocol.domain import ConnectionFact, ConnectionsChanged
-from shared.protocol.help import HELP_REQUEST_EXPIRED
 from shared.protocol.presence import MentorStatusView
 from shared.runtime.outbox import ConnectionPush, Request, UserPush
 
@@ -103,5 +102,5 @@ class HelpReactions:
             if current is None or current.status is not Status.EXPIRED or not req.redelivered:
                 return  # accepted/cancelled/declined first, or expired and already told
             shown = await self.store.shown_to(request_id)
-        req.out.push_user(request.student_id, HELP_REQUEST_EXPIRED, views.expired(request_id))
+        req.out.push_user(request.student_id, views.expired(request_id))
         notify_closed(req.out, request_id, close_recipients(shown, None), "expired")

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from services.help.domain import HelpRequest
 from shared.auth import Identity
 from shared.clock import iso
 from shared.protocol import help as wire
-from shared.protocol.envelope import fit, push_frame
+from shared.protocol.envelope import fit
+
+V = TypeVar("V", bound=wire.HelpRequestView)
 
 
-def request(r: HelpRequest) -> dict[str, Any]:
-    """A request as clients see it."""
-    return wire.HelpRequestView(
+def _request(r: HelpRequest, model: type[V]) -> V:
+    """A request as clients see it, as ``model``."""
+    return model(
         request_id=r.request_id,
         student_id=r.student_id,
         student_name=r.student_name,
@@ -25,12 +27,17 @@ def request(r: HelpRequest) -> dict[str, Any]:
         status=r.status.value,
         created_at=iso(r.created_at),
         expires_at=iso(r.expires_at),
-    ).model_dump()
+    )
+
+
+def request(r: HelpRequest) -> dict[str, Any]:
+    """A request as clients see it, in a list."""
+    return _request(r, wire.HelpRequestView).model_dump()
 
 
 def received(r: HelpRequest) -> dict[str, Any]:
     """The ``help_request_received`` frame (published at once, to be counted or ordered)."""
-    return push_frame(wire.HELP_REQUEST_RECEIVED, request(r))
+    return _request(r, wire.HelpRequestReceived).frame
 
 
 def request_list(requests: Iterable[HelpRequest]) -> dict[str, Any]:
@@ -58,21 +65,19 @@ def declined_ack(request_id: str) -> dict[str, Any]:
     return {"request_id": request_id}
 
 
-def accepted(request_id: str, mentor: Identity) -> dict[str, Any]:
+def accepted(request_id: str, mentor: Identity) -> wire.HelpRequestAccepted:
     return wire.HelpRequestAccepted(
         request_id=request_id, mentor_id=mentor.user_id, mentor_name=mentor.name
-    ).model_dump()
+    )
 
 
-def declined(request_id: str, mentor_id: str, reason: str | None) -> dict[str, Any]:
-    return wire.HelpRequestDeclined(
-        request_id=request_id, mentor_id=mentor_id, reason=reason
-    ).model_dump()
+def declined(request_id: str, mentor_id: str, reason: str | None) -> wire.HelpRequestDeclined:
+    return wire.HelpRequestDeclined(request_id=request_id, mentor_id=mentor_id, reason=reason)
 
 
-def closed(request_id: str, reason: wire.CloseReason) -> dict[str, Any]:
-    return wire.HelpRequestClosed(request_id=request_id, reason=reason).model_dump()
+def closed(request_id: str, reason: wire.CloseReason) -> wire.HelpRequestClosed:
+    return wire.HelpRequestClosed(request_id=request_id, reason=reason)
 
 
-def expired(request_id: str) -> dict[str, Any]:
-    return wire.HelpRequestExpired(request_id=request_id).model_dump()
+def expired(request_id: str) -> wire.HelpRequestExpired:
+    return wire.HelpRequestExpired(request_id=request_id)

@@ -47,8 +47,6 @@ from shared.settings import Settings
 GRACE_EXPIRED = "grace_expired"
 GATEWAY_EXPIRED = "gateway_expired"
 FLUSH_STATUS = "flush_status"
-MENTOR_STATUS_UPDATE = "mentor_status_update"
-MENTOR_STATUS_SNAPSHOT = "mentor_status_snapshot"
 
 
 class GraceExpired(BaseModel):
@@ -169,8 +167,7 @@ class PresenceHandlers:
             if not f.resumed and not f.snapshot_sent and f.connection_id not in refused
         ]
         for f in wants_snapshot:
-            snapshot = views.mentor_list(changes.listing, f.user_id)
-            req.out.push_connection(_origin(f), MENTOR_STATUS_SNAPSHOT, snapshot)
+            req.out.push_connection(_origin(f), views.snapshot(changes.listing, f.user_id))
 
     async def grace_expired(self, req: Request) -> None:
         """Timer: the reconnect grace ran out for the users whose last connection closed in
@@ -295,11 +292,11 @@ class PresenceHandlers:
 
     @staticmethod
     def _broadcast(out: Outbox, mentor: Mentor) -> None:
-        view = views.mentor_status(mentor)
-        out.push_all(MENTOR_STATUS_UPDATE, view)
-        own = views.mentor_status(mentor, to_self=True)
+        view = views.status_update(mentor)
+        out.push_all(view)
+        own = views.status_update(mentor, to_self=True)
         if own != view:  # appearing offline: their own connections still see the truth
-            out.push_user(mentor.mentor_id, MENTOR_STATUS_UPDATE, own)
+            out.push_user(mentor.mentor_id, own)
 
 
 def _origin(fact: ConnectionFact) -> CommandOrigin:

@@ -81,6 +81,7 @@ gateways = Table(
     Column("last_seen", Float, nullable=False),
 )
 
+
 def _frozen_set(text: str) -> frozenset[str]:
     return frozenset(json.loads(text))
 

@@ -4,19 +4,26 @@ and the users of a unit of work."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from services.presence.domain import Mentor, UserPresence
 from shared.clock import iso
 from shared.protocol.domain import UserPresenceFact, UsersPresenceFact
 from shared.protocol.envelope import fit
-from shared.protocol.presence import MentorStatusView, listing_order
+from shared.protocol.presence import (
+    MentorStatusSnapshot,
+    MentorStatusUpdate,
+    MentorStatusView,
+    listing_order,
+)
+
+V = TypeVar("V", bound=MentorStatusView)
 
 
-def mentor_status(mentor: Mentor, to_self: bool = False) -> dict[str, Any]:
+def _status(mentor: Mentor, model: type[V], to_self: bool) -> V:
     """A mentor's status as everyone sees it, or (``to_self``) as the mentor's own connections
     do: only they see ``online: true`` while appearing offline."""
-    return MentorStatusView(
+    return model(
         mentor_id=mentor.mentor_id,
         name=mentor.name,
         status=mentor.status.value,
@@ -24,7 +31,17 @@ def mentor_status(mentor: Mentor, to_self: bool = False) -> dict[str, Any]:
         status_data=mentor.status_data,
         online=mentor.online if to_self else mentor.shown_online,
         updated_at=iso(mentor.updated_at),
-    ).model_dump()
+    )
+
+
+def mentor_status(mentor: Mentor, to_self: bool = False) -> dict[str, Any]:
+    """The status (see :func:`_status`) in a listing or a fact."""
+    return _status(mentor, MentorStatusView, to_self).model_dump()
+
+
+def status_update(mentor: Mentor, to_self: bool = False) -> MentorStatusUpdate:
+    """``mentor_status_update`` (see :func:`_status`)."""
+    return _status(mentor, MentorStatusUpdate, to_self)
 
 
 def mentor_status_for(mentor: Mentor, reader_id: str) -> dict[str, Any]:
@@ -36,6 +53,11 @@ def mentor_list(mentors: Iterable[Mentor], reader_id: str) -> dict[str, Any]:
     """``get_mentors``' answer and the snapshot a connection gets: as many as fit a frame,
     in listing order (as ``reader_id`` sees them)."""
     return {"mentors": fit(listing_order([mentor_status_for(m, reader_id) for m in mentors]))}
+
+
+def snapshot(mentors: Iterable[Mentor], reader_id: str) -> MentorStatusSnapshot:
+    """``mentor_status_snapshot``: the listing a connection gets as it opens."""
+    return MentorStatusSnapshot.model_validate(mentor_list(mentors, reader_id))
 
 
 def users_fact(users: Iterable[UserPresence]) -> dict[str, Any]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 
-from shared.auth import USER_ID_PATTERN
+from shared.auth import USER_ID_PATTERN, Role
+
+T = TypeVar("T")
 
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -44,3 +48,44 @@ class Payload(BaseModel):
 
 class Empty(Payload):
     """An event without fields."""
+
+
+ANYONE = frozenset({Role.STUDENT, Role.MENTOR})
+MENTORS = frozenset({Role.MENTOR})
+STUDENTS = frozenset({Role.STUDENT})
+
+
+class ClientEvent(Payload):
+    """The ``data`` of one client event, and the event's row of the protocol: its name, the
+    process that handles it, who may send it, and whether it is transient (ARCHITECTURE "Two
+    classes of traffic": nothing is stored, a lost one is replaced by the next; it takes the
+    light path, a bounded non-persistent queue without confirms, shed first under load).
+
+    A class that sets ``EVENT`` is an event; ``shared.protocol.registry`` collects them."""
+
+    EVENT: ClassVar[str]
+    SERVICE: ClassVar[str]
+    ROLES: ClassVar[frozenset[Role]] = ANYONE
+    TRANSIENT: ClassVar[bool] = False
+
+
+class ServerPush(BaseModel):
+    """The ``data`` of one frame the server pushes; ``EVENT`` names it. Services hand these
+    to ``req.out.push_*``, so a push's name and its data cannot disagree."""
+
+    EVENT: ClassVar[str]
+
+    @cached_property
+    def frame(self) -> dict[str, Any]:
+        """The whole frame, made once: pushing one model to several users pushes one frame
+        object, which the publisher sends as one message."""
+        return {"event": self.EVENT, "data": self.model_dump()}
+
+
+def named_subclasses(base: type[T]) -> Iterator[type[T]]:
+    """Every subclass of ``base`` (at any depth) that sets ``EVENT`` itself, in definition
+    order."""
+    for cls in base.__subclasses__():
+        if "EVENT" in vars(cls):
+            yield cls
+        yield from named_subclasses(cls)

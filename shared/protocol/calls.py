@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.protocol.base import EntityId, Payload, UserId, bounded_object
+from shared.protocol.base import ClientEvent, EntityId, Payload, ServerPush, UserId, bounded_object
 
 CallData = Annotated[dict[str, Any], bounded_object(8 * 1024)]
 Signal = Annotated[dict[str, Any], bounded_object(32 * 1024)]
 
 
-class InitiateCall(Payload):
+class CallEvent(ClientEvent):
+    SERVICE: ClassVar[str] = "calls"
+
+
+class InitiateCall(CallEvent):
+    EVENT = "initiate_call"
+
     receiver_id: UserId
     call_type: Literal["video", "audio"]
     call_data: CallData | None = None
 
 
-class AcceptCall(Payload):
+class AcceptCall(CallEvent):
+    EVENT = "accept_call"
+
     call_id: EntityId
     call_data: CallData | None = None
 
 
-class RejectCall(Payload):
+class RejectCall(CallEvent):
+    EVENT = "reject_call"
+
     call_id: EntityId
     reason: str | None = Field(default=None, max_length=200)
 
 
-class EndCall(Payload):
+class EndCall(CallEvent):
+    EVENT = "end_call"
+
     call_id: EntityId
 
 
-class CallSignal(Payload):
+class CallSignal(CallEvent):
+    EVENT = "call_signal"
+    TRANSIENT = True
+
     call_id: EntityId
     signal: Signal
 
@@ -49,8 +64,10 @@ CALL_SIGNAL = "call_signal"
 CallStateName = Literal["ringing", "accepted", "rejected", "missed", "ended"]
 
 
-class CallInitiatedPush(BaseModel):
+class CallInitiatedPush(ServerPush):
     """``call_initiated``: to the receiver (and, in the catch-up after connecting, the caller)."""
+
+    EVENT = CALL_INITIATED
 
     call_id: str
     caller_id: str
@@ -63,24 +80,30 @@ class CallInitiatedPush(BaseModel):
     expires_at: str
 
 
-class CallAcceptedPush(BaseModel):
+class CallAcceptedPush(ServerPush):
+    EVENT = CALL_ACCEPTED
+
     call_id: str
     accepted_by: str
     call_data: dict[str, Any] | None
     accepted_at: str
 
 
-class CallRejectedPush(BaseModel):
+class CallRejectedPush(ServerPush):
     """``rejected_by`` is null when the system rejected (``reason`` ``offline``/``busy``)."""
+
+    EVENT = CALL_REJECTED
 
     call_id: str
     rejected_by: str | None
     reason: str | None
 
 
-class CallEndedPush(BaseModel):
+class CallEndedPush(ServerPush):
     """``ended_by`` is null when the system ended the call (``connection_lost`` or a party
     that went away while it rang)."""
+
+    EVENT = CALL_ENDED
 
     call_id: str
     ended_by: str | None
@@ -88,11 +111,15 @@ class CallEndedPush(BaseModel):
     duration_s: float
 
 
-class CallTimeoutPush(BaseModel):
+class CallTimeoutPush(ServerPush):
+    EVENT = CALL_TIMEOUT
+
     call_id: str
 
 
-class CallSignalPush(BaseModel):
+class CallSignalPush(ServerPush):
+    EVENT = CALL_SIGNAL
+
     call_id: str
     from_user_id: str
     signal: dict[str, Any]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from shared.protocol.base import EntityId, Payload, UserId, not_blank
+from shared.protocol.base import ClientEvent, EntityId, ServerPush, UserId, not_blank
 
 MessageText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(not_blank)]
 MAX_SEQ = 2**53  # PROTOCOL v1.1 §2: integers within ±2^53 (larger ones broke SQLite binds)
 Seq = Annotated[int, Field(ge=0, le=MAX_SEQ)]
 
 
-class _ConversationTarget(Payload):
+class ChatEvent(ClientEvent):
+    SERVICE: ClassVar[str] = "chat"
+
+
+class _ConversationTarget(ChatEvent):
     """Names a conversation directly or by the other participant."""
 
     recipient_id: UserId | None = None
@@ -27,34 +31,74 @@ class _ConversationTarget(Payload):
 
 
 class SendMessage(_ConversationTarget):
+    EVENT = "send_message"
+
     text: MessageText
     client_msg_id: str | None = Field(default=None, min_length=1, max_length=64)
     call_id: EntityId | None = None
 
 
-class MessageReceipt(Payload):
+class MessageReceipt(ChatEvent):
     """``message_delivered`` and ``message_read``: an up-to marker."""
 
     conversation_id: EntityId
     up_to_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 
+class MessageDelivered(MessageReceipt):
+    """The reader's client has the messages up to ``up_to_seq``."""
+
+    EVENT = "message_delivered"
+
+
+class MessageRead(MessageReceipt):
+    """The reader has read the messages up to ``up_to_seq``."""
+
+    EVENT = "message_read"
+
+
 class Typing(_ConversationTarget):
     """``user_typing`` and ``user_stopped_typing``."""
 
+    TRANSIENT = True
 
-class GetHistory(Payload):
+
+class UserTyping(Typing):
+    """The sender is typing (a ``user_stopped_typing`` follows by itself after a while)."""
+
+    EVENT = "user_typing"
+
+
+class UserStoppedTyping(Typing):
+    """The sender stopped typing."""
+
+    EVENT = "user_stopped_typing"
+
+
+class GetHistory(ChatEvent):
+    EVENT = "get_history"
+
     conversation_id: EntityId
     before_seq: Annotated[int, Field(ge=1, le=MAX_SEQ)] | None = None
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 
 
-class Sync(Payload):
+class ListConversations(ChatEvent):
+    """The user's conversations, most recently active first."""
+
+    EVENT = "list_conversations"
+
+
+class Sync(ChatEvent):
+    EVENT = "sync"
+
     since: dict[EntityId, Seq] = Field(default_factory=dict, max_length=1000)
 
 
-class DeleteMessage(Payload):
+class DeleteMessage(ChatEvent):
     """``delete_message``: by the message's sender."""
+
+    EVENT = "delete_message"
 
     conversation_id: EntityId
     message_id: EntityId
@@ -62,6 +106,8 @@ class DeleteMessage(Payload):
 
 class EditMessage(DeleteMessage):
     """``edit_message``: by the message's sender, within ``IM_EDIT_WINDOW_S`` of ``sent_at``."""
+
+    EVENT = "edit_message"
 
     text: MessageText
 
@@ -79,7 +125,7 @@ DeliveryStatus = Literal["sent", "delivered", "read"]
 
 
 class ChatMessage(BaseModel):
-    """``message_received``: to the recipient and to the sender's other connections."""
+    """A message as clients see it."""
 
     message_id: str
     conversation_id: str
@@ -93,6 +139,12 @@ class ChatMessage(BaseModel):
     call_id: str | None
     edited_at: str | None = None
     deleted_at: str | None = None
+
+
+class MessageReceived(ChatMessage, ServerPush):
+    """``message_received``: to the recipient and to the sender's other connections."""
+
+    EVENT = MESSAGE_RECEIVED
 
 
 class HistoryMessage(ChatMessage):
@@ -112,8 +164,10 @@ class MessageSent(BaseModel):
     client_msg_id: str | None
 
 
-class MessageStatus(BaseModel):
+class MessageStatus(ServerPush):
     """``message_status``: to the sender of the messages up to ``up_to_seq``."""
+
+    EVENT = MESSAGE_STATUS
 
     conversation_id: str
     up_to_seq: int
@@ -122,8 +176,10 @@ class MessageStatus(BaseModel):
     at: str
 
 
-class MessageEdited(BaseModel):
+class MessageEdited(ServerPush):
     """``message_edited``: to both participants' connections."""
+
+    EVENT = MESSAGE_EDITED
 
     conversation_id: str
     message_id: str
@@ -132,8 +188,10 @@ class MessageEdited(BaseModel):
     edited_at: str
 
 
-class MessageDeleted(BaseModel):
+class MessageDeleted(ServerPush):
     """``message_deleted``: to both participants' connections."""
+
+    EVENT = MESSAGE_DELETED
 
     conversation_id: str
     message_id: str
@@ -156,12 +214,24 @@ class MessageDeleteAck(BaseModel):
     deleted_at: str
 
 
-class TypingNotice(BaseModel):
+class TypingNotice(ServerPush):
     """``user_typing`` / ``user_stopped_typing``: to the other participant."""
 
     conversation_id: str
     user_id: str
     user_name: str
+
+
+class TypingStarted(TypingNotice):
+    """``user_typing``: to the other participant."""
+
+    EVENT = USER_TYPING
+
+
+class TypingStopped(TypingNotice):
+    """``user_stopped_typing``: to the other participant (also when a typing times out)."""
+
+    EVENT = USER_STOPPED_TYPING
 
 
 class History(BaseModel):

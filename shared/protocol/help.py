@@ -2,30 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.protocol.base import EntityId, Payload, UserId
+from shared.protocol.base import MENTORS, STUDENTS, ClientEvent, EntityId, ServerPush, UserId
 
 BROADCAST = "broadcast_to_mentors"
 Urgency = Literal["low", "medium", "high"]
 
 
-class StudentRequestHelp(Payload):
+class HelpEvent(ClientEvent):
+    SERVICE: ClassVar[str] = "help"
+
+
+class StudentRequestHelp(HelpEvent):
+    EVENT = "student_request_help"
+    ROLES = STUDENTS
+
     subject: str = Field(min_length=1, max_length=100)
     message: str = Field(min_length=1, max_length=2000)
     urgency: Urgency = "medium"
     mentor_id: UserId = BROADCAST
 
 
-class HelpRequestRef(Payload):
-    """``accept_help_request`` and ``cancel_help_request``."""
+class HelpRequestRef(HelpEvent):
+    """Names one help request."""
 
     request_id: EntityId
 
 
+class AcceptHelpRequest(HelpRequestRef):
+    """A mentor takes the request: the first mentor to accept gets it."""
+
+    EVENT = "accept_help_request"
+    ROLES = MENTORS
+
+
+class CancelHelpRequest(HelpRequestRef):
+    """The student withdraws their open request."""
+
+    EVENT = "cancel_help_request"
+    ROLES = STUDENTS
+
+
 class DeclineHelpRequest(HelpRequestRef):
+    EVENT = "decline_help_request"
+    ROLES = MENTORS
+
     reason: str | None = Field(default=None, max_length=200)
 
 
@@ -56,6 +80,18 @@ class HelpRequestView(BaseModel):
     expires_at: str
 
 
+class HelpRequestReceived(HelpRequestView, ServerPush):
+    """``help_request_received``: to each mentor it is shown to."""
+
+    EVENT = HELP_REQUEST_RECEIVED
+
+
+class ListHelpRequests(HelpEvent):
+    """The open requests a mentor may take, or a student's own requests."""
+
+    EVENT = "list_help_requests"
+
+
 class HelpRequestCreated(BaseModel):
     """The ``ack`` of ``student_request_help``."""
 
@@ -65,31 +101,39 @@ class HelpRequestCreated(BaseModel):
     expires_at: str
 
 
-class HelpRequestAccepted(BaseModel):
+class HelpRequestAccepted(ServerPush):
     """``help_request_accepted`` (to the student)."""
+
+    EVENT = HELP_REQUEST_ACCEPTED
 
     request_id: str
     mentor_id: str
     mentor_name: str
 
 
-class HelpRequestClosed(BaseModel):
+class HelpRequestClosed(ServerPush):
     """``help_request_closed`` (to the other mentors who were shown the request)."""
+
+    EVENT = HELP_REQUEST_CLOSED
 
     request_id: str
     reason: CloseReason
 
 
-class HelpRequestDeclined(BaseModel):
+class HelpRequestDeclined(ServerPush):
     """``help_request_declined`` (to the student; targeted requests only)."""
+
+    EVENT = HELP_REQUEST_DECLINED
 
     request_id: str
     mentor_id: str
     reason: str | None
 
 
-class HelpRequestExpired(BaseModel):
+class HelpRequestExpired(ServerPush):
     """``help_request_expired`` (to the student)."""
+
+    EVENT = HELP_REQUEST_EXPIRED
 
     request_id: str
 

@@ -1,7 +1,10 @@
-"""The one table of client events: who may send each, which service handles it, its schema.
+"""The protocol's two tables, collected from its models: every client event (who may send
+it, which process handles it, its schema) and every frame the server pushes (its schema).
 
-The gateway validates frames against it; every service dispatches by it. Adding an event to
-the protocol means adding one row here.
+The gateway validates frames against the first; every service dispatches by it; together
+they generate docs/asyncapi.yaml. Adding an event to the protocol means adding its model,
+naming its ``EVENT``, to the module of its section (``calls``, ``chat``, ``presence``,
+``help``, ``session``).
 """
 
 from __future__ import annotations
@@ -13,79 +16,32 @@ from pydantic import ValidationError
 
 from shared.auth import Role
 from shared.errors import Forbidden, InvalidPayload, UnknownEvent
-from shared.protocol import calls, chat, help, presence
-from shared.protocol.base import Empty, Payload
+from shared.protocol import calls, chat, help, presence, session
+from shared.protocol.base import ClientEvent, ServerPush, named_subclasses
 
-ANYONE = frozenset({Role.STUDENT, Role.MENTOR})
-MENTORS = frozenset({Role.MENTOR})
-STUDENTS = frozenset({Role.STUDENT})
-
-GATEWAY = "gateway"
+GATEWAY = session.GATEWAY
 # Every service, in the order `make up` starts them (presence first: the others ask it).
 SERVICES = ("presence", "chat", "calls", "help")
-
-# Transient traffic (ARCHITECTURE "Two classes of traffic"): nothing is stored, a lost one is
-# replaced by the next, and latency matters most. These take the light path: a bounded,
-# non-persistent queue without publisher confirms, shed first under load.
-TRANSIENT = frozenset({"call_signal", "user_typing", "user_stopped_typing"})
+SECTIONS = (session, calls, chat, presence, help)  # imported above: their models are defined
 
 
 @dataclass(frozen=True, slots=True)
 class EventSpec:
     name: str
     service: str
-    payload: type[Payload]
-    roles: frozenset[Role] = ANYONE
-    transient: bool = False
-
-
-def _specs(service: str, *rows: tuple[str, type[Payload], frozenset[Role]]) -> list[EventSpec]:
-    return [
-        EventSpec(name, service, payload, roles, transient=name in TRANSIENT)
-        for name, payload, roles in rows
-    ]
+    payload: type[ClientEvent]
+    roles: frozenset[Role]
+    transient: bool
 
 
 CLIENT_EVENTS: dict[str, EventSpec] = {
-    spec.name: spec
-    for spec in [
-        *_specs(GATEWAY, ("ping", Empty, ANYONE)),
-        *_specs(
-            "calls",
-            ("initiate_call", calls.InitiateCall, ANYONE),
-            ("accept_call", calls.AcceptCall, ANYONE),
-            ("reject_call", calls.RejectCall, ANYONE),
-            ("end_call", calls.EndCall, ANYONE),
-            ("call_signal", calls.CallSignal, ANYONE),
-        ),
-        *_specs(
-            "chat",
-            ("send_message", chat.SendMessage, ANYONE),
-            ("message_delivered", chat.MessageReceipt, ANYONE),
-            ("message_read", chat.MessageReceipt, ANYONE),
-            ("user_typing", chat.Typing, ANYONE),
-            ("user_stopped_typing", chat.Typing, ANYONE),
-            ("get_history", chat.GetHistory, ANYONE),
-            ("list_conversations", Empty, ANYONE),
-            ("sync", chat.Sync, ANYONE),
-            ("edit_message", chat.EditMessage, ANYONE),
-            ("delete_message", chat.DeleteMessage, ANYONE),
-        ),
-        *_specs(
-            "presence",
-            ("mentor_available", presence.MentorAvailable, MENTORS),
-            ("mentor_busy", presence.MentorBusy, MENTORS),
-            ("get_mentors", Empty, ANYONE),
-        ),
-        *_specs(
-            "help",
-            ("student_request_help", help.StudentRequestHelp, STUDENTS),
-            ("accept_help_request", help.HelpRequestRef, MENTORS),
-            ("decline_help_request", help.DeclineHelpRequest, MENTORS),
-            ("cancel_help_request", help.HelpRequestRef, STUDENTS),
-            ("list_help_requests", Empty, ANYONE),
-        ),
-    ]
+    event.EVENT: EventSpec(event.EVENT, event.SERVICE, event, event.ROLES, event.TRANSIENT)
+    for event in named_subclasses(ClientEvent)
+}
+TRANSIENT = frozenset(name for name, spec in CLIENT_EVENTS.items() if spec.transient)
+
+SERVER_PUSHES: dict[str, type[ServerPush]] = {
+    push.EVENT: push for push in named_subclasses(ServerPush)
 }
 
 
@@ -102,7 +58,7 @@ def authorize(spec: EventSpec, role: Role) -> None:
         raise Forbidden(f"{spec.name} is for a {allowed}, not a {role.value}")
 
 
-def validate_payload(spec: EventSpec, data: dict[str, Any]) -> Payload:
+def validate_payload(spec: EventSpec, data: dict[str, Any]) -> ClientEvent:
     """Parse ``data`` with the event's schema, turning pydantic's errors into one clear message."""
     try:
         return spec.payload.model_validate(data)

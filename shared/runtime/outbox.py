@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from shared.auth import Identity
+from shared.protocol.base import ServerPush
 from shared.protocol.envelope import CommandOrigin
 
 P = TypeVar("P", bound=BaseModel)
@@ -92,25 +93,21 @@ class Outbox:
     def push_user(
         self,
         user_id: str,
-        event: str,
-        data: dict[str, Any],
+        push: ServerPush,
         *,
         exclude_connection: str | None = None,
         followup: Followup | None = None,
     ) -> None:
         """To every connection of ``user_id`` (but ``exclude_connection``) on every gateway."""
-        frame = {"event": event, "data": data}
-        self.pushes.append(UserPush(user_id, frame, exclude_connection, followup))
+        self.pushes.append(UserPush(user_id, push.frame, exclude_connection, followup))
 
-    def push_all(self, event: str, data: dict[str, Any]) -> None:
+    def push_all(self, push: ServerPush) -> None:
         """To every connected user."""
-        self.pushes.append(BroadcastPush({"event": event, "data": data}))
+        self.pushes.append(BroadcastPush(push.frame))
 
-    def push_connection(self, origin: CommandOrigin, event: str, data: dict[str, Any]) -> None:
+    def push_connection(self, origin: CommandOrigin, push: ServerPush) -> None:
         """To one connection only (catch-up after connect)."""
-        self.pushes.append(
-            ConnectionPush(origin.reply_to, origin.connection_id, {"event": event, "data": data})
-        )
+        self.pushes.append(ConnectionPush(origin.reply_to, origin.connection_id, push.frame))
 
     def close_connection(self, origin: CommandOrigin, code: int, reason: str) -> None:
         """Have the gateway close one connection (after what is queued for it)."""

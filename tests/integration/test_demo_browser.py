@@ -162,9 +162,12 @@ async def test_a_student_and_a_mentor_use_every_panel(stack: Stack, browser: Bro
     await expect(edited.get_by_test_id("message-edited")).to_have_text("edited")
     await expect(mentor.tid("chat-message").filter(has_text="fractions")).to_have_count(0)
     student.page.once("dialog", lambda dialog: dialog.accept())
-    await student.tid("chat-message").filter(has_text="decimals").get_by_test_id(
-        "message-delete"
-    ).click()
+    await (
+        student.tid("chat-message")
+        .filter(has_text="decimals")
+        .get_by_test_id("message-delete")
+        .click()
+    )
     await expect(edited).to_have_count(0)
     gone = mentor.tid("chat-message").filter(has_text="message deleted")
     await expect(gone).to_have_attribute("data-seq", "1")

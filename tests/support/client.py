@@ -12,13 +12,13 @@ import websockets
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection
 
-from shared.protocol.pushes import SERVER_PUSHES
+from shared.protocol.registry import SERVER_PUSHES
 from tests.support.receiving import Receiving
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
 
-# Every server frame that does not match its documented schema (shared/protocol/pushes.py);
+# Every server frame that does not match its documented schema (registry.SERVER_PUSHES);
 # the conftest fails the test that saw one.
 protocol_violations: list[str] = []
 

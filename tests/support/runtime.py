@@ -16,10 +16,21 @@ from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
 from shared.amqp.topology import Topology
 from shared.errors import Unavailable
+from shared.protocol.base import ServerPush
 from shared.runtime.outbox import Request
 from shared.runtime.routes import routes, timer
 from shared.runtime.service import ServiceDefinition, ServiceRunner
 from shared.settings import Settings
+
+
+class Note(ServerPush):
+    """A push of the runtime's tests (no event of the protocol: it is not in its table,
+    which is collected when ``shared.protocol.registry`` is imported, before this)."""
+
+    EVENT = "note"
+
+    id: str | None = None
+    seq: int | None = None
 
 
 @dataclass

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from shared.protocol.pushes import SERVER_PUSHES
-from shared.protocol.registry import CLIENT_EVENTS
+from shared.protocol.registry import CLIENT_EVENTS, SERVER_PUSHES
 from tools.asyncapi import TARGET, render
 
 

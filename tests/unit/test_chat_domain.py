@@ -279,7 +279,9 @@ def test_a_history_page_is_ascending_and_says_whether_older_ones_remain() -> Non
 
 def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
     message = Message("m1", "dm_x", 1, "alice", "Alice", "bob", "hi", AT, "k1", "call-1")
-    view = views.received(message)
+    pushed = views.received(message).frame
+    assert pushed["event"] == "message_received"
+    view = pushed["data"]
     assert set(view) == set(ChatMessage.model_fields) == {
         "message_id", "conversation_id", "seq", "sender_id", "sender_name", "recipient_id",
         "text", "sent_at", "client_msg_id", "call_id", "edited_at", "deleted_at",
@@ -294,7 +296,9 @@ def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
     conversation = Conversation("dm_x", "alice", "bob", last_seq=1)
     _, change = domain.mark(conversation, "bob", Markers(), Receipt.READ, 1, AT)
     assert change is not None
-    assert set(views.status(change)) == set(MessageStatus.model_fields) == {
+    status = views.status(change).frame
+    assert status["event"] == "message_status"
+    assert set(status["data"]) == set(MessageStatus.model_fields) == {
         "conversation_id", "up_to_seq", "status", "by_user_id", "at",
     }  # fmt: skip
     page = views.history("dm_x", [message], {"bob": Markers(1, 0)}, has_more=False)
@@ -316,10 +320,14 @@ def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
             }
         ]
     }
-    assert views.typing_notice("dm_x", "alice", "Alice") == {
-        "conversation_id": "dm_x",
-        "user_id": "alice",
-        "user_name": "Alice",
+    notice = {"conversation_id": "dm_x", "user_id": "alice", "user_name": "Alice"}
+    assert views.typing_notice(True, "dm_x", "alice", "Alice").frame == {
+        "event": "user_typing",
+        "data": notice,
+    }
+    assert views.typing_notice(False, "dm_x", "alice", "Alice").frame == {
+        "event": "user_stopped_typing",
+        "data": notice,
     }
 
 
@@ -336,7 +344,7 @@ def test_the_sender_edits_within_the_window_and_deletes() -> None:
     assert (edited.text, edited.edited_at, edited.seq) == ("hello", AT + 60, 1)
     deleted = domain.delete(AB, edited, "alice", IDS, AT + 120)
     assert (deleted.text, deleted.deleted_at, deleted.seq) == ("", AT + 120, 1)
-    assert views.received(deleted)["text"] is None  # on the wire, a deleted text is null
+    assert views.received(deleted).text is None  # on the wire, a deleted text is null
     assert domain.delete(AB, deleted, "alice", IDS, AT + 999) == deleted  # again: the first
 
 
@@ -367,12 +375,15 @@ def test_a_deleted_message_or_an_old_one_cannot_be_edited() -> None:
 
 def test_the_changes_on_the_wire() -> None:
     edited = domain.edit(AB, SENT, "alice", IDS, "hello", AT + 60, DAY)
-    event, push, ack = views.changed(edited)
-    assert event == "message_edited"
+    change, ack = views.changed(edited)
+    assert change.frame["event"] == "message_edited"
+    push = change.frame["data"]
     assert MessageEdited.model_validate(push).model_dump() == push
     assert push["text"] == "hello" and push["seq"] == 1 and ack["message_id"] == "m1"
-    assert ack["edited_at"] == push["edited_at"] == views.received(edited)["edited_at"]
-    event, push, ack = views.changed(domain.delete(AB, edited, "alice", IDS, AT + 61))
-    assert event == "message_deleted" and push["text"] is None
+    assert ack["edited_at"] == push["edited_at"] == views.received(edited).edited_at
+    change, ack = views.changed(domain.delete(AB, edited, "alice", IDS, AT + 61))
+    assert change.frame["event"] == "message_deleted"
+    push = change.frame["data"]
+    assert push["text"] is None
     assert MessageDeleted.model_validate(push).model_dump() == push
     assert set(ack) == {"message_id", "deleted_at"}

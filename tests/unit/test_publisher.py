@@ -19,16 +19,16 @@ from shared.runtime.outbox import (
     UserPush,
 )
 from shared.runtime.publisher import Outcome, Publisher, in_order_groups, merge_same_frames
-from tests.support.runtime import FakeBroker
+from tests.support.runtime import FakeBroker, Note
 
 
 def test_one_frame_to_two_users_is_one_message_with_the_exclusion_kept() -> None:
     out = Outbox()
-    view = {"seq": 1}
-    out.push_user("bob", "message_received", view)
-    out.push_user("alice", "message_received", view, exclude_connection="alice-phone")
+    view = Note(seq=1)
+    out.push_user("bob", view)
+    out.push_user("alice", view, exclude_connection="alice-phone")
     merged = merge_same_frames(out.pushes)
-    frame = {"event": "message_received", "data": view}
+    frame = {"event": "note", "data": {"id": None, "seq": 1}}
     assert merged == [UserPush("bob", frame, "alice-phone", also_to=("alice",))]
 
 
@@ -110,8 +110,8 @@ async def test_a_bundle_marks_the_pushes_of_a_command_run_again() -> None:
     broker = FakeBroker()
     bundles = Publisher(cast(Broker, cast(Any, broker)), "chat")
     fresh, again = Outbox(), Outbox()
-    fresh.push_user("bob", "message_received", {"seq": 2})
-    again.push_user("bob", "message_received", {"seq": 1})
+    fresh.push_user("bob", Note(seq=2))
+    again.push_user("bob", Note(seq=1))
     ok = Reply(ok=True, data={})
     await bundles.bundle(
         [Outcome(again, ok, "gw.q", "c1", repeat=True), Outcome(fresh, ok, "gw.q", "c2")]

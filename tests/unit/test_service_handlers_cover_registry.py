@@ -27,9 +27,7 @@ def definition_of(service: str, data_dir: Path) -> ServiceDefinition:
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_registry_row_has_a_route_and_every_route_a_row(
-    service: str, tmp_path: Path
-) -> None:
+def test_every_registry_row_has_a_route_and_every_route_a_row(service: str, tmp_path: Path) -> None:
     table = definition_of(service, tmp_path).handlers
     by_kind = {kind: {n for n, r in table.items() if r.kind is kind} for kind in Kind}
     routed = {name for name, spec in CLIENT_EVENTS.items() if spec.service == service}

@@ -10,7 +10,7 @@ from shared.amqp import headers as h
 from shared.errors import Conflict
 from shared.runtime.outbox import Request
 from tests.support.runtime import DELIVERY_LIMIT as LIMIT
-from tests.support.runtime import FakeBroker, FakeDelivery, command, process, runner
+from tests.support.runtime import FakeBroker, FakeDelivery, Note, command, process, runner
 
 
 async def answers(req: Request) -> None:
@@ -116,8 +116,8 @@ async def test_a_redelivered_command_says_so_to_its_handler() -> None:
 
 async def test_the_pushes_of_a_command_run_again_are_marked_as_repeats() -> None:
     async def pushes(req: Request) -> None:
-        req.out.push_user("bob", "message_received", {"seq": 1})
-        req.out.push_all("mentor_status_update", {"mentor_id": "m1"})
+        req.out.push_user("bob", Note(seq=1))
+        req.out.push_all(Note(id="m1"))
 
     broker = FakeBroker()
     await process(runner(pushes, broker), FakeDelivery(command()))
@@ -136,7 +136,7 @@ async def test_effects_the_broker_failed_are_published_again_not_run_again() -> 
 
     async def pushes(req: Request) -> None:
         runs.append(req.redelivered)
-        req.out.push_user("bob", "message_received", {"seq": 1})
+        req.out.push_user("bob", Note(seq=1))
         req.out.emit("svc.done", {"n": 1})
 
     broker = FakeBroker(blips=1)

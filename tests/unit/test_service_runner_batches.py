@@ -14,7 +14,7 @@ from shared.amqp import headers as h
 from shared.errors import Conflict, Unavailable
 from shared.runtime.outbox import Request
 from tests.support.runtime import DELIVERY_LIMIT as LIMIT
-from tests.support.runtime import FakeBroker, FakeDelivery, batch, command, process, runner
+from tests.support.runtime import FakeBroker, FakeDelivery, Note, batch, command, process, runner
 from tests.support.stack import poll
 
 
@@ -163,7 +163,7 @@ async def test_a_failing_transient_command_is_not_sent_back() -> None:
 
 async def pushes_and_answers(req: Request) -> None:
     await asyncio.sleep(0)  # like a commit: the batch's other commands start meanwhile
-    req.out.push_user(f"u-{req.command_id}", "note", {"id": req.command_id})
+    req.out.push_user(f"u-{req.command_id}", Note(id=req.command_id))
     req.out.reply = {"id": req.command_id}
 
 
@@ -180,8 +180,8 @@ async def test_pushes_and_replies_of_a_batch_go_as_one_bundle_in_order(
     assert bundle.kwargs["headers"]["CC"] == ["to.gw.q", "user.u-b"]
     assert bundle.kwargs["confirm"] is not transient
     assert [(e["to"], json.loads(e["frame"])["data"], e["reply"][0]) for e in bundle.body] == [
-        (["u-a"], {"id": "a"}, "a"),
-        (["u-b"], {"id": "b"}, "b"),
+        (["u-a"], {"id": "a", "seq": None}, "a"),
+        (["u-b"], {"id": "b", "seq": None}, "b"),
     ]
     assert bundle.body[0]["reply"][1] == {"ok": True, "data": {"id": "a"}}
     assert delivery.settled == ["ack"]
