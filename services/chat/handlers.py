@@ -14,7 +14,7 @@ from services.chat import domain, views
 from services.chat.domain import Draft, Receipt
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from services.chat.writes import ChangeOp, ReceiptOp, SendOp
+from services.chat.writes import ChangeOp, MessageChange, ReceiptOp, SendOp
 from shared.errors import NotFound
 from shared.protocol.chat import (
     DeleteMessage,
@@ -110,21 +110,22 @@ class ChatHandlers:
             req.out.push_user(change.to_user_id, views.status(change))
 
     async def edit_message(self, req: Request) -> None:
-        payload = req.payload_as(EditMessage)
-        await self._change(req, payload.conversation_id, payload.message_id, payload.text)
+        p = req.payload_as(EditMessage)
+        ids, user_id = (p.conversation_id, p.message_id), req.sender.user_id
+        window_s = self.settings.edit_window_s
+        await self._change(
+            req, ids, lambda c, m, at: domain.edit(c, m, user_id, ids, p.text, at, window_s)
+        )
 
     async def delete_message(self, req: Request) -> None:
-        payload = req.payload_as(DeleteMessage)
-        await self._change(req, payload.conversation_id, payload.message_id, None)
+        p = req.payload_as(DeleteMessage)
+        ids, user_id = (p.conversation_id, p.message_id), req.sender.user_id
+        await self._change(req, ids, lambda c, m, at: domain.delete(c, m, user_id, ids, at))
 
-    async def _change(
-        self, req: Request, conversation_id: str, message_id: str, text: str | None
-    ) -> None:
-        """An edit (``text``) or a delete: the ack to the sender, the push to every connection
+    async def _change(self, req: Request, ids: tuple[str, str], change: MessageChange) -> None:
+        """A change to a stored message: the ack to the sender, the push to every connection
         of both participants (again when a command is repeated: clients apply it once)."""
-        user_id = req.sender.user_id
-        op = ChangeOp(conversation_id, message_id, user_id, text, self.settings.edit_window_s)
-        message = await self.writer.submit(op)
+        message = await self.writer.submit(ChangeOp(*ids, change))
         push, req.out.reply = views.changed(message)
         for participant in (message.recipient_id, message.sender_id):
             req.out.push_user(participant, push)

@@ -11,7 +11,7 @@ group writer) instead of writing a duplicate or a gap.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,8 @@ class StaleState(Exception):
 
 # -- write operations ------------------------------------------------------------------------
 
+MessageChange = Callable[[Conversation | None, Message | None, float], Message]
+
 
 @dataclass(frozen=True, slots=True)
 class SendOp(WriteOp[Sent]):
@@ -63,14 +65,15 @@ class ReceiptOp(WriteOp[StatusChange | None]):
 
 @dataclass(frozen=True, slots=True)
 class ChangeOp(WriteOp[Message]):
-    """``user_id`` edits a message (``text``) or deletes it (``text`` None); the result is the
-    message as it is afterwards."""
+    """A change to one stored message, decided by a rule of ``domain`` (an edit, a delete):
+    ``change`` gets the conversation and the message as stored (None when missing) and the
+    time, and returns the message as it is to be (or raises to refuse). Loaded, decided and
+    stored in the writer's transaction, so a send and a following change are stored in that
+    order. The result is the message afterwards."""
 
     conversation_id: str
     message_id: str
-    user_id: str
-    text: str | None
-    edit_window_s: float
+    change: MessageChange
 
 
 # Built once: SQLAlchemy keys its compiled-statement cache by the statement object's structure,
@@ -218,12 +221,11 @@ def _change(conn: Connection, op: ChangeOp, at: float) -> Message:
     conversation = load_conversations(conn, {op.conversation_id}).get(op.conversation_id)
     row = conn.execute(_MESSAGE, {"id": op.message_id}).mappings().first()
     before = to_message(row) if row is not None else None
-    ids = (op.conversation_id, op.message_id)
-    if op.text is None:
-        after = domain.delete(conversation, before, op.user_id, ids, at)
-    else:
-        after = domain.edit(conversation, before, op.user_id, ids, op.text, at, op.edit_window_s)
-    if after != before:
-        changed = {"text": after.text, "edited_at": after.edited_at, "deleted_at": after.deleted_at}
+    after = op.change(conversation, before, at)
+    if before is None or after.id != before.id:
+        raise TypeError(f"a change must keep its message: {op!r}")
+    was, now = message_row(before), message_row(after)
+    changed = {name: value for name, value in now.items() if value != was[name]}
+    if changed:
         conn.execute(update(messages).where(messages.c.id == after.id).values(**changed))
     return after

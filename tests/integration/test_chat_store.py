@@ -150,24 +150,30 @@ async def test_text_with_nul_is_stored_and_found_as_it_was(store: ChatStore) -> 
     assert await store.history("dm_\x00", None, 10) == ([], {})
 
 
+def edit(ab: str, mid: str, user: str, text: str) -> ChangeOp:
+    return ChangeOp(ab, mid, lambda c, m, at: domain.edit(c, m, user, (ab, mid), text, at, DAY))
+
+
+def delete(ab: str, mid: str, user: str) -> ChangeOp:
+    return ChangeOp(ab, mid, lambda c, m, at: domain.delete(c, m, user, (ab, mid), at))
+
+
 async def test_edits_and_deletes_are_stored_and_shown_in_history(store: ChatStore) -> None:
     ab = domain.conversation_id_for("alice", "bob")
     [sent, _] = await store.apply([send("alice", "bob", "helo"), send("bob", "alice", "hi")])
     assert isinstance(sent, Sent)
     mid = sent.message.id
-    [edited] = await store.apply([ChangeOp(ab, mid, "alice", "hello", DAY)])
+    [edited] = await store.apply([edit(ab, mid, "alice", "hello")])
     assert isinstance(edited, Message) and edited.text == "hello" and edited.edited_at is not None
-    refused = await store.apply(
-        [ChangeOp(ab, mid, "bob", "mine", DAY), ChangeOp(ab, "nope", "alice", None, DAY)]
-    )
+    refused = await store.apply([edit(ab, mid, "bob", "mine"), delete(ab, "nope", "alice")])
     assert [type(r) for r in refused] == [Forbidden, NotFound]
     rows, _ = await store.history(ab, None, 10)
     assert [(m.seq, m.text, m.edited_at) for m in rows][1] == (1, "hello", edited.edited_at)
 
-    [deleted] = await store.apply([ChangeOp(ab, mid, "alice", None, DAY)])
-    [again] = await store.apply([ChangeOp(ab, mid, "alice", None, DAY)])
+    [deleted] = await store.apply([delete(ab, mid, "alice")])
+    [again] = await store.apply([delete(ab, mid, "alice")])
     assert isinstance(deleted, Message) and again == deleted and deleted.deleted_at is not None
-    [late] = await store.apply([ChangeOp(ab, mid, "alice", "undo", DAY)])
+    [late] = await store.apply([edit(ab, mid, "alice", "undo")])
     assert isinstance(late, Conflict)
     rows, _ = await store.history(ab, None, 10)
     assert [(m.seq, m.text, m.deleted_at) for m in rows] == [
