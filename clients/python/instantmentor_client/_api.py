@@ -11,7 +11,7 @@ from typing import Any
 
 from instantmentor_client._delivery import Delivery
 from instantmentor_client._requests import Requests
-from instantmentor_client.errors import ProtocolViolation
+from instantmentor_client._wire import parse_list
 from instantmentor_client.models import (
     CallInvitation,
     CallState,
@@ -208,7 +208,7 @@ class ApiMethods:
     ) -> list[ConversationSummary]:
         """This user's conversations, most recently active first."""
         ack = await self.request("list_conversations", timeout=timeout, retry=True)
-        return [ConversationSummary.from_dict(c) for c in _items(ack, "conversations")]
+        return parse_list(ack, "conversations", ConversationSummary.from_dict)
 
     async def sync(
         self, since: Mapping[str, int] | None = None, *, timeout: float | None = None
@@ -288,7 +288,7 @@ class ApiMethods:
         """Mentor: the open requests visible to them, most urgent then oldest first;
         student: their own."""
         ack = await self.request("list_help_requests", timeout=timeout, retry=True)
-        return [HelpRequest.from_dict(r) for r in _items(ack, "requests")]
+        return parse_list(ack, "requests", HelpRequest.from_dict)
 
     # -- heartbeat -----------------------------------------------------------------------
 
@@ -305,10 +305,3 @@ def _compact(**values: Any) -> dict[str, Any]:
     return {
         k: (dict(v) if isinstance(v, Mapping) else v) for k, v in values.items() if v is not None
     }
-
-
-def _items(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise ProtocolViolation(f"expected a list in {key!r}, got {value!r}")
-    return value
