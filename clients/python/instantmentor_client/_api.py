@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from instantmentor_client._delivery import Delivery
 from instantmentor_client._requests import Requests
-from instantmentor_client.errors import ProtocolViolation
+from instantmentor_client._wire import parse_list
 from instantmentor_client.models import (
     CallInvitation,
     CallState,
@@ -28,6 +28,8 @@ from instantmentor_client.models import (
 )
 
 MENTOR_STATUSES = ("available", "busy", "in_session", "break", "offline")
+
+T = TypeVar("T")
 
 
 class ApiMethods:
@@ -68,7 +70,7 @@ class ApiMethods:
         ``ringing``, or ``rejected`` with ``reason`` ``offline``/``busy``. Calling yourself:
         :class:`InvalidPayload`."""
         data = _compact(receiver_id=receiver_id, call_type=call_type, call_data=call_data)
-        return CallInvitation.from_dict(await self.request("initiate_call", data, timeout=timeout))
+        return await self._request_as(CallInvitation.from_dict, "initiate_call", data, timeout)
 
     async def accept_call(
         self,
@@ -80,20 +82,19 @@ class ApiMethods:
         """Accept a ringing call (receiver only: else :class:`Forbidden`; not ringing:
         :class:`Conflict`; unknown: :class:`NotFound`)."""
         data = _compact(call_id=call_id, call_data=call_data)
-        return CallState.from_dict(await self.request("accept_call", data, timeout=timeout))
+        return await self._request_as(CallState.from_dict, "accept_call", data, timeout)
 
     async def reject_call(
         self, call_id: str, *, reason: str | None = None, timeout: float | None = None
     ) -> CallState:
         """Reject a ringing call (receiver only)."""
         data = _compact(call_id=call_id, reason=reason)
-        return CallState.from_dict(await self.request("reject_call", data, timeout=timeout))
+        return await self._request_as(CallState.from_dict, "reject_call", data, timeout)
 
     async def end_call(self, call_id: str, *, timeout: float | None = None) -> CallState:
         """Hang up (accepted call) or cancel (ringing call); either party."""
-        return CallState.from_dict(
-            await self.request("end_call", {"call_id": call_id}, timeout=timeout)
-        )
+        data = {"call_id": call_id}
+        return await self._request_as(CallState.from_dict, "end_call", data, timeout)
 
     async def send_call_signal(
         self, call_id: str, signal: Mapping[str, Any], *, timeout: float | None = None
@@ -132,8 +133,8 @@ class ApiMethods:
             client_msg_id=client_msg_id or uuid.uuid4().hex,
             call_id=call_id,
         )
-        sent = MessageSent.from_dict(
-            await self.request("send_message", data, timeout=timeout, retry=True)
+        sent = await self._request_as(
+            MessageSent.from_dict, "send_message", data, timeout, retry=True
         )
         self._delivery.on_sent(sent.message_id, sent.conversation_id, sent.seq)
         return sent
@@ -144,8 +145,9 @@ class ApiMethods:
         """Replace the text of a message this user sent (within 24 h of sending); both
         participants get ``message_edited``. A deleted message: :class:`Conflict`."""
         data = {"conversation_id": conversation_id, "message_id": message_id, "text": text}
-        ack = await self.request("edit_message", data, timeout=timeout, retry=True)
-        return MessageChangeAck.from_dict(ack)
+        return await self._request_as(
+            MessageChangeAck.from_dict, "edit_message", data, timeout, retry=True
+        )
 
     async def delete_message(
         self, conversation_id: str, message_id: str, *, timeout: float | None = None
@@ -153,8 +155,9 @@ class ApiMethods:
         """Delete a message this user sent: its seq stays, its text becomes None; both
         participants get ``message_deleted``. Deleting it again returns the first ack."""
         data = {"conversation_id": conversation_id, "message_id": message_id}
-        ack = await self.request("delete_message", data, timeout=timeout, retry=True)
-        return MessageChangeAck.from_dict(ack)
+        return await self._request_as(
+            MessageChangeAck.from_dict, "delete_message", data, timeout, retry=True
+        )
 
     async def mark_delivered(
         self, conversation_id: str, up_to_seq: int, *, timeout: float | None = None
@@ -197,8 +200,8 @@ class ApiMethods:
         absent), ascending. The messages count as received: they are not pushed to the app
         again as ``message_received`` and fill gaps."""
         data = _compact(conversation_id=conversation_id, before_seq=before_seq, limit=limit)
-        history = History.from_dict(
-            await self.request("get_history", data, timeout=timeout, retry=True)
+        history = await self._request_as(
+            History.from_dict, "get_history", data, timeout, retry=True
         )
         self._delivery.on_history(history.messages)
         return history
@@ -208,7 +211,7 @@ class ApiMethods:
     ) -> list[ConversationSummary]:
         """This user's conversations, most recently active first."""
         ack = await self.request("list_conversations", timeout=timeout, retry=True)
-        return [ConversationSummary.from_dict(c) for c in _items(ack, "conversations")]
+        return parse_list(ack, "conversations", ConversationSummary.from_dict)
 
     async def sync(
         self, since: Mapping[str, int] | None = None, *, timeout: float | None = None
@@ -236,14 +239,14 @@ class ApiMethods:
             raise ValueError(f"status must be one of {', '.join(MENTOR_STATUSES)}")
         data = _compact(status_message=status_message, status_data=status_data)
         if status == "available":
-            ack = await self.request("mentor_available", data, timeout=timeout)
+            event = "mentor_available"
         else:
-            ack = await self.request("mentor_busy", {**data, "status": status}, timeout=timeout)
-        return MentorStatus.from_dict(ack)
+            event, data = "mentor_busy", {**data, "status": status}
+        return await self._request_as(MentorStatus.from_dict, event, data, timeout)
 
     async def get_mentors(self, *, timeout: float | None = None) -> list[MentorStatus]:
         """Every mentor's status."""
-        return mentors_from(await self.request("get_mentors", timeout=timeout, retry=True))
+        return await self._request_as(mentors_from, "get_mentors", None, timeout, retry=True)
 
     # -- help requests (PROTOCOL §6) -----------------------------------------------------
 
@@ -259,36 +262,40 @@ class ApiMethods:
         """Ask one mentor (``mentor_id``) or every available mentor (default) for help
         (event ``student_request_help``; students only, else :class:`Forbidden`)."""
         data = _compact(subject=subject, message=message, urgency=urgency, mentor_id=mentor_id)
-        ack = await self.request("student_request_help", data, timeout=timeout)
-        return HelpRequestCreated.from_dict(ack)
+        return await self._request_as(
+            HelpRequestCreated.from_dict, "student_request_help", data, timeout
+        )
 
     async def accept_help_request(
         self, request_id: str, *, timeout: float | None = None
     ) -> HelpRequestUpdate:
         """Take a help request (mentors). First accept wins; later ones: :class:`Conflict`."""
-        ack = await self.request("accept_help_request", {"request_id": request_id}, timeout=timeout)
-        return HelpRequestUpdate.from_dict(ack)
+        return await self._act_on_help_request("accept_help_request", request_id, timeout)
 
     async def decline_help_request(
         self, request_id: str, *, reason: str | None = None, timeout: float | None = None
     ) -> HelpRequestUpdate:
         """Decline a help request shown to this mentor."""
-        data = _compact(request_id=request_id, reason=reason)
-        ack = await self.request("decline_help_request", data, timeout=timeout)
-        return HelpRequestUpdate.from_dict(ack)
+        return await self._act_on_help_request("decline_help_request", request_id, timeout, reason)
 
     async def cancel_help_request(
         self, request_id: str, *, timeout: float | None = None
     ) -> HelpRequestUpdate:
         """Withdraw one's own open help request (students)."""
-        ack = await self.request("cancel_help_request", {"request_id": request_id}, timeout=timeout)
-        return HelpRequestUpdate.from_dict(ack)
+        return await self._act_on_help_request("cancel_help_request", request_id, timeout)
+
+    async def _act_on_help_request(
+        self, event: str, request_id: str, timeout: float | None, reason: str | None = None
+    ) -> HelpRequestUpdate:
+        """Accept, decline or cancel (``event``) the help request ``request_id``."""
+        data = _compact(request_id=request_id, reason=reason)
+        return await self._request_as(HelpRequestUpdate.from_dict, event, data, timeout)
 
     async def list_help_requests(self, *, timeout: float | None = None) -> list[HelpRequest]:
         """Mentor: the open requests visible to them, most urgent then oldest first;
         student: their own."""
         ack = await self.request("list_help_requests", timeout=timeout, retry=True)
-        return [HelpRequest.from_dict(r) for r in _items(ack, "requests")]
+        return parse_list(ack, "requests", HelpRequest.from_dict)
 
     # -- heartbeat -----------------------------------------------------------------------
 
@@ -299,16 +306,21 @@ class ApiMethods:
         data = await self.request("ping", timeout=timeout, retry=True)
         return Pong(server_time=str(data.get("server_time", "")), rtt_s=loop.time() - started)
 
+    async def _request_as(
+        self,
+        parse: Callable[[dict[str, Any]], T],
+        event: str,
+        data: Mapping[str, Any] | None,
+        timeout: float | None,
+        *,
+        retry: bool = False,
+    ) -> T:
+        """:meth:`request`, its ``ack`` data turned into ``parse``'s model."""
+        return parse(await self.request(event, data, timeout=timeout, retry=retry))
+
 
 def _compact(**values: Any) -> dict[str, Any]:
     """The keyword arguments that are not ``None`` (absent optional fields stay absent)."""
     return {
         k: (dict(v) if isinstance(v, Mapping) else v) for k, v in values.items() if v is not None
     }
-
-
-def _items(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise ProtocolViolation(f"expected a list in {key!r}, got {value!r}")
-    return value

@@ -8,29 +8,10 @@ server's ISO-8601 strings, as on the wire.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Self, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Self
 
-from instantmentor_client.errors import ProtocolViolation
-
-T = TypeVar("T")
-
-
-def _build(cls: type[T], data: Mapping[str, Any], **override: Any) -> T:
-    """``cls(**known fields of data)``; a missing field without default → ProtocolViolation."""
-    if not isinstance(data, Mapping):
-        raise ProtocolViolation(f"{cls.__name__}: expected an object, got {data!r}")
-    kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if not f.init:
-            continue
-        if f.name in override:
-            kwargs[f.name] = override[f.name]
-        elif f.name in data:
-            kwargs[f.name] = data[f.name]
-        elif f.default is MISSING and f.default_factory is MISSING:
-            raise ProtocolViolation(f"{cls.__name__}: field {f.name!r} missing in {dict(data)!r}")
-    return cls(**kwargs)
+from instantmentor_client._wire import build, parse_list
 
 
 class _Model:
@@ -40,14 +21,7 @@ class _Model:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        return _build(cls, data)
-
-
-def _list(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        raise ProtocolViolation(f"expected a list in {key!r}, got {value!r}")
-    return value
+        return build(cls, data)
 
 
 # -- connection ----------------------------------------------------------------------------
@@ -223,8 +197,8 @@ class History(_Model):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        messages = [ChatMessage.from_dict(m) for m in _list(data, "messages")]
-        return _build(cls, data, messages=messages)
+        messages = parse_list(data, "messages", ChatMessage.from_dict)
+        return build(cls, data, messages=messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +214,7 @@ class ConversationSummary(_Model):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         last = data.get("last_message")
-        return _build(cls, data, last_message=None if last is None else ChatMessage.from_dict(last))
+        return build(cls, data, last_message=None if last is None else ChatMessage.from_dict(last))
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +256,7 @@ class MentorStatus(_Model):
 
 def mentors_from(data: Mapping[str, Any]) -> list[MentorStatus]:
     """The ``mentors`` list of ``get_mentors`` / ``mentor_status_snapshot``."""
-    return [MentorStatus.from_dict(m) for m in _list(data, "mentors")]
+    return parse_list(data, "mentors", MentorStatus.from_dict)
 
 
 # -- help requests (PROTOCOL §6) -----------------------------------------------------------
