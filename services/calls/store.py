@@ -28,6 +28,7 @@ from sqlalchemy import (
     Column,
     Float,
     Index,
+    MetaData,
     String,
     Table,
     delete,
@@ -38,24 +39,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase
 
 from services.calls.domain import Call, CallState
 from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
 from shared.dbtypes import ClientString
 from shared.migrations import upgrade_engine
 from shared.rows import RowMapper
+from shared.schema import ID
 
-ID = 64
-
-
-class Base(DeclarativeBase):
-    pass
-
+metadata = MetaData()
 
 calls = Table(
     "calls",
-    Base.metadata,
+    metadata,
     Column("id", ClientString(ID), primary_key=True),
     Column("caller_id", String(ID), nullable=False),
     Column("caller_name", ClientString(80), nullable=False),
@@ -81,7 +77,7 @@ calls = Table(
 
 call_lines = Table(
     "call_lines",
-    Base.metadata,
+    metadata,
     Column("user_id", String(ID), primary_key=True),
     Column("call_id", ClientString(ID), nullable=False, index=True),
 )
@@ -113,7 +109,7 @@ class CallStore:
         self.reads: AsyncEngine = reader(self.engine)
 
     async def start(self) -> None:
-        await upgrade_engine(self.engine, "calls", Base.metadata)
+        await upgrade_engine(self.engine, "calls", metadata)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     UniqueConstraint,
@@ -22,21 +23,16 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection, RowMapping
-from sqlalchemy.orm import DeclarativeBase
 
 from services.chat.domain import Conversation, Markers, Message
 from shared.dbtypes import ClientString, ClientText
+from shared.schema import ID
 
-ID = 64
-
-
-class Base(DeclarativeBase):
-    pass
-
+metadata = MetaData()
 
 conversations = Table(
     "conversations",
-    Base.metadata,
+    metadata,
     Column("id", ClientString(ID), primary_key=True),
     Column("user_a", String(ID), nullable=False),  # user_a < user_b
     Column("user_b", String(ID), nullable=False),
@@ -48,7 +44,7 @@ conversations = Table(
 
 messages = Table(
     "messages",
-    Base.metadata,
+    metadata,
     Column("id", String(ID), primary_key=True),
     Column("conversation_id", ClientString(ID), nullable=False),
     Column("seq", Integer, nullable=False),
@@ -69,7 +65,7 @@ messages = Table(
 
 markers = Table(
     "markers",
-    Base.metadata,
+    metadata,
     Column("conversation_id", ClientString(ID), primary_key=True),
     Column("user_id", String(ID), primary_key=True),  # the reader
     Column("delivered_seq", Integer, nullable=False),

@@ -34,11 +34,11 @@ from services.help.domain import (
 )
 from services.help.tables import (
     PRIORITY,
-    Base,
     help_mentors,
     help_requests,
     help_shown,
     mentor_row,
+    metadata,
     request_row,
     to_mentor,
     to_request,
@@ -68,7 +68,7 @@ class HelpStore:
 
     async def start(self) -> None:
         """Bring the database to the latest migration."""
-        await upgrade_engine(self.engine, "help", Base.metadata)
+        await upgrade_engine(self.engine, "help", metadata)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -36,10 +36,9 @@ from shared.dbtypes import ClientString
 from shared.migrations import upgrade
 from shared.protocol.domain import ConnectionFact
 from shared.rows import RowMapper, Stored
+from shared.schema import ID
 
 T = TypeVar("T")
-ID = 64
-
 metadata = MetaData()
 
 connections = Table(
@@ -80,6 +79,7 @@ gateways = Table(
     Column("gateway_id", String(ID), primary_key=True),
     Column("last_seen", Float, nullable=False),
 )
+
 
 def _frozen_set(text: str) -> frozenset[str]:
     return frozenset(json.loads(text))
