@@ -22,6 +22,7 @@ second insert of a taken line waits and then violates its key.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Float,
     Index,
     MetaData,
+    Select,
     String,
     Table,
     delete,
@@ -117,9 +119,7 @@ class CallStore:
     # -- reads -----------------------------------------------------------------------------
 
     async def get(self, call_id: str) -> Call | None:
-        async with self.reads.connect() as conn:
-            row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
-        return _ROWS.to_object(row) if row is not None else None
+        return await self._first(select(calls).where(calls.c.id == call_id))
 
     async def active_calls_of(self, user_id: str) -> list[Call]:
         """The calls (ringing or accepted) that hold ``user_id``'s line: at most one."""
@@ -158,9 +158,7 @@ class CallStore:
             .order_by(calls.c.created_at.desc())
             .limit(1)
         )
-        async with self.reads.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return _ROWS.to_object(row) if row is not None else None
+        return await self._first(query)
 
     async def history(self, user_id: str, limit: int, before: float | None = None) -> list[Call]:
         """``user_id``'s calls, newest first."""
@@ -173,6 +171,12 @@ class CallStore:
         async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_ROWS.to_object(row) for row in rows]
+
+    async def _first(self, query: Select[Any]) -> Call | None:
+        """The call of the first row ``query`` reads (None when there is none)."""
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _ROWS.to_object(row) if row is not None else None
 
     # -- writes ----------------------------------------------------------------------------
 
