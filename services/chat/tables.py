@@ -7,9 +7,6 @@ command (redelivered after a crash) creates at most one message.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any
-
 from sqlalchemy import (
     Column,
     Float,
@@ -22,10 +19,11 @@ from sqlalchemy import (
     bindparam,
     select,
 )
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from services.chat.domain import Conversation, Markers, Message
 from shared.dbtypes import ClientString, ClientText
+from shared.rows import RowMapper
 from shared.schema import ID
 
 metadata = MetaData()
@@ -74,30 +72,14 @@ markers = Table(
 
 
 # Rows and domain objects have the same field names (a unit test checks it), so the mapping
-# is derived, not copied by hand.
-_CONVERSATION_FIELDS = tuple(f.name for f in fields(Conversation))
-_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
-_MARKER_FIELDS = tuple(f.name for f in fields(Markers))
-
-
-def to_conversation(row: RowMapping) -> Conversation:
-    return Conversation(**{name: row[name] for name in _CONVERSATION_FIELDS})
-
-
-def to_message(row: RowMapping) -> Message:
-    return Message(**{name: row[name] for name in _MESSAGE_FIELDS})
-
-
-def to_markers(row: RowMapping) -> Markers:
-    return Markers(**{name: row[name] for name in _MARKER_FIELDS})
-
-
-def message_row(message: Message) -> dict[str, Any]:
-    return {name: getattr(message, name) for name in _MESSAGE_FIELDS}
-
-
-def conversation_row(conversation: Conversation) -> dict[str, Any]:
-    return {name: getattr(conversation, name) for name in _CONVERSATION_FIELDS}
+# is derived (shared.rows), not copied by hand.
+_CONVERSATION_ROWS = RowMapper(Conversation)
+_MESSAGE_ROWS = RowMapper(Message)
+to_conversation = _CONVERSATION_ROWS.to_object
+conversation_row = _CONVERSATION_ROWS.to_row
+to_message = _MESSAGE_ROWS.to_object
+message_row = _MESSAGE_ROWS.to_row
+to_markers = RowMapper(Markers).to_object
 
 
 _CONVERSATIONS = select(conversations).where(
