@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar, get_type_hints
 
+from sqlalchemy import Row
+
 T = TypeVar("T")
 
 
@@ -51,10 +53,15 @@ class RowMapper(Generic[T]):
         if unknown:
             raise ValueError(f"{kind.__name__} has no fields {sorted(unknown)}")
         self._stored = converters
+        # nothing to convert or rename: each value is read and written by its name alone, as
+        # cheaply as a hand-written comprehension (chat's hot path)
+        self._plain = tuple(names) if not converters and not columns else None
 
     def to_object(self, row: Any) -> T:
         """The dataclass of a row (a ``Row`` or a ``RowMapping``; extra columns are ignored)."""
-        values: Mapping[str, Any] = getattr(row, "_mapping", row)
+        values: Mapping[Any, Any] = row._mapping if isinstance(row, Row) else row
+        if self._plain is not None:
+            return self.kind(**{name: values[name] for name in self._plain})
         loaded = {}
         for name, column in self.columns.items():
             value = values[column]
@@ -64,6 +71,8 @@ class RowMapper(Generic[T]):
 
     def to_row(self, obj: T) -> dict[str, Any]:
         """The column values of ``obj``."""
+        if self._plain is not None:
+            return {name: getattr(obj, name) for name in self._plain}
         row = {}
         for name, column in self.columns.items():
             value = getattr(obj, name)

@@ -22,12 +22,15 @@ second insert of a taken line waits and then violates its key.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
     Float,
     Index,
+    MetaData,
+    Select,
     String,
     Table,
     delete,
@@ -38,24 +41,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import DeclarativeBase
 
 from services.calls.domain import Call, CallState
 from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
 from shared.dbtypes import ClientString
 from shared.migrations import upgrade_engine
 from shared.rows import RowMapper
+from shared.schema import ID
 
-ID = 64
-
-
-class Base(DeclarativeBase):
-    pass
-
+metadata = MetaData()
 
 calls = Table(
     "calls",
-    Base.metadata,
+    metadata,
     Column("id", ClientString(ID), primary_key=True),
     Column("caller_id", String(ID), nullable=False),
     Column("caller_name", ClientString(80), nullable=False),
@@ -81,7 +79,7 @@ calls = Table(
 
 call_lines = Table(
     "call_lines",
-    Base.metadata,
+    metadata,
     Column("user_id", String(ID), primary_key=True),
     Column("call_id", ClientString(ID), nullable=False, index=True),
 )
@@ -113,7 +111,7 @@ class CallStore:
         self.reads: AsyncEngine = reader(self.engine)
 
     async def start(self) -> None:
-        await upgrade_engine(self.engine, "calls", Base.metadata)
+        await upgrade_engine(self.engine, "calls", metadata)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -121,9 +119,7 @@ class CallStore:
     # -- reads -----------------------------------------------------------------------------
 
     async def get(self, call_id: str) -> Call | None:
-        async with self.reads.connect() as conn:
-            row = (await conn.execute(select(calls).where(calls.c.id == call_id))).first()
-        return _ROWS.to_object(row) if row is not None else None
+        return await self._first(select(calls).where(calls.c.id == call_id))
 
     async def active_calls_of(self, user_id: str) -> list[Call]:
         """The calls (ringing or accepted) that hold ``user_id``'s line: at most one."""
@@ -162,9 +158,7 @@ class CallStore:
             .order_by(calls.c.created_at.desc())
             .limit(1)
         )
-        async with self.reads.connect() as conn:
-            row = (await conn.execute(query)).first()
-        return _ROWS.to_object(row) if row is not None else None
+        return await self._first(query)
 
     async def history(self, user_id: str, limit: int, before: float | None = None) -> list[Call]:
         """``user_id``'s calls, newest first."""
@@ -177,6 +171,12 @@ class CallStore:
         async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         return [_ROWS.to_object(row) for row in rows]
+
+    async def _first(self, query: Select[Any]) -> Call | None:
+        """The call of the first row ``query`` reads (None when there is none)."""
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return _ROWS.to_object(row) if row is not None else None
 
     # -- writes ----------------------------------------------------------------------------
 

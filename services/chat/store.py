@@ -20,11 +20,11 @@ from sqlalchemy import (
 from services.chat import writes
 from services.chat.domain import Conversation, Markers, Message
 from services.chat.tables import (
-    Base,
     conversations,
     load_conversations,
     markers,
     messages,
+    metadata,
     to_conversation,
     to_markers,
     to_message,
@@ -80,7 +80,7 @@ class ChatStore:
 
     async def start(self) -> None:
         """Bring the database to the latest migration."""
-        await self.db.migrate(lambda conn: upgrade(conn, "chat", Base.metadata))
+        await self.db.migrate(lambda conn: upgrade(conn, "chat", metadata))
 
     async def close(self) -> None:
         await self.db.close()

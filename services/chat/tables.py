@@ -7,36 +7,30 @@ command (redelivered after a crash) creates at most one message.
 
 from __future__ import annotations
 
-from dataclasses import fields
-from typing import Any
-
 from sqlalchemy import (
     Column,
     Float,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     UniqueConstraint,
     bindparam,
     select,
 )
-from sqlalchemy.engine import Connection, RowMapping
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.engine import Connection
 
 from services.chat.domain import Conversation, Markers, Message
 from shared.dbtypes import ClientString, ClientText
+from shared.rows import RowMapper
+from shared.schema import ID
 
-ID = 64
-
-
-class Base(DeclarativeBase):
-    pass
-
+metadata = MetaData()
 
 conversations = Table(
     "conversations",
-    Base.metadata,
+    metadata,
     Column("id", ClientString(ID), primary_key=True),
     Column("user_a", String(ID), nullable=False),  # user_a < user_b
     Column("user_b", String(ID), nullable=False),
@@ -48,7 +42,7 @@ conversations = Table(
 
 messages = Table(
     "messages",
-    Base.metadata,
+    metadata,
     Column("id", String(ID), primary_key=True),
     Column("conversation_id", ClientString(ID), nullable=False),
     Column("seq", Integer, nullable=False),
@@ -69,7 +63,7 @@ messages = Table(
 
 markers = Table(
     "markers",
-    Base.metadata,
+    metadata,
     Column("conversation_id", ClientString(ID), primary_key=True),
     Column("user_id", String(ID), primary_key=True),  # the reader
     Column("delivered_seq", Integer, nullable=False),
@@ -78,30 +72,14 @@ markers = Table(
 
 
 # Rows and domain objects have the same field names (a unit test checks it), so the mapping
-# is derived, not copied by hand.
-_CONVERSATION_FIELDS = tuple(f.name for f in fields(Conversation))
-_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
-_MARKER_FIELDS = tuple(f.name for f in fields(Markers))
-
-
-def to_conversation(row: RowMapping) -> Conversation:
-    return Conversation(**{name: row[name] for name in _CONVERSATION_FIELDS})
-
-
-def to_message(row: RowMapping) -> Message:
-    return Message(**{name: row[name] for name in _MESSAGE_FIELDS})
-
-
-def to_markers(row: RowMapping) -> Markers:
-    return Markers(**{name: row[name] for name in _MARKER_FIELDS})
-
-
-def message_row(message: Message) -> dict[str, Any]:
-    return {name: getattr(message, name) for name in _MESSAGE_FIELDS}
-
-
-def conversation_row(conversation: Conversation) -> dict[str, Any]:
-    return {name: getattr(conversation, name) for name in _CONVERSATION_FIELDS}
+# is derived (shared.rows), not copied by hand.
+_CONVERSATION_ROWS = RowMapper(Conversation)
+_MESSAGE_ROWS = RowMapper(Message)
+to_conversation = _CONVERSATION_ROWS.to_object
+conversation_row = _CONVERSATION_ROWS.to_row
+to_message = _MESSAGE_ROWS.to_object
+message_row = _MESSAGE_ROWS.to_row
+to_markers = RowMapper(Markers).to_object
 
 
 _CONVERSATIONS = select(conversations).where(

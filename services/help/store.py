@@ -17,9 +17,9 @@ audience or, having committed after it, sees the broadcast in their catch-up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -34,17 +34,19 @@ from services.help.domain import (
 )
 from services.help.tables import (
     PRIORITY,
-    Base,
     help_mentors,
     help_requests,
     help_shown,
     mentor_row,
+    metadata,
     request_row,
     to_mentor,
     to_request,
 )
 from shared.db import DEFAULT_POOL_SIZE, create_engine, reader
 from shared.migrations import upgrade_engine
+
+T = TypeVar("T")
 
 
 def _upsert_for(engine: AsyncEngine) -> Any:
@@ -68,7 +70,7 @@ class HelpStore:
 
     async def start(self) -> None:
         """Bring the database to the latest migration."""
-        await upgrade_engine(self.engine, "help", Base.metadata)
+        await upgrade_engine(self.engine, "help", metadata)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -83,16 +85,18 @@ class HelpStore:
         async with self.reads.begin() as conn:
             yield conn
 
+    async def _first(self, query: Select[Any], load: Callable[[Any], T]) -> T | None:
+        """The first row ``query`` reads, loaded (None when there is none)."""
+        async with self._read() as conn:
+            row = (await conn.execute(query)).first()
+        return load(row) if row is not None else None
+
     # -- mentor view ------------------------------------------------------------------------
 
     async def mentor(self, mentor_id: str) -> MentorState | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(help_mentors).where(help_mentors.c.mentor_id == mentor_id)
-                )
-            ).first()
-        return to_mentor(row) if row else None
+        return await self._first(
+            select(help_mentors).where(help_mentors.c.mentor_id == mentor_id), to_mentor
+        )
 
     async def apply_mentor(self, new: MentorState) -> tuple[MentorState | None, bool]:
         """Store ``new`` unless a later change is already stored; returns (previous, applied)."""
@@ -167,35 +171,21 @@ class HelpStore:
         if shown:
             await conn.execute(
                 help_shown.insert(),
-                [
-                    {
-                        "request_id": request.request_id,
-                        "mentor_id": m,
-                        "shown_at": request.created_at,
-                        "declined": False,
-                    }
-                    for m in shown
-                ],
+                [_shown(request.request_id, m, request.created_at) for m in shown],
             )
         return shown
 
     async def get(self, request_id: str) -> HelpRequest | None:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(
-                    select(help_requests).where(help_requests.c.request_id == request_id)
-                )
-            ).first()
-        return to_request(row) if row else None
+        return await self._first(
+            select(help_requests).where(help_requests.c.request_id == request_id), to_request
+        )
 
     async def find_duplicate(
         self, request: HelpRequest, since: float, any_status: bool
     ) -> HelpRequest | None:
         """The same student's request with the same content created after ``since``
         (open only, unless ``any_status``): a redelivered or double-sent command."""
-        async with self._read() as conn:
-            row = (await conn.execute(_duplicate_query(request, since, any_status))).first()
-        return to_request(row) if row else None
+        return await self._first(_duplicate_query(request, since, any_status), to_request)
 
     async def finish(self, after: HelpRequest) -> tuple[bool, list[str]]:
         """Move an open request to ``after`` (its closed state). Returns whether this call made
@@ -211,17 +201,11 @@ class HelpStore:
                 .values({name: values[name] for name in _CLOSING})
             )
             won = result.rowcount == 1
-            shown = await conn.execute(
-                select(help_shown.c.mentor_id).where(help_shown.c.request_id == after.request_id)
-            )
-            return won, [r.mentor_id for r in shown]
+            return won, list((await conn.execute(_shown_to(after.request_id))).scalars())
 
     async def shown_to(self, request_id: str) -> list[str]:
         async with self._read() as conn:
-            rows = await conn.execute(
-                select(help_shown.c.mentor_id).where(help_shown.c.request_id == request_id)
-            )
-            return [r.mentor_id for r in rows]
+            return list((await conn.execute(_shown_to(request_id))).scalars())
 
     async def decline_broadcast(self, request_id: str, mentor_id: str, now: float) -> bool:
         """Hide an open broadcast from one mentor; False when it is no longer open."""
@@ -283,18 +267,7 @@ class HelpStore:
                     index_elements=[help_shown.c.request_id, help_shown.c.mentor_id],
                     set_={"shown_at": stmt.excluded.shown_at},
                 )
-                await conn.execute(
-                    stmt,
-                    [
-                        {
-                            "request_id": r.request_id,
-                            "mentor_id": mentor_id,
-                            "shown_at": now,
-                            "declined": False,
-                        }
-                        for r in requests
-                    ],
-                )
+                await conn.execute(stmt, [_shown(r.request_id, mentor_id, now) for r in requests])
         return requests
 
     async def visible_to(self, mentor_id: str) -> list[HelpRequest]:
@@ -366,6 +339,16 @@ def _duplicate_query(request: HelpRequest, since: float, any_status: bool) -> Se
     if not any_status:
         query = query.where(help_requests.c.status == Status.OPEN.value)
     return query.order_by(help_requests.c.created_at.desc()).limit(1)
+
+
+def _shown(request_id: str, mentor_id: str, at: float) -> dict[str, Any]:
+    """The ``help_shown`` row of ``mentor_id`` being shown ``request_id`` at ``at``."""
+    return {"request_id": request_id, "mentor_id": mentor_id, "shown_at": at, "declined": False}
+
+
+def _shown_to(request_id: str) -> Select[Any]:
+    """The mentors ``request_id`` was shown to."""
+    return select(help_shown.c.mentor_id).where(help_shown.c.request_id == request_id)
 
 
 def _open_count(student_id: str) -> Select[Any]:

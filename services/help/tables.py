@@ -6,23 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table
 
 from services.help.domain import HelpRequest, MentorState
 from shared.dbtypes import ClientString, ClientText
 from shared.rows import RowMapper
+from shared.schema import ID
 
-ID = 64
-
-
-class Base(DeclarativeBase):
-    pass
-
+metadata = MetaData()
 
 help_requests = Table(
     "help_requests",
-    Base.metadata,
+    metadata,
     Column("request_id", ClientString(ID), primary_key=True),
     Column("student_id", String(ID), nullable=False, index=True),
     Column("student_name", ClientString(80), nullable=False),
@@ -45,7 +40,7 @@ help_requests = Table(
 # mentor declined, hidden from them from then on.
 help_shown = Table(
     "help_shown",
-    Base.metadata,
+    metadata,
     Column("request_id", ClientString(ID), primary_key=True),
     Column("mentor_id", String(ID), primary_key=True, index=True),
     Column("shown_at", Float, nullable=False),
@@ -55,7 +50,7 @@ help_shown = Table(
 # Help's view of a mentor, fed by ``presence.mentor_status_changed``.
 help_mentors = Table(
     "help_mentors",
-    Base.metadata,
+    metadata,
     Column("mentor_id", String(ID), primary_key=True),
     Column("name", ClientString(80), nullable=False),
     Column("status", String(12), nullable=False),

@@ -36,10 +36,9 @@ from shared.dbtypes import ClientString
 from shared.migrations import upgrade
 from shared.protocol.domain import ConnectionFact
 from shared.rows import RowMapper, Stored
+from shared.schema import ID
 
 T = TypeVar("T")
-ID = 64
-
 metadata = MetaData()
 
 connections = Table(

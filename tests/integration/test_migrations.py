@@ -15,18 +15,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, insert, select
 from sqlalchemy.engine import make_url
 
-from services.calls.store import Base as CallsBase
-from services.chat.tables import Base as ChatBase
-from services.help.tables import Base as HelpBase
+from services.calls.store import metadata as calls_metadata
+from services.chat.tables import metadata as chat_metadata
+from services.help.tables import metadata as help_metadata
 from services.presence.store import metadata as presence_metadata
 from shared.db import SYNC_DRIVERS, ThreadedDatabase
 from shared.migrations import BASELINE, config, upgrade, version_table
 from tests.support.postgres import Databases
 
 METADATA: dict[str, MetaData] = {
-    "calls": CallsBase.metadata,
-    "chat": ChatBase.metadata,
-    "help": HelpBase.metadata,
+    "calls": calls_metadata,
+    "chat": chat_metadata,
+    "help": help_metadata,
     "presence": presence_metadata,
 }
 
@@ -65,7 +65,7 @@ async def test_replicas_starting_together_migrate_once(databases: Databases) -> 
     replicas = [ThreadedDatabase(databases.url("chat")) for _ in range(4)]  # as chat opens it
     try:
         await asyncio.gather(
-            *(db.migrate(lambda conn: upgrade(conn, "chat", ChatBase.metadata)) for db in replicas)
+            *(db.migrate(lambda conn: upgrade(conn, "chat", chat_metadata)) for db in replicas)
         )
         query = sqlalchemy.text(f"SELECT * FROM {version_table('chat')}")
         versions = await replicas[0].read(lambda conn: [tuple(r) for r in conn.execute(query)])
@@ -80,16 +80,16 @@ def test_a_database_made_before_migrations_is_adopted_with_its_rows(
     engine_of: dict[str, Engine],
 ) -> None:
     engine = engine_of["help"]
-    mentors = HelpBase.metadata.tables["help_mentors"]
+    mentors = help_metadata.tables["help_mentors"]
     with engine.begin() as conn:  # as HelpStore.open did with create_all
-        HelpBase.metadata.create_all(conn)
+        help_metadata.create_all(conn)
         conn.execute(
             insert(mentors).values(
                 mentor_id="m1", name="M", status="available", online=True, updated_at="t"
             )
         )
     with engine.begin() as conn:
-        upgrade(conn, "help", HelpBase.metadata)
+        upgrade(conn, "help", help_metadata)
     with engine.connect() as conn:
         assert conn.execute(select(mentors.c.mentor_id)).scalars().all() == ["m1"]
         version = conn.execute(sqlalchemy.text(f"SELECT * FROM {version_table('help')}"))

@@ -42,10 +42,20 @@ async def replicas(databases: Databases) -> AsyncIterator[tuple[CallStore, CallS
     await second.close()
 
 
-async def test_a_placed_call_is_stored_as_it_was(store: CallStore) -> None:
+@pytest.fixture
+async def ringing(store: CallStore) -> Call:
+    """Alice's call to Bob, placed."""
     call = new_call("c1")
     assert await store.place(call)
-    assert await store.get("c1") == call
+    return call
+
+
+def accepted_by_bob(call: Call) -> Call:
+    return domain.accept(call, "bob", "Bob", T0 + 1, None)
+
+
+async def test_a_placed_call_is_stored_as_it_was(store: CallStore, ringing: Call) -> None:
+    assert await store.get("c1") == ringing
     assert await store.get("nope") is None
 
 
@@ -62,11 +72,9 @@ async def test_a_party_in_a_call_is_busy_for_every_other_call(store: CallStore) 
 
 
 async def test_the_lines_stay_taken_while_accepted_and_are_freed_at_the_end(
-    store: CallStore,
+    store: CallStore, ringing: Call
 ) -> None:
-    ringing = new_call("c1")
-    await store.place(ringing)
-    accepted = domain.accept(ringing, "bob", "Bob", T0 + 1, None)
+    accepted = accepted_by_bob(ringing)
     assert await store.transition(ringing, accepted)
     assert not await store.place(new_call("c2", "carol", "bob"))
     assert [c.call_id for c in await store.active_calls_of("bob")] == ["c1"]
@@ -77,14 +85,10 @@ async def test_the_lines_stay_taken_while_accepted_and_are_freed_at_the_end(
 
 
 async def test_a_transition_is_written_only_from_the_state_it_was_read_in(
-    store: CallStore,
+    store: CallStore, ringing: Call
 ) -> None:
-    ringing = new_call("c1")
-    await store.place(ringing)
-    timed_out = domain.time_out(ringing, T0 + RING)
-    accepted = domain.accept(ringing, "bob", "Bob", T0 + 1, None)
-    assert await store.transition(ringing, accepted)
-    assert not await store.transition(ringing, timed_out)
+    assert await store.transition(ringing, accepted_by_bob(ringing))
+    assert not await store.transition(ringing, domain.time_out(ringing, T0 + RING))
     stored = await store.get("c1")
     assert stored is not None and stored.state is CallState.ACCEPTED
     assert stored.accepted_by == "bob" and stored.receiver_name == "Bob"

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, insert
 
 from services.chat import writes
 from services.chat.domain import Draft, Receipt, Sent, conversation_id_for, target
-from services.chat.tables import Base, messages
+from services.chat.tables import messages, metadata
 from services.chat.writes import _EARLIER, ReceiptOp, SendOp
 from shared.errors import Conflict
 
@@ -27,7 +27,7 @@ PARAMS = {
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     engine = create_engine(f"sqlite:///{tmp_path / 'chat.db'}")
-    Base.metadata.create_all(engine)
+    metadata.create_all(engine)
     rows = [
         {
             "id": f"m{n}",

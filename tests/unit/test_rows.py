@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import pytest
+from sqlalchemy import create_engine, literal, select
 
 from shared.rows import RowMapper, Stored
 
@@ -54,3 +55,17 @@ def test_a_field_may_live_in_a_column_of_another_name() -> None:
     assert renamed.to_object(row) == thing
     with pytest.raises(ValueError, match="nope"):
         RowMapper(Thing, columns={"nope": "x"})
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    key: str
+    count: int
+
+
+def test_a_row_and_its_mapping_are_read_alike() -> None:
+    counts = RowMapper(Count)
+    with create_engine("sqlite://").connect() as conn:
+        row = conn.execute(select(literal("k").label("key"), literal(2).label("count"))).one()
+    assert counts.to_object(row) == counts.to_object(row._mapping) == Count("k", 2)
+    assert counts.to_row(Count("k", 2)) == {"key": "k", "count": 2}

@@ -1,6 +1,6 @@
 """Alembic's entry point for the calls service's schema (see shared.migrations)."""
 
-from services.calls.store import Base
+from services.calls.store import metadata
 from shared.migrations import run_env
 
-run_env(Base.metadata)
+run_env(metadata)

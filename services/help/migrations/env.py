@@ -1,6 +1,6 @@
 """Alembic's entry point for the help service's schema (see shared.migrations)."""
 
-from services.help.tables import Base
+from services.help.tables import metadata
 from shared.migrations import run_env
 
-run_env(Base.metadata)
+run_env(metadata)
