@@ -120,13 +120,7 @@ class Broker:
 
     async def _declare_exchanges(self) -> None:
         assert self._publish_channel is not None
-        t = self.topology
-        for name, kind in (
-            (t.commands, aio_pika.ExchangeType.TOPIC),
-            (t.domain, aio_pika.ExchangeType.TOPIC),
-            (t.push, aio_pika.ExchangeType.TOPIC),
-            (t.dead_letters, aio_pika.ExchangeType.DIRECT),
-        ):
+        for name, kind in self.topology.exchanges():
             await self._publish_channel.declare_exchange(name, kind, durable=True)
 
     async def close(self) -> None:
