@@ -14,7 +14,8 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
@@ -252,20 +253,23 @@ class Broker:
         methods are applied in order, so that reply means every bind is in place."""
         if not routing_keys:
             return
-        channel = await self._underlay(self._consume_channel)
-        try:
-            async with asyncio.timeout(BIND_TIMEOUT_S):
-                for key in routing_keys[:-1]:
-                    await channel.queue_bind(queue, exchange, key, nowait=True)
-                await channel.queue_bind(queue, exchange, routing_keys[-1])
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
-            raise Unavailable("message broker unavailable") from exc
+        async with self._binding() as channel:
+            for key in routing_keys[:-1]:
+                await channel.queue_bind(queue, exchange, key, nowait=True)
+            await channel.queue_bind(queue, exchange, routing_keys[-1])
 
     async def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
+        async with self._binding() as channel:
+            await channel.queue_unbind(queue, exchange, routing_key)
+
+    @asynccontextmanager
+    async def _binding(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
+        """The consume channel, for (un)binding within ``BIND_TIMEOUT_S``; a failure or a
+        timeout is :class:`Unavailable`."""
         channel = await self._underlay(self._consume_channel)
         try:
             async with asyncio.timeout(BIND_TIMEOUT_S):
-                await channel.queue_unbind(queue, exchange, routing_key)
+                yield channel
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
             raise Unavailable("message broker unavailable") from exc
 
