@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-secret-change-me-in-production-0123"
 MIN_JWT_SECRET_BYTES = 32
+
+
+def _db_pool_size(description: str) -> Any:
+    """An ``IM_<SERVICE>_DB_POOL_SIZE``: every service's has the same default and bounds."""
+    return Field(default=5, ge=1, le=200, description=description)
 
 
 class Settings(BaseSettings):
@@ -192,16 +198,13 @@ class Settings(BaseSettings):
     chat_db_url: str | None = None
     calls_db_url: str | None = None
     help_db_url: str | None = None
-    presence_db_pool_size: int = Field(
-        default=5,
-        ge=1,
-        le=200,
-        description="Connections a presence process keeps to its database (and its database "
-        "threads: presence and chat run each unit of work whole in one).",
+    presence_db_pool_size: int = _db_pool_size(
+        "Connections a presence process keeps to its database (and its database "
+        "threads: presence and chat run each unit of work whole in one)."
     )
-    chat_db_pool_size: int = Field(default=5, ge=1, le=200, description="The same for chat.")
-    calls_db_pool_size: int = Field(default=5, ge=1, le=200, description="The same for calls.")
-    help_db_pool_size: int = Field(default=5, ge=1, le=200, description="The same for help.")
+    chat_db_pool_size: int = _db_pool_size("The same for chat.")
+    calls_db_pool_size: int = _db_pool_size("The same for calls.")
+    help_db_pool_size: int = _db_pool_size("The same for help.")
 
     health_file: Path | None = Field(
         default=None, description="Touched every few seconds while the process has the broker."

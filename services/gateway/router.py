@@ -281,24 +281,13 @@ class Router:
         pending = Pending(lane, event, 0.0, future=future, internal=internal)
         partition = self._partition(lane, identity.user_id, data)
         try:
-            await self._send(lane, command, pending, correlation_id, partition)
+            outgoing, published = self._submit(lane, command, pending, correlation_id, partition)
+            await published
+            if outgoing.refused is not None:
+                raise self._refusal(lane, outgoing.refused)
             return await future
         finally:
             self._forget_pending(correlation_id)
-
-    async def _send(
-        self,
-        lane: Lane,
-        command: dict[str, Any],
-        pending: Pending,
-        correlation_id: str,
-        partition: int | None,
-    ) -> None:
-        outgoing, published = self._submit(lane, command, pending, correlation_id, partition)
-        await published
-        if outgoing.refused is not None:
-            self._forget_pending(correlation_id)
-            raise self._refusal(lane, outgoing.refused)
 
     def _partition(self, lane: Lane, user_id: str, data: dict[str, Any]) -> int | None:
         """The partition of a durable command for a partitioned service (chat), else None."""

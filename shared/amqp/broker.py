@@ -14,8 +14,8 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
@@ -27,7 +27,7 @@ from aio_pika.abc import (
 )
 from aiormq import spec
 
-from shared.amqp.delivery import Delivery
+from shared.amqp.consumer import Consumer, OnDelivery
 from shared.amqp.failover import FailoverConnection
 from shared.amqp.kept_consumer import KeptConsumer, QueueShape
 from shared.amqp.topology import Topology
@@ -43,15 +43,6 @@ RECONNECT_INTERVAL_S = 0.5  # between two attempts, each to the next node
 # A refused publish replaces the confirming channel, at most once per this (see _on_refused)
 REPLACE_AFTER_REFUSAL_S = 0.5
 ReconnectHook = Callable[[], Awaitable[None]]
-OnDelivery = Callable[[Delivery], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Consumer:
-    queue: str
-    on_delivery: OnDelivery
-    no_ack: bool
-    arguments: dict[str, Any] | None = None
 
 
 class Broker:
@@ -67,7 +58,7 @@ class Broker:
         self._connected = asyncio.Event()
         self._reconnect_hooks: list[ReconnectHook] = []
         self._reconnected_hooks: list[ReconnectHook] = []
-        self._consumers: dict[str, _Consumer] = {}
+        self._consumers: dict[str, Consumer] = {}
         self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
         self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
         self._closed = False
@@ -120,13 +111,7 @@ class Broker:
 
     async def _declare_exchanges(self) -> None:
         assert self._publish_channel is not None
-        t = self.topology
-        for name, kind in (
-            (t.commands, aio_pika.ExchangeType.TOPIC),
-            (t.domain, aio_pika.ExchangeType.TOPIC),
-            (t.push, aio_pika.ExchangeType.TOPIC),
-            (t.dead_letters, aio_pika.ExchangeType.DIRECT),
-        ):
+        for name, kind in self.topology.exchanges():
             await self._publish_channel.declare_exchange(name, kind, durable=True)
 
     async def close(self) -> None:
@@ -151,9 +136,9 @@ class Broker:
     async def _restart_consumers(self, *_: Any) -> None:
         """The consume channel was opened again (aio-pika declared its queues again): start
         its consumers again."""
-        for tag, consumer in self._consumers.items():
+        for consumer in self._consumers.values():
             try:
-                await self._start_consumer(tag, consumer)
+                await self._start_consumer(consumer)
             except Exception:
                 log.exception("could not consume %s again", consumer.queue)
 
@@ -217,39 +202,22 @@ class Broker:
         channel of its own, declaring the queue like that again whenever the broker loses it
         (a non-durable queue whose node died). Returns the consumer tag for :meth:`cancel`."""
         tag = f"{self._client_name}-{uuid.uuid4().hex[:8]}"
+        consumer = Consumer(tag, queue, on_delivery, no_ack, arguments)
         if recreate is not None:
             assert self._connection is not None
             kept = KeptConsumer(
-                self._connection,
-                queue,
-                recreate,
-                on_delivery,
-                tag=tag,
-                prefetch=self.settings.prefetch,
-                no_ack=no_ack,
+                self._connection, consumer, recreate, prefetch=self.settings.prefetch
             )
             self._kept[tag] = kept
             await kept.start(BIND_TIMEOUT_S)
             return tag
-        consumer = _Consumer(queue, on_delivery, no_ack, arguments)
         self._consumers[tag] = consumer
-        await self._start_consumer(tag, consumer)
+        await self._start_consumer(consumer)
         return tag
 
-    async def _start_consumer(self, tag: str, consumer: _Consumer) -> None:
+    async def _start_consumer(self, consumer: Consumer) -> None:
         assert self._consume_channel is not None
-        channel = await self._consume_channel.get_underlay_channel()
-
-        async def deliver(message: aiormq.abc.DeliveredMessage) -> None:
-            await consumer.on_delivery(Delivery(message, channel))
-
-        await channel.basic_consume(
-            consumer.queue,
-            deliver,
-            no_ack=consumer.no_ack,
-            consumer_tag=tag,
-            arguments=consumer.arguments,
-        )
+        await consumer.start(await self._consume_channel.get_underlay_channel())
 
     async def cancel(self, tag: str) -> None:
         """Stop a consumer of :meth:`consume` (messages in hand are still settled)."""
@@ -285,20 +253,23 @@ class Broker:
         methods are applied in order, so that reply means every bind is in place."""
         if not routing_keys:
             return
-        channel = await self._underlay(self._consume_channel)
-        try:
-            async with asyncio.timeout(BIND_TIMEOUT_S):
-                for key in routing_keys[:-1]:
-                    await channel.queue_bind(queue, exchange, key, nowait=True)
-                await channel.queue_bind(queue, exchange, routing_keys[-1])
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
-            raise Unavailable("message broker unavailable") from exc
+        async with self._binding() as channel:
+            for key in routing_keys[:-1]:
+                await channel.queue_bind(queue, exchange, key, nowait=True)
+            await channel.queue_bind(queue, exchange, routing_keys[-1])
 
     async def unbind(self, queue: str, exchange: str, routing_key: str) -> None:
+        async with self._binding() as channel:
+            await channel.queue_unbind(queue, exchange, routing_key)
+
+    @asynccontextmanager
+    async def _binding(self) -> AsyncIterator[aiormq.abc.AbstractChannel]:
+        """The consume channel, for (un)binding within ``BIND_TIMEOUT_S``; a failure or a
+        timeout is :class:`Unavailable`."""
         channel = await self._underlay(self._consume_channel)
         try:
             async with asyncio.timeout(BIND_TIMEOUT_S):
-                await channel.queue_unbind(queue, exchange, routing_key)
+                yield channel
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError) as exc:
             raise Unavailable("message broker unavailable") from exc
 

@@ -8,48 +8,46 @@ from; after a reconnect that channel is gone, and settling is a no-op (the broke
 
 from __future__ import annotations
 
-from typing import Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import aiormq
 from aiormq.abc import AbstractChannel, DeliveredMessage
+
+T = TypeVar("T")
+
+
+class _BasicProperty(property, Generic[T]):
+    """One of a delivery's AMQP basic properties, read from the frame when asked for. Its
+    getter is an ``attrgetter``: a read runs no Python code."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(attrgetter(f"_message.header.properties.{name}"))
+
+    if TYPE_CHECKING:  # what a read gives; at run time property's own __get__ serves
+
+        @overload
+        def __get__(self, delivery: None, owner: type, /) -> _BasicProperty[T]: ...
+
+        @overload
+        def __get__(self, delivery: Any, owner: type | None = None, /) -> T: ...
+
+        def __get__(self, delivery: Any, owner: type | None = None, /) -> Any: ...
 
 
 class Delivery:
     __slots__ = ("body", "_message", "_channel")
 
+    headers: _BasicProperty[dict[str, Any] | None] = _BasicProperty("headers")
+    type: _BasicProperty[str | None] = _BasicProperty("message_type")
+    reply_to: _BasicProperty[str | None] = _BasicProperty("reply_to")
+    correlation_id: _BasicProperty[str | None] = _BasicProperty("correlation_id")
+    message_id: _BasicProperty[str | None] = _BasicProperty("message_id")
+
     def __init__(self, message: DeliveredMessage, channel: AbstractChannel) -> None:
         self.body: bytes = message.body
         self._message = message
         self._channel = channel
-
-    @property
-    def _properties(self) -> Any:
-        return self._message.header.properties
-
-    @property
-    def headers(self) -> dict[str, Any] | None:
-        headers: dict[str, Any] | None = self._properties.headers
-        return headers
-
-    @property
-    def type(self) -> str | None:
-        kind: str | None = self._properties.message_type
-        return kind
-
-    @property
-    def reply_to(self) -> str | None:
-        reply_to: str | None = self._properties.reply_to
-        return reply_to
-
-    @property
-    def correlation_id(self) -> str | None:
-        correlation_id: str | None = self._properties.correlation_id
-        return correlation_id
-
-    @property
-    def message_id(self) -> str | None:
-        message_id: str | None = self._properties.message_id
-        return message_id
 
     @property
     def routing_key(self) -> str | None:

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiormq
 from aio_pika.abc import AbstractRobustConnection
 
-from shared.amqp.delivery import Delivery
+from shared.amqp.consumer import Consumer
 
 log = logging.getLogger(__name__)
 RETRY_S = 1.0  # between two attempts to declare and consume again
-OnDelivery = Callable[[Delivery], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,21 +36,16 @@ class KeptConsumer:
     def __init__(
         self,
         connection: AbstractRobustConnection,
-        queue: str,
+        consumer: Consumer,
         shape: QueueShape,
-        on_delivery: OnDelivery,
         *,
-        tag: str,
         prefetch: int,
-        no_ack: bool,
     ) -> None:
-        self.queue = queue
+        self.queue = consumer.queue
         self._connection = connection
+        self._consumer = consumer
         self._shape = shape
-        self._on_delivery = on_delivery
-        self._tag = tag
         self._prefetch = prefetch
-        self._no_ack = no_ack
         self._channel: aiormq.abc.AbstractChannel | None = None
         self._consuming = asyncio.Event()
         self._stopped = False
@@ -88,13 +81,7 @@ class KeptConsumer:
                 self.queue, durable=shape.durable, arguments=shape.arguments
             )
             await channel.basic_qos(prefetch_count=self._prefetch)
-
-            async def deliver(message: aiormq.abc.DeliveredMessage) -> None:
-                await self._on_delivery(Delivery(message, channel))
-
-            await channel.basic_consume(
-                self.queue, deliver, no_ack=self._no_ack, consumer_tag=self._tag
-            )
+            await self._consumer.start(channel)
             self._consuming.set()
             waiting = asyncio.create_task(cancelled.wait())
             try:
@@ -116,7 +103,7 @@ class KeptConsumer:
         channel = self._channel
         if channel is not None and not channel.is_closed:
             try:
-                await channel.basic_cancel(self._tag)
+                await channel.basic_cancel(self._consumer.tag)
             except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError):
                 pass  # the channel is gone, and the consumer with it
 

@@ -22,7 +22,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, overload
+
+from aio_pika import ExchangeType
 
 BROADCAST_ALL = "broadcast.all"
 # Timers go into the delay queue of their duration and of the current generation (wall clock
@@ -45,24 +47,36 @@ def reply_key(queue: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Exchange:
+    """One of the exchanges every process declares. Read on a :class:`Topology`, its name
+    there: ``<namespace>.<suffix>``."""
+
+    suffix: str
+    kind: ExchangeType
+
+    @overload
+    def __get__(self, topology: None, owner: type[Topology]) -> Exchange: ...
+
+    @overload
+    def __get__(self, topology: Topology, owner: type[Topology]) -> str: ...
+
+    def __get__(self, topology: Topology | None, owner: type[Topology]) -> Exchange | str:
+        return self if topology is None else f"{topology.namespace}.{self.suffix}"
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     namespace: str
 
-    @property
-    def commands(self) -> str:
-        return f"{self.namespace}.commands"
+    commands = Exchange("commands", ExchangeType.TOPIC)
+    domain = Exchange("domain", ExchangeType.TOPIC)
+    push = Exchange("push", ExchangeType.TOPIC)
+    dead_letters = Exchange("dead", ExchangeType.DIRECT)
+    EXCHANGES: ClassVar[tuple[Exchange, ...]] = (commands, domain, push, dead_letters)
 
-    @property
-    def domain(self) -> str:
-        return f"{self.namespace}.domain"
-
-    @property
-    def push(self) -> str:
-        return f"{self.namespace}.push"
-
-    @property
-    def dead_letters(self) -> str:
-        return f"{self.namespace}.dead"
+    def exchanges(self) -> list[tuple[str, ExchangeType]]:
+        """The name and type of every exchange, for declaring them."""
+        return [(exchange.__get__(self, Topology), exchange.kind) for exchange in self.EXCHANGES]
 
     def service_queue(self, service: str) -> str:
         return f"{self.namespace}.{service}"

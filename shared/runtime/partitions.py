@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shared.amqp.broker import Broker, OnDelivery
+from shared.amqp.broker import Broker
+from shared.amqp.consumer import OnDelivery
 from shared.amqp.delivery import Delivery
 from shared.settings import Settings
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tools.rabbit import LocalRabbit, free_port, port_open
 from tools.rabbit_cluster import LocalCluster
@@ -19,7 +19,8 @@ RABBIT_IMAGE = "rabbitmq:3.13-management"
 
 
 class Broker(Protocol):
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def stop(self) -> None: ...
 
@@ -80,24 +81,35 @@ def running_broker() -> Iterator[Broker]:
         with container:
             yield ContainerBroker(container, f"amqp://guest:guest@127.0.0.1:{port}/")
         return
-    base = Path(tempfile.mkdtemp(prefix="im-rabbit-"))
-    node = LocalRabbit(base)
-    node.start()
-    try:
+    with _started_in_temp_dir("im-rabbit-", LocalRabbit) as node:
         yield node
-    finally:
-        node.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @contextmanager
 def running_cluster(size: int = 3) -> Iterator[LocalCluster]:
     """A fresh cluster of ``size`` local nodes (always local: a test kills nodes by pid)."""
-    base = Path(tempfile.mkdtemp(prefix="im-cluster-"))
-    cluster = LocalCluster(base, size)
-    cluster.start()
-    try:
+    with _started_in_temp_dir("im-cluster-", lambda base: LocalCluster(base, size)) as cluster:
         yield cluster
+
+
+class _Startable(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+Local = TypeVar("Local", bound=_Startable)
+
+
+@contextmanager
+def _started_in_temp_dir(prefix: str, make: Callable[[Path], Local]) -> Iterator[Local]:
+    """What ``make`` builds in a fresh temporary folder, started; stopped and the folder
+    removed when the context ends."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    local = make(base)
+    local.start()
+    try:
+        yield local
     finally:
-        cluster.stop()
+        local.stop()
         shutil.rmtree(base, ignore_errors=True)
