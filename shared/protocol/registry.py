@@ -9,8 +9,9 @@ naming its ``EVENT``, to the module of its section (``calls``, ``chat``, ``prese
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -18,6 +19,8 @@ from shared.auth import Role
 from shared.errors import Forbidden, InvalidPayload, UnknownEvent
 from shared.protocol import calls, chat, help, presence, session
 from shared.protocol.base import ClientEvent, ServerPush, named_subclasses
+
+M = TypeVar("M", ClientEvent, ServerPush)
 
 GATEWAY = session.GATEWAY
 # Every service, in the order `make up` starts them (presence first: the others ask it).
@@ -34,15 +37,23 @@ class EventSpec:
     transient: bool
 
 
+def by_event(models: Iterable[type[M]]) -> dict[str, type[M]]:
+    """``models`` by the event each names; two naming one event is a mistake, refused."""
+    table: dict[str, type[M]] = {}
+    for model in models:
+        if model.EVENT in table:
+            raise TypeError(f"{model.__name__} and {table[model.EVENT].__name__} name one event")
+        table[model.EVENT] = model
+    return table
+
+
 CLIENT_EVENTS: dict[str, EventSpec] = {
-    event.EVENT: EventSpec(event.EVENT, event.SERVICE, event, event.ROLES, event.TRANSIENT)
-    for event in named_subclasses(ClientEvent)
+    name: EventSpec(name, event.SERVICE, event, event.ROLES, event.TRANSIENT)
+    for name, event in by_event(named_subclasses(ClientEvent)).items()
 }
 TRANSIENT = frozenset(name for name, spec in CLIENT_EVENTS.items() if spec.transient)
 
-SERVER_PUSHES: dict[str, type[ServerPush]] = {
-    push.EVENT: push for push in named_subclasses(ServerPush)
-}
+SERVER_PUSHES: dict[str, type[ServerPush]] = by_event(named_subclasses(ServerPush))
 
 
 def spec_for(event: str) -> EventSpec:
