@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         "from this gateway: they are refused at once with unavailable and retry_after_ms.",
     )
     publishes_in_flight: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=16,
         description="Messages of a gateway's commands to one service that may wait for their "
