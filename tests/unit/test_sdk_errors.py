@@ -115,3 +115,17 @@ def test_event_payload_is_typed_for_known_pushes() -> None:
     snapshot = sdk.Event("mentor_status_snapshot", {"mentors": [mentor]}).payload
     assert snapshot == [sdk.MentorStatus.from_dict(mentor)]
     assert sdk.Event("something_new", {"x": 1}).payload == {"x": 1}
+
+
+def test_every_error_class_is_exported_by_its_module_and_the_package() -> None:
+    from instantmentor_client import errors
+
+    classes = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type)
+        and issubclass(value, sdk.InstantMentorError)
+        and not name.startswith("_")
+    }
+    assert classes <= set(errors.__all__), classes - set(errors.__all__)
+    assert classes <= set(sdk.__all__), classes - set(sdk.__all__)

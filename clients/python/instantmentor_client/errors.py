@@ -195,6 +195,7 @@ __all__ = [
     "ProtocolViolation",
     "RateLimited",
     "RequestTimeout",
+    "ServerBusy",
     "UnknownEvent",
     "Unavailable",
     "error_from_frame",
