@@ -4,8 +4,8 @@ A publish costs the same whether it carries one command or fifty: its confirm, t
 write, the delivery and the ack are each paid once per message, in the gateway, the broker
 and the service alike. Nothing waits for a batch to fill, though: a lane's command goes out
 at once while no message of that lane waits for its confirm (``IM_PUBLISHES_IN_FLIGHT``, 1 by
-default, allows more), and the commands that arrive meanwhile go together in the next one. The busier the
-lane, the larger its batches; a command never waits longer than one confirm.
+default, allows more), and the commands that arrive meanwhile go together in the next one.
+The busier the lane, the larger its batches; a command never waits longer than one confirm.
 
 A partitioned service (chat) has one lane per partition: its commands are batched per
 partition and published to that partition's queue (``<service>.p<n>.<event>``), so the
