@@ -152,9 +152,10 @@ class ChatHandlers:
                 sender.user_id
             )
         key = f"typing:{named.conversation_id}:{sender.user_id}"
-        stop = views.typing_notice(False, named.conversation_id, sender.user_id, sender.name)
+        notice = (named.conversation_id, sender.user_id, sender.name)
+        stop = views.typing_notice(*notice, started=False)
         if started:
-            start = views.typing_notice(True, named.conversation_id, sender.user_id, sender.name)
+            start = views.typing_notice(*notice, started=True)
             followup = Followup(key, self.settings.typing_timeout_s, stop.frame)
             req.out.push_user(peer_id, start, followup=followup)
         else:

@@ -131,7 +131,7 @@ def conversation_list(summaries: list[wire.ConversationSummary]) -> dict[str, An
 
 
 def typing_notice(
-    started: bool, conversation_id: str, user_id: str, user_name: str
+    conversation_id: str, user_id: str, user_name: str, *, started: bool
 ) -> wire.TypingNotice:
     """``user_typing`` (``started``) / ``user_stopped_typing``."""
     notice = wire.TypingStarted if started else wire.TypingStopped

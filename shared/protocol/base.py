@@ -46,10 +46,6 @@ class Payload(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
-class Empty(Payload):
-    """An event without fields."""
-
-
 ANYONE = frozenset({Role.STUDENT, Role.MENTOR})
 MENTORS = frozenset({Role.MENTOR})
 STUDENTS = frozenset({Role.STUDENT})

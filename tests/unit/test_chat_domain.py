@@ -321,11 +321,11 @@ def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
         ]
     }
     notice = {"conversation_id": "dm_x", "user_id": "alice", "user_name": "Alice"}
-    assert views.typing_notice(True, "dm_x", "alice", "Alice").frame == {
+    assert views.typing_notice("dm_x", "alice", "Alice", started=True).frame == {
         "event": "user_typing",
         "data": notice,
     }
-    assert views.typing_notice(False, "dm_x", "alice", "Alice").frame == {
+    assert views.typing_notice("dm_x", "alice", "Alice", started=False).frame == {
         "event": "user_stopped_typing",
         "data": notice,
     }
