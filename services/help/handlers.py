@@ -122,7 +122,8 @@ class HelpHandlers:
     @staticmethod
     async def _show(req: Request, request: HelpRequest, audience: list[str]) -> int:
         """Push a new request to its audience; how many of them are connected."""
-        return await deliver(req, [UserPush(m, views.received(request)) for m in audience])
+        shown = views.received(request).frame
+        return await deliver(req, [UserPush(m, shown) for m in audience])
 
     # -- accept_help_request ----------------------------------------------------------------
 

@@ -61,7 +61,7 @@ class HelpReactions:
                 limit=self.catchup_limit,
                 not_shown_since=None if req.redelivered else now - self.repush_after_s,
             )
-            pushes = [UserPush(new.mentor_id, views.received(r)) for r in requests]
+            pushes = [UserPush(new.mentor_id, views.received(r).frame) for r in requests]
             await deliver_in_order(req, pushes)
 
     async def connections_changed(self, req: Request) -> None:
@@ -82,7 +82,8 @@ class HelpReactions:
             limit=self.catchup_limit,
         )
         to = opening.reply_to, opening.connection_id
-        await deliver_in_order(req, [ConnectionPush(*to, views.received(r)) for r in requests])
+        pushes = [ConnectionPush(*to, views.received(r).frame) for r in requests]
+        await deliver_in_order(req, pushes)
 
     async def help_expired(self, req: Request) -> None:
         request_id = req.payload_as(HelpExpired).request_id

@@ -35,9 +35,9 @@ def request(r: HelpRequest) -> dict[str, Any]:
     return _request(r, wire.HelpRequestView).model_dump()
 
 
-def received(r: HelpRequest) -> dict[str, Any]:
-    """The ``help_request_received`` frame (published at once, to be counted or ordered)."""
-    return _request(r, wire.HelpRequestReceived).frame
+def received(r: HelpRequest) -> wire.HelpRequestReceived:
+    """``help_request_received`` (published at once, to be counted or ordered)."""
+    return _request(r, wire.HelpRequestReceived)
 
 
 def request_list(requests: Iterable[HelpRequest]) -> dict[str, Any]:
