@@ -4,7 +4,8 @@ Two ways in: an async engine (``create_engine``), and :class:`ThreadedDatabase`,
 engine whose units of work each run whole in a worker thread. The second is for hot paths:
 through aiosqlite every statement costs several thread round trips (cursor, execute, fetch,
 close), so a six-statement transaction cost ~4 ms on the 2-core machine; run in one thread hop
-it costs a fraction of that.
+it costs a fraction of that. On a SQLite file its writes skip even that hop, and run on the
+event loop itself (:mod:`shared.loop_writes`).
 
 PostgreSQL (``postgresql+asyncpg://…``; the threaded engine uses psycopg 3) has no file lock to
 queue replicas behind: there, a :class:`ThreadedDatabase` write runs at SERIALIZABLE and is
@@ -16,6 +17,7 @@ row locks (see each store).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -28,6 +30,10 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from shared.loop_writes import Busy, LoopWrites
+
+log = logging.getLogger(__name__)
 
 READ_ONLY = "im_read_only"
 DEFAULT_POOL_SIZE = 5
@@ -84,13 +90,17 @@ def _wal(cursor: Any, timeout_s: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def _sqlite_transactions(engine: Engine) -> None:
+def _sqlite_transactions(
+    engine: Engine, busy_timeout_ms: int = 30_000, autocheckpoint: bool = True
+) -> None:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         _wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if not autocheckpoint:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
 
@@ -108,14 +118,19 @@ def must_retry(error: DBAPIError) -> bool:
 class ThreadedDatabase:
     """A sync engine; :meth:`write` and :meth:`read` run a function with a connection in a
     transaction, whole, in one of ``pool_size`` worker threads (SQLite: the same BEGIN rules
-    as :func:`create_engine`; its driver releases the GIL while SQLite works).
+    as :func:`create_engine`; its driver releases the GIL while SQLite works). On a SQLite
+    file a write runs on the event loop's thread instead, unless another connection holds
+    the write lock at that moment (``writes_on_loop``; see :mod:`shared.loop_writes`): the
+    function must then not hold the loop for long, as for any work done on the loop.
 
     On PostgreSQL a write runs at SERIALIZABLE: PostgreSQL then guarantees the outcome of
     some one-at-a-time order of the replicas' writes (what BEGIN IMMEDIATE gives on SQLite),
     refusing a transaction that would break it; the function is then run again from the
     start, so it must have no effect outside the connection."""
 
-    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
+    def __init__(
+        self, url: str, pool_size: int = DEFAULT_POOL_SIZE, writes_on_loop: bool = True
+    ) -> None:
         parsed = make_url(url)
         driver = SYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
         sync_url = parsed.set(drivername=driver)
@@ -137,9 +152,33 @@ class ThreadedDatabase:
         self._reads = self.engine.execution_options(**_read_options(self.engine.dialect.name))
         self._threads = ThreadPoolExecutor(pool_size, thread_name_prefix="db")
         self.retries = 0  # writes run again after PostgreSQL refused them (observability)
+        on_file = is_sqlite and parsed.database not in (None, "", ":memory:")
+        self.on_loop = (
+            LoopWrites(sync_url, _sqlite_transactions) if on_file and writes_on_loop else None
+        )
+        self._checkpointing: asyncio.Future[None] | None = None
 
     async def write(self, work: Callable[[Connection], T]) -> T:
+        if self.on_loop is not None:
+            try:
+                result = self.on_loop.write(work)
+            except Busy:
+                pass  # another connection writes: wait for it in a worker thread
+            else:
+                if self.on_loop.checkpoint_due() and self._checkpointing is None:
+                    self._start_checkpoint(self.on_loop)
+                return result
         return await self._run(self._writes, work, retry=self.serializable)
+
+    def _start_checkpoint(self, on_loop: LoopWrites) -> None:
+        loop = asyncio.get_running_loop()
+        self._checkpointing = loop.run_in_executor(self._threads, on_loop.checkpoint, self.engine)
+        self._checkpointing.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("WAL checkpoint failed: %r", done.exception())
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         return await self._run(self._reads, work)
@@ -171,6 +210,10 @@ class ThreadedDatabase:
         )
 
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.wait([self._checkpointing])
+        if self.on_loop is not None:
+            self.on_loop.close()
         await asyncio.get_running_loop().run_in_executor(self._threads, self.engine.dispose)
         self._threads.shutdown(wait=False)
 

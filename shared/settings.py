@@ -205,6 +205,12 @@ class Settings(BaseSettings):
     chat_db_pool_size: int = _db_pool_size("The same for chat.")
     calls_db_pool_size: int = _db_pool_size("The same for calls.")
     help_db_pool_size: int = _db_pool_size("The same for help.")
+    db_writes_on_loop: bool = Field(
+        default=True,
+        description="On a SQLite file, chat and presence run their write transactions on the "
+        "event loop (no thread hop; a write waiting for another process's lock still goes to "
+        "a database thread). False: every write in a database thread, as on PostgreSQL.",
+    )
 
     health_file: Path | None = Field(
         default=None, description="Touched every few seconds while the process has the broker."

@@ -25,6 +25,7 @@ def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefini
         settings.max_undelivered_per_conversation,
         settings.db_pool_size("chat"),
         clock,
+        settings.db_writes_on_loop,
     )
     writer = GroupWriter(store.apply)
     h = ChatHandlers(settings, store, writer)

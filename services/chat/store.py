@@ -64,7 +64,8 @@ PARTICIPANTS_CACHED = 100_000
 
 class ChatStore:
     """Every read and every write batch runs whole in a database thread (ThreadedDatabase):
-    one thread hop per unit of work, not several per statement."""
+    one thread hop per unit of work, not several per statement; on a SQLite file a write batch
+    runs on the event loop instead (``writes_on_loop``)."""
 
     def __init__(
         self,
@@ -72,8 +73,9 @@ class ChatStore:
         max_backlog: int | None = None,
         pool_size: int = DEFAULT_POOL_SIZE,
         clock: Callable[[], float] = now,
+        writes_on_loop: bool = True,
     ) -> None:
-        self.db = ThreadedDatabase(url, pool_size)
+        self.db = ThreadedDatabase(url, pool_size, writes_on_loop)
         self.max_backlog = max_backlog  # see services.chat.domain.BacklogCap
         self.clock = clock
         self._participants: dict[str, Conversation] = {}

@@ -37,7 +37,11 @@ def gateway_watchdog(
 
 
 def build(settings: Settings, clock: Callable[[], float] = now) -> ServiceDefinition:
-    store = PresenceStore(settings.db_url("presence"), settings.db_pool_size("presence"))
+    store = PresenceStore(
+        settings.db_url("presence"),
+        settings.db_pool_size("presence"),
+        settings.db_writes_on_loop,
+    )
     handlers = PresenceHandlers(settings, store, clock)
     return ServiceDefinition(
         name="presence",

@@ -292,8 +292,10 @@ class PresenceTx:
 
 
 class PresenceStore:
-    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
-        self.db = ThreadedDatabase(url, pool_size)
+    def __init__(
+        self, url: str, pool_size: int = DEFAULT_POOL_SIZE, writes_on_loop: bool = True
+    ) -> None:
+        self.db = ThreadedDatabase(url, pool_size, writes_on_loop)
 
     async def start(self) -> None:
         """Bring the database to the latest migration."""
