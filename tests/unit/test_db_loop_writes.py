@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import pytest
 from sqlalchemy import Connection, text
 
 from shared.db import ThreadedDatabase
+from shared.loop_writes import LoopWrites
+from tests.support.stack import poll
 
 DEADLINE_S = 10.0
 
@@ -89,20 +90,21 @@ async def test_while_another_process_holds_the_lock_the_write_waits_in_a_thread(
     assert seen[-1] == threading.get_ident()
 
 
+def checkpointing_every(db: ThreadedDatabase, commits: int) -> LoopWrites:
+    assert db.on_loop is not None
+    db.on_loop.checkpoint_every = commits
+    return db.on_loop
+
+
 async def test_the_wal_is_checkpointed_by_a_worker_thread_every_so_many_commits(
-    db: ThreadedDatabase, db_file: Path
+    db: ThreadedDatabase,
 ) -> None:
-    on_loop = db.on_loop
-    assert on_loop is not None
-    on_loop.checkpoint_every = 5
+    on_loop = checkpointing_every(db, 5)
     for value in range(4):
         await db.write(insert(value))
     assert on_loop.checkpoints == 0
     await db.write(insert(4))
-    deadline = time.monotonic() + DEADLINE_S
-    while on_loop.checkpoints == 0:
-        assert time.monotonic() < deadline, "no checkpoint ran"
-        await asyncio.sleep(0.005)
+    await poll(lambda: on_loop.checkpoints > 0, DEADLINE_S, "a checkpoint")
     assert on_loop.commits_since_checkpoint == 0
     assert await stored(db) == [0, 1, 2, 3, 4]
 
@@ -110,9 +112,7 @@ async def test_the_wal_is_checkpointed_by_a_worker_thread_every_so_many_commits(
 async def test_the_loop_connection_never_checkpoints_on_its_own(
     db: ThreadedDatabase, db_file: Path
 ) -> None:
-    on_loop = db.on_loop
-    assert on_loop is not None
-    on_loop.checkpoint_every = 10_000
+    on_loop = checkpointing_every(db, 10_000)
     page = 4096
     for value in range(1_200):  # a page each: past the 1,000 of SQLite's own checkpoint
         await db.write(insert(value))
