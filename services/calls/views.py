@@ -5,27 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from services.calls.domain import Call, CallState, outcome
-from shared.clock import iso
 from shared.protocol import calls as wire
 from shared.protocol.base import ServerPush
 
 
-def _iso(ts: float | None) -> str | None:
-    return iso(ts) if ts is not None else None
-
-
 def initiated(call: Call) -> wire.CallInitiatedPush:
-    return wire.CallInitiatedPush(
-        call_id=call.call_id,
-        caller_id=call.caller_id,
-        caller_name=call.caller_name,
-        caller_role=call.caller_role,
-        receiver_id=call.receiver_id,
-        call_type=call.call_type,
-        call_data=call.call_data,
-        created_at=iso(call.created_at),
-        expires_at=iso(call.expires_at),
-    )
+    return wire.CallInitiatedPush.model_validate(call, from_attributes=True)
 
 
 def state_push(call: Call) -> ServerPush:
@@ -36,7 +21,7 @@ def state_push(call: Call) -> ServerPush:
             call_id=call.call_id,
             accepted_by=call.accepted_by,
             call_data=call.accept_data,
-            accepted_at=iso(call.accepted_at),
+            accepted_at=call.accepted_at,
         )
     if call.state is CallState.REJECTED:
         return wire.CallRejectedPush(
@@ -64,7 +49,7 @@ def initiate_ack(call: Call) -> dict[str, Any]:
     return wire.InitiateCallAck(
         call_id=call.call_id,
         state=call.state.value,
-        expires_at=iso(call.expires_at),
+        expires_at=call.expires_at,
         reason=call.reason if call.state is CallState.REJECTED else None,
     ).model_dump(exclude_none=True)
 
@@ -86,9 +71,9 @@ def record(call: Call, user_id: str) -> dict[str, Any]:
         state=call.state.value,
         outcome=outcome(call),
         reason=call.reason,
-        created_at=iso(call.created_at),
-        accepted_at=_iso(call.accepted_at),
-        ended_at=_iso(call.ended_at),
+        created_at=call.created_at,
+        accepted_at=call.accepted_at,
+        ended_at=call.ended_at,
         duration_s=call.duration_s,
     ).model_dump()
 

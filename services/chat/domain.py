@@ -115,6 +115,11 @@ class Message:
     deleted_at: float | None = None  # a deleted message keeps its seq; its text is erased
 
     @property
+    def message_id(self) -> str:
+        """``id``, by the name clients know it by."""
+        return self.id
+
+    @property
     def keys(self) -> list[Key]:
         return _keys(self.sender_id, self.client_msg_id, self.command_id)
 

@@ -3,67 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from services.chat.domain import Conversation, Markers, Message, Status, StatusChange, status_of
-from shared.clock import iso
 from shared.protocol import chat as wire
 from shared.protocol.envelope import fit
-
-M = TypeVar("M", bound=wire.ChatMessage)
-
-
-def _message(message: Message, model: type[M], **more: Any) -> M:
-    """``message`` as clients see it, as ``model`` (with ``more`` fields of that model)."""
-    return model(
-        message_id=message.id,
-        conversation_id=message.conversation_id,
-        seq=message.seq,
-        sender_id=message.sender_id,
-        sender_name=message.sender_name,
-        recipient_id=message.recipient_id,
-        text=None if message.deleted_at is not None else message.text,
-        sent_at=iso(message.sent_at),
-        client_msg_id=message.client_msg_id,
-        call_id=message.call_id,
-        edited_at=_iso_or_none(message.edited_at),
-        deleted_at=_iso_or_none(message.deleted_at),
-        **more,
-    )
-
-
-def _iso_or_none(at: float | None) -> str | None:
-    return None if at is None else iso(at)
 
 
 def received(message: Message) -> wire.MessageReceived:
     """``message_received``."""
-    return _message(message, wire.MessageReceived)
+    return wire.MessageReceived.model_validate(message, from_attributes=True)
 
 
 def _history_message(message: Message, status: Status) -> wire.HistoryMessage:
-    return _message(message, wire.HistoryMessage, status=status.value)
-
-
-def history_message(message: Message, status: Status) -> dict[str, Any]:
-    return _history_message(message, status).model_dump()
+    shown = wire.ChatMessage.model_validate(message, from_attributes=True)
+    return wire.HistoryMessage(**dict(shown), status=status.value)
 
 
 def sent_ack(message: Message) -> dict[str, Any]:
     """The ``ack`` of ``send_message``."""
-    return wire.MessageSent(
-        message_id=message.id,
-        conversation_id=message.conversation_id,
-        seq=message.seq,
-        sent_at=iso(message.sent_at),
-        client_msg_id=message.client_msg_id,
-    ).model_dump()
+    return wire.MessageSent.model_validate(message, from_attributes=True).model_dump()
 
 
 def changed(message: Message) -> tuple[wire.MessageEdited | wire.MessageDeleted, dict[str, Any]]:
     """An edited or deleted message: the push, and the ``ack`` data."""
     if message.deleted_at is not None:
-        at = iso(message.deleted_at)
+        at = message.deleted_at
         deleted = wire.MessageDeleted(
             conversation_id=message.conversation_id,
             message_id=message.id,
@@ -73,7 +38,7 @@ def changed(message: Message) -> tuple[wire.MessageEdited | wire.MessageDeleted,
         )
         gone = wire.MessageDeleteAck(message_id=message.id, deleted_at=at)
         return deleted, gone.model_dump()
-    at = iso(message.edited_at if message.edited_at is not None else message.sent_at)
+    at = message.edited_at if message.edited_at is not None else message.sent_at
     edited = wire.MessageEdited(
         conversation_id=message.conversation_id,
         message_id=message.id,
@@ -87,13 +52,7 @@ def changed(message: Message) -> tuple[wire.MessageEdited | wire.MessageDeleted,
 
 def status(change: StatusChange) -> wire.MessageStatus:
     """``message_status``."""
-    return wire.MessageStatus(
-        conversation_id=change.conversation_id,
-        up_to_seq=change.up_to_seq,
-        status=change.status.value,
-        by_user_id=change.by_user_id,
-        at=iso(change.at),
-    )
+    return wire.MessageStatus.model_validate(change, from_attributes=True)
 
 
 def history(
@@ -101,7 +60,7 @@ def history(
 ) -> dict[str, Any]:
     """The ``ack`` of ``get_history``: the newest of the page that fit in one frame (the
     client asks for the older ones with ``before_seq``, as ``has_more`` says)."""
-    messages = [history_message(m, status_of(m, markers)) for m in page]
+    messages = [_history_message(m, status_of(m, markers)).model_dump() for m in page]
     fitted = fit(messages, keep_last=True)
     return {
         "conversation_id": conversation_id,

@@ -16,18 +16,7 @@ V = TypeVar("V", bound=wire.HelpRequestView)
 
 def _request(r: HelpRequest, model: type[V]) -> V:
     """A request as clients see it, as ``model``."""
-    return model(
-        request_id=r.request_id,
-        student_id=r.student_id,
-        student_name=r.student_name,
-        subject=r.subject,
-        message=r.message,
-        urgency=r.urgency.value,
-        mentor_id=r.mentor_id,
-        status=r.status.value,
-        created_at=iso(r.created_at),
-        expires_at=iso(r.expires_at),
-    )
+    return model.model_validate(r, from_attributes=True)
 
 
 def request(r: HelpRequest) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from services.presence.domain import Mentor, UserPresence
-from shared.clock import iso
 from shared.protocol.domain import UserPresenceFact, UsersPresenceFact
 from shared.protocol.envelope import fit
 from shared.protocol.presence import (
@@ -30,7 +29,7 @@ def _status(mentor: Mentor, model: type[V], to_self: bool) -> V:
         status_message=mentor.status_message,
         status_data=mentor.status_data,
         online=mentor.online if to_self else mentor.shown_online,
-        updated_at=iso(mentor.updated_at),
+        updated_at=mentor.updated_at,
     )
 
 

@@ -7,14 +7,27 @@ from functools import cached_property
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StringConstraints
 
 from shared.auth import USER_ID_PATTERN, Role
+from shared.clock import iso
 
 T = TypeVar("T")
 
 UserId = Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)]
 EntityId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def _iso_of_epoch(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return iso(value)
+    return value
+
+
+# A time on the wire: ISO 8601 UTC with milliseconds. Services keep epoch seconds, so a
+# wire model built from a domain object (``model_validate(obj, from_attributes=True)``)
+# takes the float and writes the string; nothing copies field lists to convert times.
+Timestamp = Annotated[str, BeforeValidator(_iso_of_epoch)]
 
 
 def _json_size(value: dict[str, Any]) -> int:

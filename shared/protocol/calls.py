@@ -6,7 +6,15 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.protocol.base import ClientEvent, EntityId, Payload, ServerPush, UserId, bounded_object
+from shared.protocol.base import (
+    ClientEvent,
+    EntityId,
+    Payload,
+    ServerPush,
+    Timestamp,
+    UserId,
+    bounded_object,
+)
 
 CallData = Annotated[dict[str, Any], bounded_object(8 * 1024)]
 Signal = Annotated[dict[str, Any], bounded_object(32 * 1024)]
@@ -76,8 +84,8 @@ class CallInitiatedPush(ServerPush):
     receiver_id: str
     call_type: str
     call_data: dict[str, Any] | None
-    created_at: str
-    expires_at: str
+    created_at: Timestamp
+    expires_at: Timestamp
 
 
 class CallAcceptedPush(ServerPush):
@@ -86,7 +94,7 @@ class CallAcceptedPush(ServerPush):
     call_id: str
     accepted_by: str
     call_data: dict[str, Any] | None
-    accepted_at: str
+    accepted_at: Timestamp
 
 
 class CallRejectedPush(ServerPush):
@@ -131,7 +139,7 @@ class InitiateCallAck(BaseModel):
 
     call_id: str
     state: CallStateName
-    expires_at: str
+    expires_at: Timestamp
     reason: str | None = None
 
 
@@ -177,7 +185,7 @@ class CallRecord(BaseModel):
     state: CallStateName
     outcome: CallOutcome
     reason: str | None
-    created_at: str
-    accepted_at: str | None
-    ended_at: str | None
+    created_at: Timestamp
+    accepted_at: Timestamp | None
+    ended_at: Timestamp | None
     duration_s: float

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
-from shared.protocol.base import ClientEvent, EntityId, ServerPush, UserId, not_blank
+from shared.protocol.base import ClientEvent, EntityId, ServerPush, Timestamp, UserId, not_blank
 
 MessageText = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(not_blank)]
 MAX_SEQ = 2**53  # PROTOCOL v1.1 §2: integers within ±2^53 (larger ones broke SQLite binds)
@@ -134,11 +134,17 @@ class ChatMessage(BaseModel):
     sender_name: str
     recipient_id: str
     text: str | None  # null once deleted
-    sent_at: str
+    sent_at: Timestamp
     client_msg_id: str | None
     call_id: str | None
-    edited_at: str | None = None
-    deleted_at: str | None = None
+    edited_at: Timestamp | None = None
+    deleted_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _no_text_once_deleted(self) -> ChatMessage:
+        if self.deleted_at is not None:
+            self.text = None
+        return self
 
 
 class MessageReceived(ChatMessage, ServerPush):
@@ -160,7 +166,7 @@ class MessageSent(BaseModel):
     message_id: str
     conversation_id: str
     seq: int
-    sent_at: str
+    sent_at: Timestamp
     client_msg_id: str | None
 
 
@@ -173,7 +179,7 @@ class MessageStatus(ServerPush):
     up_to_seq: int
     status: Literal["delivered", "read"]
     by_user_id: str
-    at: str
+    at: Timestamp
 
 
 class MessageEdited(ServerPush):
@@ -185,7 +191,7 @@ class MessageEdited(ServerPush):
     message_id: str
     seq: int
     text: str
-    edited_at: str
+    edited_at: Timestamp
 
 
 class MessageDeleted(ServerPush):
@@ -197,21 +203,21 @@ class MessageDeleted(ServerPush):
     message_id: str
     seq: int
     text: None
-    deleted_at: str
+    deleted_at: Timestamp
 
 
 class MessageEditAck(BaseModel):
     """The ``ack`` of ``edit_message``."""
 
     message_id: str
-    edited_at: str
+    edited_at: Timestamp
 
 
 class MessageDeleteAck(BaseModel):
     """The ``ack`` of ``delete_message``."""
 
     message_id: str
-    deleted_at: str
+    deleted_at: Timestamp
 
 
 class TypingNotice(ServerPush):

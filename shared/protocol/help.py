@@ -6,7 +6,15 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.protocol.base import MENTORS, STUDENTS, ClientEvent, EntityId, ServerPush, UserId
+from shared.protocol.base import (
+    MENTORS,
+    STUDENTS,
+    ClientEvent,
+    EntityId,
+    ServerPush,
+    Timestamp,
+    UserId,
+)
 
 BROADCAST = "broadcast_to_mentors"
 Urgency = Literal["low", "medium", "high"]
@@ -76,8 +84,8 @@ class HelpRequestView(BaseModel):
     urgency: Urgency
     mentor_id: str | None
     status: HelpRequestStatusName
-    created_at: str
-    expires_at: str
+    created_at: Timestamp
+    expires_at: Timestamp
 
 
 class HelpRequestReceived(HelpRequestView, ServerPush):
@@ -98,7 +106,7 @@ class HelpRequestCreated(BaseModel):
     request_id: str
     status: Literal["open"] = "open"
     delivered_to: int
-    expires_at: str
+    expires_at: Timestamp
 
 
 class HelpRequestAccepted(ServerPush):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.protocol.base import MENTORS, ClientEvent, ServerPush, bounded_object
+from shared.protocol.base import MENTORS, ClientEvent, ServerPush, Timestamp, bounded_object
 
 MentorStatusName = Literal["available", "busy", "in_session", "break", "offline"]
 StatusData = Annotated[dict[str, Any], bounded_object(4 * 1024)]
@@ -42,7 +42,7 @@ class MentorStatusView(BaseModel):
     status_message: str | None
     status_data: dict[str, Any] | None
     online: bool
-    updated_at: str
+    updated_at: Timestamp
 
 
 class GetMentors(PresenceEvent):

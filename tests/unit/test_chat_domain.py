@@ -290,7 +290,8 @@ def test_wire_shapes_have_exactly_the_protocol_fields() -> None:
     assert set(views.sent_ack(message)) == set(MessageSent.model_fields) == {
         "message_id", "conversation_id", "seq", "sent_at", "client_msg_id",
     }  # fmt: skip
-    history = views.history_message(message, Status.READ)
+    read = {"bob": Markers(1, 1)}
+    history = views.history("dm_x", [message], read, has_more=False)["messages"][0]
     assert history == {**view, "status": "read"}
     assert set(history) == set(HistoryMessage.model_fields)
     conversation = Conversation("dm_x", "alice", "bob", last_seq=1)

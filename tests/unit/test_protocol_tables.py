@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from shared.auth import Role
 from shared.protocol import chat, help
-from shared.protocol.base import ClientEvent, ServerPush
+from shared.protocol.base import ClientEvent, ServerPush, Timestamp
 from shared.protocol.registry import CLIENT_EVENTS, SERVER_PUSHES, TRANSIENT, by_event
 
 
@@ -48,3 +49,15 @@ def test_a_push_is_its_event_and_its_data_in_one_frame_made_once() -> None:
     }
     assert notice.frame is notice.frame  # one object: the publisher merges pushes by identity
     assert isinstance(notice, ServerPush)
+
+
+def test_a_timestamp_is_written_as_iso_from_epoch_seconds_or_kept_as_given() -> None:
+    class Stamped(BaseModel):
+        at: Timestamp
+        maybe: Timestamp | None = None
+
+    assert Stamped(at=1_700_000_000.25).at == "2023-11-14T22:13:20.250Z"
+    assert Stamped(at=1_700_000_000).at == "2023-11-14T22:13:20.000Z"
+    assert Stamped(at="2023-11-14T22:13:20.000Z", maybe=None).maybe is None
+    with pytest.raises(ValidationError):
+        Stamped(at=True)  # a bool is no time
