@@ -1,7 +1,9 @@
-"""What every benchmark shares: a broker to run against, and one way to print latencies."""
+"""What every benchmark shares: a broker to run against, one way to print latencies, and the
+``--set IM_X=value`` option for our processes' settings."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 from collections.abc import Iterator
@@ -35,4 +37,25 @@ def summary(name: str, samples_s: list[float]) -> str:
     return (
         f"{name:<34} n={len(ms):<4} p50={statistics.median(ms):7.2f} ms  p95={pct(0.95):7.2f} ms"
         f"  p99={pct(0.99):7.2f} ms  max={ms[-1]:7.2f} ms"
+    )
+
+
+def im_setting(text: str) -> tuple[str, str]:
+    """``IM_X=value`` → ("IM_X", "value"): an ``argparse`` type for ``--set``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("IM_"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected IM_<NAME>=<value>")
+    return name, value
+
+
+def add_settings_option(parser: argparse.ArgumentParser) -> None:
+    """``--set IM_X=value`` (repeatable) into ``args.settings``, a list of (name, value). The
+    stack drops ``IM_`` variables from its own environment, so this is how a run changes one."""
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        type=im_setting,
+        action="append",
+        default=[],
+        help="an IM_ setting for our processes, e.g. --set IM_CHAT_PARTITIONS=1 (repeatable)",
     )

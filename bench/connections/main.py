@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import uvloop
 
+from bench.common import add_settings_option
 from bench.connections import __doc__ as METHOD
 from bench.connections.fleet import Fleet
 from bench.connections.measures import Phases
@@ -48,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="IM_WS_COMPRESSION=true and clients offer permessage-deflate (default: off)",
     )
+    add_settings_option(p)
     p.add_argument("--quick", action="store_true", help=f"smoke run, N={QUICK_CLIENTS}")
     p.add_argument("--timeout", type=float, default=540.0, help="s for all measures together")
     p.add_argument("--results-dir", type=Path, default=REPO / "bench" / "results")
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     raise_file_limit()  # before the stack starts: the gateway inherits the limit
     stamp = time.strftime("%Y%m%d-%H%M%S")
     load_start = os.getloadavg()[0]
-    with running(args.compression, args.logs, args.gateways) as target:
+    with running(args.compression, args.logs, args.gateways, dict(args.settings)) as target:
         tokens = [(f"s{i}", target.system.token(f"s{i}")) for i in range(args.clients)]
         broker = psutil.Process(target.broker_pid) if target.broker_pid else None
         meta = describe_run(args, broker)

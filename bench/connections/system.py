@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +106,22 @@ class Target:
 
 
 @contextmanager
-def running(compression: bool, keep_dir: Path | None = None, gateways: int = 1) -> Iterator[Target]:
-    """Broker, services and gateways for one run; logs under ``keep_dir`` if given."""
+def running(
+    compression: bool,
+    keep_dir: Path | None = None,
+    gateways: int = 1,
+    settings: Mapping[str, str] | None = None,
+) -> Iterator[Target]:
+    """Broker, services and gateways for one run (with ``settings``, ``IM_`` names → values);
+    logs under ``keep_dir`` if given."""
     with tempfile.TemporaryDirectory(prefix="im-connections-") as tmp:
         base = keep_dir or Path(tmp)
         rabbit = LocalRabbit(Path(tmp) / "rabbit")
         rabbit.start()
         try:
-            with our_system(rabbit.url, base / "stack", compression, gateways) as system:
+            with our_system(
+                rabbit.url, base / "stack", compression, gateways, settings=settings
+            ) as system:
                 port = system.stack.gateways[-1].port
                 broker = listener_of(rabbit.port)
                 yield Target(rabbit, system, port, broker.pid if broker else None)

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import uvloop
 
-from bench.common import broker_url
+from bench.common import add_settings_option, broker_url
 from bench.openloop.cpu import CpuMeter, listener_of
 from bench.openloop.meta import describe_run
 from bench.openloop.our_fanout import OurFanout
@@ -90,14 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="our gateway processes, sharing the port (SO_REUSEPORT; the kernel spreads the "
         "connections, so a pair's two ends may be on different gateways)",
     )
-    p.add_argument(
-        "--set",
-        dest="settings",
-        type=_setting,
-        action="append",
-        default=[],
-        help="an IM_ setting for our processes, e.g. --set IM_CHAT_PARTITIONS=1 (repeatable)",
-    )
+    add_settings_option(p)
     p.add_argument(
         "--replicas",
         type=_replicas,
@@ -189,14 +182,6 @@ def started(
     else:
         with peer_system(amqp_url, base / "peer", deflate) as peer:
             yield peer
-
-
-def _setting(text: str) -> tuple[str, str]:
-    """``IM_X=value`` → ("IM_X", "value")."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.startswith("IM_"):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected IM_<NAME>=<value>")
-    return name, value
 
 
 def _replicas(text: str) -> dict[str, int]:
