@@ -79,12 +79,12 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=1, help="caller/receiver pairs at once")
     args = parser.parse_args()
     with broker_url() as url, tempfile.TemporaryDirectory(prefix="calls-bench-") as folder:
-        stack = Stack(amqp_url=url, base_dir=Path(folder))
+        stack = Stack(amqp_url=url, base_dir=Path(folder), env_overrides=dict(NO_RATE_LIMITS))
         try:
             stack.start_service("presence")
             stack.start_service("calls")
             # Calls follow each other faster than a person would: lift the per-connection limit.
-            stack.start_gateway(**NO_RATE_LIMITS)
+            stack.start_gateway()
             asyncio.run(measure(stack, args.calls, args.pairs))
         finally:
             stack.stop()

@@ -22,8 +22,6 @@ import websockets
 from bench.common import broker_url, summary
 from tests.support.stack import NO_RATE_LIMITS, Stack
 
-UNLIMITED = NO_RATE_LIMITS
-
 
 @dataclass
 class Samples:
@@ -109,11 +107,11 @@ async def main() -> None:
     parser.add_argument("--replicas", type=int, default=1)
     args = parser.parse_args()
     with broker_url() as url, tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(amqp_url=url, base_dir=Path(tmp))
+        stack = Stack(amqp_url=url, base_dir=Path(tmp), env_overrides=dict(NO_RATE_LIMITS))
         try:
             for _ in range(args.replicas):
                 stack.start_service("chat")
-            gateway = stack.start_gateway(**UNLIMITED)
+            gateway = stack.start_gateway()
             base = await measure(stack, gateway.ws, "base", 1, 200, 1)
             load = await measure(stack, gateway.ws, "load", args.pairs, args.messages, args.window)
             print(f"throughput under load / baseline: {load / base:.1f}x")

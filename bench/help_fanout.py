@@ -68,12 +68,12 @@ async def one_request(student: WsClient, mentors: list[WsClient]) -> tuple[float
 
 
 async def bench(amqp_url: str, base: Path, sizes: list[int], runs: int) -> None:
-    stack = Stack(amqp_url=amqp_url, base_dir=base)
+    stack = Stack(amqp_url=amqp_url, base_dir=base, env_overrides=dict(NO_RATE_LIMITS))
     try:
         stack.start_service("presence")
         stack.start_service("help")
         # The student sends two events per run: lift the per-connection rate limit.
-        gateway = stack.start_gateway(**NO_RATE_LIMITS)
+        gateway = stack.start_gateway()
         watcher = await connect(stack, gateway.ws, "watcher", "student")
         student = await connect(stack, gateway.ws, "s1", "student")
         mentors: list[WsClient] = []

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import socketio  # type: ignore[import-untyped]
+import socketio
 import uvicorn
 
 STUDENTS = "students"
