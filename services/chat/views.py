@@ -15,9 +15,10 @@ def received(message: Message) -> wire.MessageReceived:
     return wire.MessageReceived.model_validate(message, from_attributes=True)
 
 
-def _history_message(message: Message, status: Status) -> wire.HistoryMessage:
+def _history_message(message: Message, status: Status) -> dict[str, Any]:
+    """A ``HistoryMessage``: the message as clients see it, with its ``status``."""
     shown = wire.ChatMessage.model_validate(message, from_attributes=True)
-    return wire.HistoryMessage(**dict(shown), status=status.value)
+    return {**shown.model_dump(), "status": status.value}
 
 
 def sent_ack(message: Message) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def history(
 ) -> dict[str, Any]:
     """The ``ack`` of ``get_history``: the newest of the page that fit in one frame (the
     client asks for the older ones with ``before_seq``, as ``has_more`` says)."""
-    messages = [_history_message(m, status_of(m, markers)).model_dump() for m in page]
+    messages = [_history_message(m, status_of(m, markers)) for m in page]
     fitted = fit(messages, keep_last=True)
     return {
         "conversation_id": conversation_id,
