@@ -40,7 +40,7 @@ unit: $(STAMP)  ## the fast tests without a broker
 
 lint: $(STAMP)  ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict shared services tools clients/python/instantmentor_client
+	$(VENV)/bin/mypy --strict shared services tools clients/python/instantmentor_client tests
 
 token: $(STAMP)  ## make token USER=alice ROLE=student NAME=Alice
 	@$(PY) -m tools.token --user '$(USER)' --role '$(ROLE)' --name '$(NAME)'

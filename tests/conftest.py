@@ -6,7 +6,7 @@ import asyncio
 import shutil
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,7 +56,9 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databa
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: Item, call: CallInfo[None]) -> Iterator[TestReport]:
+def pytest_runtest_makereport(
+    item: Item, call: CallInfo[None]
+) -> Generator[None, TestReport, TestReport]:
     report: TestReport = yield
     if report.when == "call":
         item.stash[FAILED] = report.failed

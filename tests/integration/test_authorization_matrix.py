@@ -285,7 +285,7 @@ def payload(event: str, made: Made) -> dict[str, Any]:
         return {"call_id": object_id, **extra}
     if event in HELP_EVENTS:
         return {"request_id": object_id}
-    return {
+    payloads: dict[str, dict[str, Any]] = {
         "send_message": {"conversation_id": object_id, "text": "hello"},
         "message_delivered": {"conversation_id": object_id, "up_to_seq": 1},
         "message_read": {"conversation_id": object_id, "up_to_seq": 1},
@@ -293,7 +293,8 @@ def payload(event: str, made: Made) -> dict[str, Any]:
         "user_stopped_typing": {"conversation_id": object_id},
         "get_history": {"conversation_id": object_id},
         "sync": {"since": {object_id: 0}},
-    }[event]
+    }
+    return payloads[event]
 
 
 async def make(world: World, event: str, me: WsClient, role: str, relation: str) -> Made:
@@ -447,7 +448,7 @@ async def test_the_role_check(world: World, event: str, role: str) -> None:
 def sample_data(world: World, event: str) -> dict[str, Any]:
     """Valid data for ``event`` that names nothing of anyone's ({} for an event not known
     here: a new event still gets its role row)."""
-    return {
+    samples: dict[str, dict[str, Any]] = {
         "initiate_call": {"receiver_id": world.id("nobody"), "call_type": "video"},
         "send_message": {"recipient_id": world.id("nobody"), "text": "hi"},
         "mentor_available": {"status_message": "here"},
@@ -468,7 +469,8 @@ def sample_data(world: World, event: str) -> dict[str, Any]:
         "cancel_help_request": {"request_id": "none"},
         "edit_message": {"conversation_id": "dm_none", "message_id": "none", "text": "x"},
         "delete_message": {"conversation_id": "dm_none", "message_id": "none"},
-    }.get(event, {})
+    }
+    return samples.get(event, {})
 
 
 @pytest.mark.parametrize(("event", "role", "relation", "expected"), OWNERSHIP_CASES)

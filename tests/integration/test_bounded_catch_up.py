@@ -19,7 +19,7 @@ async def test_a_big_backlog_is_caught_up_newest_first_and_paged_without_a_drop(
     stack: Stack,
 ) -> None:
     stack.start_service("chat", IM_CATCHUP_LIMIT=str(LIMIT))
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS)
     alice = await WsClient.connect(gateway.ws, stack.token("alice"))
     await alice.event("connected")
     for chunk in range(0, BACKLOG, 20):  # bob is offline: every one waits for him

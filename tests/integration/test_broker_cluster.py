@@ -118,7 +118,7 @@ async def ring(caller: WsClient, receiver_id: str) -> str | None:
 async def times_out(parties: tuple[WsClient, WsClient], call_id: str | None) -> None:
     match = {} if call_id is None else {"call_id": call_id}
     for party in parties:
-        await party.event("call_timeout", timeout=RING_TIMEOUT_S + 20, **match)
+        await party.event("call_timeout", timeout=RING_TIMEOUT_S + 20, after=None, **match)
 
 
 @dataclass

@@ -309,7 +309,7 @@ async def test_a_connections_messages_keep_their_order_under_load(
     """Commands are handled many at once and committed in groups; a connection's messages
     still get their seqs in the order it sent them."""
     stack.start_service("chat")
-    stack.start_gateway(**NO_RATE_LIMITS)
+    stack.start_gateway(NO_RATE_LIMITS)
     alice = await connect("alice")
     carol = await connect("carol")
     bob = await connect("bob")

@@ -107,7 +107,7 @@ def start_replicas(stack: Stack) -> list[Process]:
 
 
 async def bursts_on(stack: Stack) -> tuple[list[Burst], dict[str, WsClient]]:
-    gateway = stack.start_gateway(IM_CHAT_PARTITIONS=str(PARTITIONS), **PATIENT)
+    gateway = stack.start_gateway(PATIENT, IM_CHAT_PARTITIONS=str(PARTITIONS))
     bursts, receivers = [], {}
     for sender, recipient in pairs():
         receivers[recipient] = await connect_to_chat(stack, gateway, recipient)
@@ -142,8 +142,12 @@ async def check_order(bursts: list[Burst], receivers: dict[str, WsClient]) -> No
     sent = {b.sender: [f"{b.sender} {n}" for n in range(BURST)] for b in bursts}
     for burst in bursts:
         receiver = receivers[burst.recipient]
+
+        def all_pushed(_: Frame, b: Burst = burst, r: WsClient = receiver) -> bool:
+            return len(pushed_in_order(b, r)) == BURST
+
         await receiver.wait_for(
-            lambda _, b=burst, r=receiver: len(pushed_in_order(b, r)) == BURST,
+            all_pushed,
             timeout=30,
             what=f"{burst.sender}'s pushes",
         )
@@ -237,7 +241,7 @@ async def test_a_gateway_with_more_partitions_than_chat_is_refused_not_lost(
     """Gateway and chat disagree on IM_CHAT_PARTITIONS: a command for a partition without a
     queue is refused at once (never executed: retry_after_ms), not dropped in silence."""
     stack.start_service("chat", IM_CHAT_PARTITIONS="8")
-    gateway = stack.start_gateway(IM_CHAT_PARTITIONS="16", **NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS, IM_CHAT_PARTITIONS="16")
     alice = await WsClient.connect(gateway.ws, stack.token("alice"))
     await alice.event("connected")
     peers = [f"p{i}" for i in range(40)]

@@ -105,9 +105,9 @@ def received_ids(client: WsClient) -> list[str]:
 
 async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -> None:
     total = 1000
-    chat = stack.start_service("chat", **WHOLE_CATCH_UP)
+    chat = stack.start_service("chat", WHOLE_CATCH_UP)
     # a short request timeout: commands caught in the crash time out, and the client resends
-    gateway = stack.start_gateway(IM_REQUEST_TIMEOUT_S="1", **NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS, IM_REQUEST_TIMEOUT_S="1")
     alice = await connect_to_chat(stack, gateway, "alice")
     alice_tab = await connect_to_chat(stack, gateway, "alice")
     bob = await connect_to_chat(stack, gateway, "bob")
@@ -116,7 +116,7 @@ async def test_a_crash_loses_and_doubles_no_acknowledged_message(stack: Stack) -
 
     async def restart_when_requests_fail() -> None:
         await alice.event("error", code="unavailable", timeout=30)
-        await asyncio.to_thread(partial(stack.start_service, "chat", **WHOLE_CATCH_UP))
+        await asyncio.to_thread(partial(stack.start_service, "chat", WHOLE_CATCH_UP))
 
     async def crash_at_300(i: int) -> None:
         if i == 300:
@@ -164,7 +164,7 @@ async def test_a_crash_does_not_double_messages_sent_without_client_msg_id(stack
     one; each still makes one message (the command's own id is its idempotency key)."""
     total = 600
     chat = stack.start_service("chat")
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS)
     alice, bob = (
         await connect_to_chat(stack, gateway, "alice"),
         await connect_to_chat(stack, gateway, "bob"),
@@ -201,7 +201,7 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Database
     ]
     for replica in replicas:
         stack.wait_logged(replica, "consuming")
-    gateway = stack.start_gateway(**partitions, **NO_RATE_LIMITS)
+    gateway = stack.start_gateway(partitions, NO_RATE_LIMITS)
     alice, bob, grace = [
         await connect_to_chat(stack, gateway, u) for u in ("alice", "bob", "grace")
     ]
@@ -232,7 +232,7 @@ async def test_two_replicas_keep_seqs_gap_free(stack: Stack, databases: Database
 
 async def test_sigterm_finishes_the_commands_in_hand(stack: Stack) -> None:
     chat = stack.start_service("chat")
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS)
     alice = await connect_to_chat(stack, gateway, "alice")
     total = 200
     for i in range(total):

@@ -34,7 +34,7 @@ def commands_in_shared_messages(metrics: str) -> float:
 
 async def test_concurrent_senders_share_messages_and_lose_nothing(stack: Stack) -> None:
     stack.start_service("chat")
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS)
     senders = [await connect_to_chat(stack, gateway, f"s{i}") for i in range(SENDERS)]
     receiver = await connect_to_chat(stack, gateway, "r")
 
@@ -69,7 +69,7 @@ async def test_a_senders_messages_are_pushed_in_the_order_sent(stack: Stack) -> 
     """Sends a few ms apart land some alone and some in batches, handled by different chat
     workers: each is still pushed to the recipient in the order sent (seq order)."""
     stack.start_service("chat")
-    gateway = stack.start_gateway(**NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS)
     for round_ in range(6):
         alice = await connect_to_chat(stack, gateway, f"alice{round_}")
         bob = await connect_to_chat(stack, gateway, f"bob{round_}")

@@ -56,7 +56,7 @@ async def test_a_storm_of_users_with_pending_messages_all_get_in_with_everything
 ) -> None:
     stack.start_service("presence")
     stack.start_service("chat")
-    gateway = stack.start_gateway(IM_MAX_PENDING_CONNECTS="4", **NO_RATE_LIMITS)
+    gateway = stack.start_gateway(NO_RATE_LIMITS, IM_MAX_PENDING_CONNECTS="4")
     mentor = await WsClient.connect(gateway.ws, stack.token("m1", "mentor", "Maya"))
     await mentor.event("mentor_status_snapshot")
     students = [f"s{i}" for i in range(USERS)]

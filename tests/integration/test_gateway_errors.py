@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.support.client import WsClient
+from tests.support.client import Frame, WsClient
 from tests.support.stack import Gateway, Stack
 
 
@@ -51,8 +51,12 @@ async def test_local_errors(gateway: Gateway, stack: Stack) -> None:
     for raw, ref, code in cases:
         before = len(student.frames)
         await student.send_raw(raw)
+
+        def is_new_error(f: Frame, n: int = before) -> bool:
+            return f["event"] == "error" and student.frames.index(f) >= n
+
         error = await student.wait_for(
-            lambda f, n=before: f["event"] == "error" and student.frames.index(f) >= n,
+            is_new_error,
             what=f"error {code}",
         )
         assert error["data"]["code"] == code, (raw[:80], error)

@@ -71,7 +71,7 @@ async def _admitted_within(url: str, token: str, timeout_s: float) -> WsClient:
 
 
 async def test_the_rate_budget_is_per_user_across_sockets(stack: Stack) -> None:
-    gateway = stack.start_gateway(**SMALL_RATE_BUDGET)
+    gateway = stack.start_gateway(SMALL_RATE_BUDGET)
     phone = await WsClient.connect(gateway.ws, stack.token("alice"))
     laptop = await WsClient.connect(gateway.ws, stack.token("alice"))
     for client in (phone, laptop):
@@ -93,7 +93,7 @@ async def test_the_rate_budget_is_split_over_the_gateways_a_user_is_on(stack: St
     are; each allows that share, so ten gateways do not buy ten budgets either."""
     limits = {"IM_USER_RATE_LIMIT_PER_S": "0.01", "IM_USER_RATE_LIMIT_BURST": "10"}
     stack.start_service("presence")
-    first, second = stack.start_gateway(**limits), stack.start_gateway(**limits)
+    first, second = stack.start_gateway(limits), stack.start_gateway(limits)
     token = stack.token("m1", "mentor", "Maya")  # a mentor's snapshot comes from presence
     phone = await WsClient.connect(first.ws, token)
     await phone.event("mentor_status_snapshot")

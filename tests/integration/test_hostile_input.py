@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
 from shared.settings import DEV_JWT_SECRET
-from tests.support.client import WsClient, bearer
+from tests.support.client import Frame, WsClient, bearer
 from tests.support.stack import JWT_SECRET, Gateway, Stack, wait_until
 from tools.rabbit import free_port
 
@@ -53,8 +54,12 @@ async def test_frames_that_once_killed_the_connection(gateway: Gateway, stack: S
     for raw, ref, code in cases:
         before = len(mentor.frames)
         await mentor.send_raw(raw)
+
+        def is_new_error(f: Frame, n: int = before) -> bool:
+            return f.get("event") == "error" and f in mentor.frames[n:]
+
         error = await mentor.wait_for(
-            lambda f, n=before: f.get("event") == "error" and f in mentor.frames[n:],
+            is_new_error,
             timeout=5,
             what=f"an error for {raw[:40]!r}",
         )
@@ -80,7 +85,7 @@ async def test_a_sub_with_a_trailing_newline_is_refused(gateway: Gateway) -> Non
 
 
 async def test_a_socket_is_closed_when_its_token_expires(gateway: Gateway) -> None:
-    claims = {"sub": "shortlived", "role": "student", "exp": int(time.time()) + 2}
+    claims: dict[str, Any] = {"sub": "shortlived", "role": "student", "exp": int(time.time()) + 2}
     client = await WsClient.connect(gateway.ws, jwt.encode(claims, JWT_SECRET, "HS256"))
     await client.event("connected")
     await client.pong()

@@ -13,12 +13,13 @@ import json
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from shared.protocol.registry import SERVICES
-from tests.support.client import bearer
+from tests.support.client import Frame, bearer
 from tests.support.stack import Stack
 from tests.support.users import connect
 
@@ -102,7 +103,7 @@ async def test_no_user_text_in_any_log(stack: Stack, level: str, as_json: str) -
     await other.ack("reject_call", {"call_id": second["call_id"], "reason": f"busy {marker}"})
 
     # -- error paths carrying the marker ---------------------------------------------------
-    refusals = [
+    refusals: list[tuple[str, dict[str, Any], str]] = [
         ("send_message", {"recipient_id": "stu", "text": marker}, "invalid_payload"),  # self
         ("send_message", {"conversation_id": "dm_nope", "text": marker}, "not_found"),
         ("send_message", {"recipient_id": "men", "text": marker * 300}, "invalid_payload"),
@@ -137,10 +138,11 @@ async def test_no_user_text_in_any_log(stack: Stack, level: str, as_json: str) -
     ):
         before = len(student.frames)
         await student.send_raw(raw)
-        await student.wait_for(
-            lambda f, n=before: f["event"] == "error" and f in student.frames[n:],
-            what=f"the error for {raw[:60]!r}",
-        )
+
+        def is_new_error(f: Frame, n: int = before) -> bool:
+            return f["event"] == "error" and f in student.frames[n:]
+
+        await student.wait_for(is_new_error, what=f"the error for {raw[:60]!r}")
 
     # -- a database that refuses the row ---------------------------------------------------
     data_dir = stack.base_dir / "data"

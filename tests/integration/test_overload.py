@@ -46,7 +46,7 @@ async def test_a_stalled_service_is_refused_fast_and_late_commands_never_run(
     stack: Stack,
 ) -> None:
     chat = stack.start_service("chat")
-    gateway = stack.start_gateway(IM_SHED_AFTER_MS="300", IM_REQUEST_TIMEOUT_S="3", **UNLIMITED)
+    gateway = stack.start_gateway(UNLIMITED, IM_SHED_AFTER_MS="300", IM_REQUEST_TIMEOUT_S="3")
     alice, bob = await connect(stack, gateway, "alice"), await connect(stack, gateway, "bob")
     await alice.ack("send_message", {"recipient_id": "bob", "text": "before"})
 
@@ -69,9 +69,11 @@ async def test_a_stalled_service_is_refused_fast_and_late_commands_never_run(
         assert reply["data"]["retry_after_ms"] == 300
         assert took < 0.1, f"a refusal took {took * 1000:.0f} ms"
         for i in range(5):  # the queued ones time out: outcome unknown, no retry_after_ms
-            timed_out = await alice.wait_for(
-                lambda f, r=f"queued{i}": f.get("ref") == r, timeout=10, what="a timeout"
-            )
+
+            def answers(f: Frame, r: str = f"queued{i}") -> bool:
+                return f.get("ref") == r
+
+            timed_out = await alice.wait_for(answers, timeout=10, what="a timeout")
             assert timed_out["event"] == "error", timed_out
             assert timed_out["data"]["code"] == "unavailable"
             assert "retry_after_ms" not in timed_out["data"]
@@ -102,7 +104,7 @@ async def test_a_full_service_queue_refuses_at_once(stack: Stack) -> None:
     # queue holds plus the 10 the stalled consumer may have been handed (its prefetch).
     chat = stack.start_service("chat", IM_QUEUE_MAX_LENGTH="10", IM_PREFETCH="10")
     gateway = stack.start_gateway(
-        IM_QUEUE_MAX_LENGTH="10", IM_SHED_AFTER_MS="60000", IM_REQUEST_TIMEOUT_S="30", **UNLIMITED
+        UNLIMITED, IM_QUEUE_MAX_LENGTH="10", IM_SHED_AFTER_MS="60000", IM_REQUEST_TIMEOUT_S="30"
     )
     alice = await connect(stack, gateway, "alice")
     count = 800

@@ -155,7 +155,7 @@ async def test_the_connection_ends_with_its_token(
 
 
 async def test_the_per_user_cap_and_rate_budget_span_both_bindings(stack: Stack) -> None:
-    gateway = stack.start_gateway(IM_MAX_CONNECTIONS_PER_USER="2", **SMALL_RATE_BUDGET)
+    gateway = stack.start_gateway(SMALL_RATE_BUDGET, IM_MAX_CONNECTIONS_PER_USER="2")
     token = stack.token("alice")
     ws = await WsClient.connect(gateway.ws, token)
     sio = await SioClient.start(gateway.http, token)

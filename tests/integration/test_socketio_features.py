@@ -7,14 +7,14 @@ One stack serves the module; each test has its own users.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.broker import Broker
 from tests.support.client import WsClient
-from tests.support.socketio_client import SioClient
+from tests.support.socketio_client import Report, SioClient
 from tests.support.stack import Stack, poll
 from tests.support.users import Users, users_fixture
 
@@ -205,10 +205,11 @@ async def test_socketio_events_keep_their_order(users: BothBindings) -> None:
         await alice.emit("send_message", {"recipient_id": users.id("bob"), "text": f"m{i}"})
         for i in range(20)
     ]
-    acks = [
-        (await alice.wait_for(lambda r, e=e: r["type"] == "ack" and r["seq"] == e))["args"][0]
-        for e in emitted
-    ]
+
+    def acked(seq: int) -> Callable[[Report], bool]:
+        return lambda r: r["type"] == "ack" and r["seq"] == seq
+
+    acks = [(await alice.wait_for(acked(e)))["args"][0] for e in emitted]
     assert [a["data"]["seq"] for a in acks] == list(range(1, 21))
     await poll(lambda: bob.count("message_received") == 20, 10, "the 20 messages at bob")
     seq_of = {

@@ -224,7 +224,8 @@ class Fuzzer:
     def next(self) -> Generated:
         self.count += 1
         ref = self._ref()
-        makers, weights = zip(*self.kinds, strict=True)
+        makers = [maker for maker, _ in self.kinds]
+        weights = [weight for _, weight in self.kinds]
         made = self.rng.choices(makers, weights)[0](ref)
         oracle = expected_reply(made.raw)
         if oracle == Expect.UNKNOWN:
@@ -494,7 +495,11 @@ class Fuzzer:
 
     def _too_large(self, ref: str) -> Generated:
         size = self.rng.choice([MAX_FRAME_BYTES + 1, 100_000, 150_000])
-        frame = {"event": "send_message", "ref": ref, "data": {"recipient_id": "x", "text": ""}}
+        frame: Frame = {
+            "event": "send_message",
+            "ref": ref,
+            "data": {"recipient_id": "x", "text": ""},
+        }
         overhead = len(json.dumps(frame))
         frame["data"]["text"] = "y" * (size - overhead + 1)
         return Generated(json.dumps(frame), Expect.NULL_ERROR, "too-large")

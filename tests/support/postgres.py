@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 import psycopg
 
@@ -75,6 +76,13 @@ def _binaries() -> Path:
     return Path(os.path.realpath(found)).parent
 
 
+class _Owner(TypedDict, total=False):
+    """The ``user`` and ``group`` of ``subprocess.run``/``Popen``, when they are given."""
+
+    user: str
+    group: str
+
+
 @dataclass
 class LocalPostgres:
     """A private cluster in ``base`` (its data, socket and log), on its own port."""
@@ -83,7 +91,7 @@ class LocalPostgres:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
-    def _as_owner(self) -> dict[str, str]:
+    def _as_owner(self) -> _Owner:
         # initdb and postgres refuse to run as root: they run as the postgres user then
         return {"user": USER, "group": USER} if os.geteuid() == 0 else {}
 

@@ -37,7 +37,7 @@ class Note(ServerPush):
 class Published:
     exchange: str
     routing_key: str
-    body: dict[str, Any]
+    body: Any  # the JSON published: an object, or a bundle's list of entries
     kwargs: dict[str, Any]
 
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,13 @@ SMALL_RATE_BUDGET = {
     "IM_USER_RATE_LIMIT_BURST": "15",
 }
 READY_LINE = "consuming"
+
+
+def merged(*settings: Mapping[str, str]) -> dict[str, str]:
+    """Several groups of IM_* settings as one; a later group's value wins. What the start and
+    spawn methods take: named groups first, then single settings as keywords, e.g.
+    ``stack.start_gateway(NO_RATE_LIMITS, IM_REQUEST_TIMEOUT_S="1")``."""
+    return {name: value for group in settings for name, value in group.items()}
 
 
 def listens(pid: int, port: int) -> bool:
@@ -169,15 +176,18 @@ class Stack:
         self.processes.append(process)
         return process
 
-    def start_service(self, name: str, timeout_s: float = 30.0, **env: str) -> Process:
-        """Start ``python -m services.<name>``; return once it consumes its queue."""
-        process = self.spawn_service(name, **env)
+    def start_service(
+        self, name: str, *settings: Mapping[str, str], timeout_s: float = 30.0, **env: str
+    ) -> Process:
+        """Start ``python -m services.<name>`` with ``settings`` and ``env`` (IM_* settings;
+        see :func:`merged`); return once it consumes its queue."""
+        process = self.spawn_service(name, *settings, **env)
         self.wait_logged(process, READY_LINE, timeout_s)
         return process
 
-    def spawn_service(self, name: str, **env: str) -> Process:
+    def spawn_service(self, name: str, *settings: Mapping[str, str], **env: str) -> Process:
         """Start ``python -m services.<name>`` and return at once (replicas starting together)."""
-        return self._spawn(name, f"services.{name}", self.env(**env))
+        return self._spawn(name, f"services.{name}", self.env(**merged(*settings, env)))
 
     @staticmethod
     def wait_logged(process: Process, line: str, timeout_s: float = 30.0) -> None:
@@ -190,18 +200,25 @@ class Stack:
         assert process.alive(), f"{process.name} exited:\n{process.log()}"
 
     def start_gateway(
-        self, timeout_s: float = 30.0, port: int | None = None, **env: str
+        self,
+        *settings: Mapping[str, str],
+        timeout_s: float = 30.0,
+        port: int | None = None,
+        **env: str,
     ) -> Gateway:
         """Start a gateway; return once ``/readyz`` answers 200."""
-        gateway = self.spawn_gateway(port, **env)
+        gateway = self.spawn_gateway(*settings, port=port, **env)
         self.wait_ready(gateway, timeout_s)
         return gateway
 
-    def spawn_gateway(self, port: int | None = None, **env: str) -> Gateway:
+    def spawn_gateway(
+        self, *settings: Mapping[str, str], port: int | None = None, **env: str
+    ) -> Gateway:
         """Start a gateway process and return at once (see :meth:`wait_ready`)."""
         port = port or free_port()
+        settings_env = merged(*settings, env)
         process = self._spawn(
-            "gateway", "services.gateway", self.env(IM_GATEWAY_PORT=str(port), **env)
+            "gateway", "services.gateway", self.env(IM_GATEWAY_PORT=str(port), **settings_env)
         )
         return Gateway(process, port)
 
@@ -240,7 +257,7 @@ class Stack:
         stack = cls(amqp_url=amqp_url, base_dir=base_dir)
         try:
             for name, env in services.items():
-                stack.start_service(name, 30.0, **env)
+                stack.start_service(name, env)
             stack.start_gateway()
             yield stack
         finally:

@@ -19,7 +19,15 @@ from services.calls.store import CallStore
 from shared.auth import Identity, Role
 from shared.errors import RealtimeError, Unavailable
 from shared.protocol.envelope import CommandOrigin
-from shared.runtime.outbox import ConnectionPush, Outbox, Push, Request, UserPush
+from shared.runtime.outbox import (
+    ConnectionClose,
+    ConnectionPush,
+    Outbox,
+    Push,
+    Request,
+    UserPush,
+    UserSpread,
+)
 from shared.runtime.routes import validate
 from tests.support.clock import FakeClock
 from tests.support.postgres import Databases
@@ -66,6 +74,12 @@ class Result:
     @property
     def facts(self) -> list[tuple[str, dict[str, Any]]]:
         return [(f.name, f.data) for f in self.out.facts]
+
+
+def frame_of(push: Push) -> dict[str, Any]:
+    """The frame ``push`` carries (a push that carries none fails the test)."""
+    assert not isinstance(push, ConnectionClose | UserSpread), push
+    return push.frame
 
 
 @dataclass
@@ -497,7 +511,7 @@ async def test_a_redelivered_initiate_reannounces_the_call_it_placed(calls: Harn
         "initiate_call", {"receiver_id": "bob", "call_type": "audio"}, ALICE, redelivered=True
     )
     assert again.reply == first.reply
-    assert [p.frame["data"]["call_id"] for p in calls.delivered] == [first.reply["call_id"]] * 2
+    assert [frame_of(p)["data"]["call_id"] for p in calls.delivered] == [first.reply["call_id"]] * 2
     assert [t.event for t in again.out.timers] == ["ring_timeout"]
     # A fresh command from another connection is a new attempt: busy.
     other = await calls.run(

@@ -18,4 +18,4 @@ def test_every_table_has_exactly_the_fields_of_its_domain_object() -> None:
 
 def test_a_message_survives_the_round_trip_through_its_row() -> None:
     message = Message("m1", "dm_x", 3, "a", "A", "b", "hi", 1.0, "k", "c", "cmd", 2.0, None)
-    assert to_message(message_row(message)) == message  # type: ignore[arg-type]
+    assert to_message(message_row(message)) == message

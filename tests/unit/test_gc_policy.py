@@ -32,7 +32,7 @@ def test_full_collections_wait_and_every_pause_is_measured(restored_gc: None) ->
     assert gc.get_threshold() == (young, middle, OLDEST_AFTER)
     assert gc.get_freeze_count() > 0, "what start-up made is out of the collector's sight"
     before = _pauses("2")
-    garbage = [[] for _ in range(1000)]
+    garbage: list[list[object]] = [[] for _ in range(1000)]
     for a, b in zip(garbage, garbage[1:], strict=False):
         a.append(b)
         b.append(a)  # cycles only a collection frees

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from services.help.handlers import EXPIRY_TIMER
+from services.help.effects import EXPIRY_TIMER
 from services.help.service import build
 from shared.auth import Identity, Role
 from shared.errors import RealtimeError
 from shared.protocol.domain import CONNECTIONS_CHANGED, MENTOR_STATUS_CHANGED
 from shared.protocol.envelope import CommandOrigin
-from shared.runtime.outbox import ConnectionPush, Push, Request, Timer, UserPush
+from shared.runtime.outbox import BroadcastPush, ConnectionPush, Push, Request, Timer, UserPush
 from shared.runtime.routes import MalformedWork, validate
 from shared.runtime.service import ServiceDefinition
 from shared.settings import Settings
@@ -110,6 +110,7 @@ class Harness:
         elif isinstance(push, ConnectionPush):
             outcome.pushes.append((push.connection_id, push.frame["event"], push.frame["data"]))
         else:
+            assert isinstance(push, BroadcastPush), push
             outcome.pushes.append(("*", push.frame["event"], push.frame["data"]))
 
     # -- facts the service follows ------------------------------------------------------------

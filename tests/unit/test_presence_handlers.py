@@ -13,7 +13,7 @@ import pytest
 from services.presence.domain import Mentor
 from services.presence.handlers import GRACE_EXPIRED, PresenceHandlers
 from services.presence.pacing import BroadcastPacer
-from services.presence.store import PresenceStore
+from services.presence.store import PresenceStore, PresenceTx
 from shared.auth import Identity, Role
 from shared.protocol.domain import (
     CONNECTIONS_CHANGED,
@@ -240,7 +240,11 @@ async def test_two_replicas_keep_the_cap_over_two_gateways_opening_at_once(
         reqs = await asyncio.gather(*(run(r, b) for r, b in zip(replicas, batches, strict=True)))
         closed = [p for req in reqs for p in req.out.pushes if isinstance(p, ConnectionClose)]
         assert len(closed) == 1, user
-        counts = await replicas[0].store.read(lambda tx, u=user: tx.connection_counts([u]))
+
+        def counts_of(tx: PresenceTx, u: str = user) -> dict[str, int]:
+            return tx.connection_counts([u])
+
+        counts = await replicas[0].store.read(counts_of)
         assert counts == {user: 3}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 import pytest
@@ -9,7 +10,6 @@ import pytest
 from shared.amqp.broker import Broker
 from shared.amqp.topology import DELAY_QUEUE_GENERATION_S, DELAY_QUEUE_SPARE_MS, Topology
 from shared.protocol.envelope import Reply
-from shared.runtime import publisher
 from shared.runtime.outbox import (
     BroadcastPush,
     ConnectionPush,
@@ -85,7 +85,7 @@ async def test_timers_go_to_a_new_delay_queue_every_generation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [DELAY_QUEUE_GENERATION_S * 1000.0]
-    monkeypatch.setattr(publisher.time, "time", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0])
     broker = RecordingBroker()
     timers = Publisher(cast(Broker, cast(Any, broker)), "help")
     await timers.timer("expire", {}, 900)

@@ -16,8 +16,9 @@ from typing import Any
 
 import instantmentor_client as sdk
 import pytest
-from websockets.asyncio.server import Request, Response, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from tests.support.stack import poll
 
@@ -66,7 +67,7 @@ class FakeGateway:
 async def fake_gateway(script: Script, process_request: Any = None) -> AsyncIterator[FakeGateway]:
     gateway = FakeGateway(script)
     async with serve(gateway._handle, "127.0.0.1", 0, process_request=process_request) as server:
-        gateway.port = server.sockets[0].getsockname()[1]  # type: ignore[index]
+        gateway.port = server.sockets[0].getsockname()[1]
         yield gateway
 
 

@@ -25,7 +25,7 @@ SESSION = Session.from_dict(
 
 async def test_a_life_from_idle_to_closed() -> None:
     link = Link()
-    assert link.state is ConnectionState.IDLE and not link.up
+    assert (link.state, link.up) == (ConnectionState.IDLE, False)
     link.connected(object(), SESSION)
     assert (link.state, link.generation, link.up) == (ConnectionState.CONNECTED, 1, True)
     link.lost()
@@ -34,7 +34,7 @@ async def test_a_life_from_idle_to_closed() -> None:
     assert (link.state, link.generation) == (ConnectionState.CONNECTED, 2)
     link.closing()
     link.lost()  # the socket closing under close() does not make it reconnect
-    assert link.state is ConnectionState.CLOSING and link.ending
+    assert (link.state, link.ending) == (ConnectionState.CLOSING, True)
     link.closed()
     assert link.state is ConnectionState.CLOSED and isinstance(link.fatal, ClientClosed)
 

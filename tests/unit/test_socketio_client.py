@@ -52,7 +52,7 @@ class FakeServer:
 
 def client(limit: int = 4) -> tuple[SocketIOClient, FakeServer]:
     server = FakeServer()
-    return SocketIOClient(server, "s1", limit), server  # type: ignore[arg-type]
+    return SocketIOClient(server, "s1", limit), server
 
 
 async def test_pushes_are_emitted_as_events_of_their_name() -> None:
