@@ -36,6 +36,9 @@ from shared.protocol.registry import SERVICES
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLOT = REPO / "docs" / "performance-latency.png"
 WORKLOADS = ("chat", "signal", "typing", "fanout")
+# peer-durable (not in the default run): the peer with each server's queue a durable quorum
+# queue, so an emit is acknowledged once it is on disk, as a chat message's command is.
+SYSTEMS = ("ours", "peer", "peer-durable")
 # Not in the default run: `--workloads chat,sio-chat --systems ours` sets the two bindings of
 # our gateway side by side (the peer has no counterpart).
 OPTIONAL_WORKLOADS = ("sio-chat",)
@@ -57,7 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=",".join(WORKLOADS),
         help="of " + ",".join(WORKLOADS + OPTIONAL_WORKLOADS),
     )
-    p.add_argument("--systems", default="ours,peer", help="which to run, in this order")
+    p.add_argument(
+        "--systems",
+        default="ours,peer",
+        help="which to run, in this order, of " + ",".join(SYSTEMS),
+    )
     p.add_argument("--rates", help=f"messages/s per step (default {FULL['rates']})")
     p.add_argument("--fanout-rates", help=f"status changes/s (default {FULL['fanout_rates']})")
     p.add_argument("--duration", type=float, help="seconds of sending per step (default 10)")
@@ -102,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) is None:
             setattr(args, name, value)
     unknown = set(_names(args.workloads)) - set(WORKLOADS + OPTIONAL_WORKLOADS)
-    if unknown or not set(_names(args.systems)) <= {"ours", "peer"}:
+    if unknown or not set(_names(args.systems)) <= set(SYSTEMS):
         p.error(f"unknown workload or system: {sorted(unknown) or args.systems}")
     return args
 
@@ -180,7 +187,8 @@ def started(
         ) as ours:
             yield ours
     else:
-        with peer_system(amqp_url, base / "peer", deflate) as peer:
+        durable = system == "peer-durable"
+        with peer_system(amqp_url, base / system, deflate, durable) as peer:
             yield peer
 
 

@@ -8,6 +8,11 @@ servers differ in the application only.
 
     python -m bench.openloop.peer_server --port 8101 --amqp-url amqp://... --channel c1
 
+With ``--durable`` each server's queue is a durable quorum queue (the manager already sends
+persistent messages and waits for each publish's confirm), so an emit is acknowledged only
+once RabbitMQ has it on disk: the relay with chat's guarantee for a command, without the
+database. Nothing else changes: the library's own prefetch of 1, one queue per server.
+
 Events (client → server), each acknowledged once the emit is published:
 
 * ``relay`` ``{to, payload}``: ``emit("msg", payload, room=to)``; every client sits in the
@@ -27,8 +32,27 @@ import uvicorn
 STUDENTS = "students"
 
 
-def create_app(amqp_url: str, channel: str) -> Any:
-    manager = socketio.AsyncAioPikaManager(amqp_url, channel=channel)
+class DurableAioPikaManager(socketio.AsyncAioPikaManager):  # type: ignore[misc]
+    """AsyncAioPikaManager whose server queue is a durable quorum queue named ``queue``
+    (removed by RabbitMQ 5 minutes after its server is gone, as the library's own is)."""
+
+    def __init__(self, url: str, channel: str, queue: str) -> None:
+        super().__init__(url, channel=channel)
+        self.queue_name = queue
+
+    async def _queue(self, channel: Any, exchange: Any) -> Any:
+        arguments = {"x-queue-type": "quorum", "x-expires": 300_000}
+        queue = await channel.declare_queue(self.queue_name, durable=True, arguments=arguments)
+        await queue.bind(exchange)
+        return queue
+
+
+def create_app(amqp_url: str, channel: str, durable_queue: str | None = None) -> Any:
+    manager = (
+        DurableAioPikaManager(amqp_url, channel, durable_queue)
+        if durable_queue
+        else socketio.AsyncAioPikaManager(amqp_url, channel=channel)
+    )
     sio = socketio.AsyncServer(
         async_mode="asgi", client_manager=manager, logger=False, engineio_logger=False
     )
@@ -62,9 +86,15 @@ def main() -> None:
     parser.add_argument("--amqp-url", required=True)
     parser.add_argument("--channel", required=True, help="the exchange the servers share")
     parser.add_argument("--deflate", action="store_true", help="permessage-deflate")
+    parser.add_argument(
+        "--durable",
+        action="store_true",
+        help="this server's queue durable (quorum), named <channel>.<port>",
+    )
     args = parser.parse_args()
+    durable_queue = f"{args.channel}.{args.port}" if args.durable else None
     uvicorn.run(
-        create_app(args.amqp_url, args.channel),
+        create_app(args.amqp_url, args.channel, durable_queue),
         host=args.host,
         port=args.port,
         loop="uvloop",

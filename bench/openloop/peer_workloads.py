@@ -87,8 +87,11 @@ def relay_payload(to: str, key: str, seq: int) -> dict[str, Any]:
 
 
 class PeerRelay(PointToPoint[Pair, PeerSystem]):
-    system = "peer"
     workload = "relay"
+
+    def __init__(self, target: PeerSystem, pairs: int, deflate: bool) -> None:
+        super().__init__(target, pairs, deflate)
+        self.system = target.name
 
     async def open_pair(self, tag: str, index: int) -> Pair:
         sender_id, receiver_id = f"{tag}s{index}", f"{tag}r{index}"
@@ -128,7 +131,9 @@ def status_payload(key: str, seq: int) -> dict[str, Any]:
 
 
 class PeerFanout(Fanout[SocketIOClient, PeerSystem]):
-    system = "peer"
+    def __init__(self, target: PeerSystem, students: int, deflate: bool) -> None:
+        super().__init__(target, students, deflate)
+        self.system = target.name
 
     async def connect(self, run_tag: str) -> None:
         mentor_id = f"{run_tag}m"

@@ -41,7 +41,7 @@ class StepLog(Protocol):
 
 
 class Scenario(Protocol):
-    system: str  # "ours" or "peer"
+    system: str  # "ours", "peer" or "peer-durable"
     workload: str
 
     async def prepare(self, tag: str) -> None:

@@ -2,7 +2,8 @@
 
 * ours: the gateway and every service (presence, chat, calls, help) of one stack, from
   ``tests.support.stack``, in production settings except the per-connection rate limit.
-* the peer: two ``bench.openloop.peer_server`` processes sharing one RabbitMQ exchange.
+* the peer: two ``bench.openloop.peer_server`` processes sharing one RabbitMQ exchange;
+  ``peer-durable``: the same with each server's queue a durable quorum queue.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class OurSystem:
         otherwise take every waiting client alone); return the port once all are ready."""
         shared = {"IM_GATEWAY_REUSE_PORT": "true"} if self.gateways > 1 else {}
         port = port or free_port()
-        started = [self.stack.spawn_gateway(port, **shared) for _ in range(self.gateways)]
+        started = [self.stack.spawn_gateway(shared, port=port) for _ in range(self.gateways)]
         for gateway in started:
             self.stack.wait_ready(gateway, timeout_s)
         return port
@@ -78,6 +79,7 @@ class PeerSystem:
     sender_url: str  # senders (and the mentor) connect here
     receiver_url: str  # receivers (and the students) connect here
     servers: list[Process]
+    name: str = "peer"  # the label of its results: "peer" or "peer-durable"
 
     def processes(self) -> dict[str, int]:
         return {p.name: p.popen.pid for p in self.servers}
@@ -115,13 +117,14 @@ def our_system(
 
 
 def _start_peer_server(
-    name: str, amqp_url: str, channel: str, base_dir: Path, deflate: bool
+    name: str, amqp_url: str, channel: str, base_dir: Path, deflate: bool, durable: bool
 ) -> tuple[Process, int]:
     port = free_port()
     log_path = base_dir / f"{name}.log"
     command = [sys.executable, "-m", "bench.openloop.peer_server", "--port", str(port)]
     command += ["--amqp-url", amqp_url, "--channel", channel]
     command += ["--deflate"] if deflate else []
+    command += ["--durable"] if durable else []
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
             command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
@@ -140,19 +143,22 @@ def _wait_listening(server: Process, port: int) -> None:
 
 
 @contextmanager
-def peer_system(amqp_url: str, base_dir: Path, deflate: bool) -> Iterator[PeerSystem]:
+def peer_system(
+    amqp_url: str, base_dir: Path, deflate: bool, durable: bool = False
+) -> Iterator[PeerSystem]:
     base_dir.mkdir(parents=True, exist_ok=True)
     channel = f"openloop-{uuid.uuid4().hex[:10]}"
     servers: list[Process] = []
     try:
         ports = []
         for name in ("peer-a", "peer-b"):
-            server, port = _start_peer_server(name, amqp_url, channel, base_dir, deflate)
+            server, port = _start_peer_server(name, amqp_url, channel, base_dir, deflate, durable)
             servers.append(server)
             ports.append(port)
         for server, port in zip(servers, ports, strict=True):
             _wait_listening(server, port)
-        yield PeerSystem(f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[1]}", servers)
+        sender_url, receiver_url = (f"http://127.0.0.1:{port}" for port in ports)
+        yield PeerSystem(sender_url, receiver_url, servers, "peer-durable" if durable else "peer")
     finally:
         for server in servers:
             server.terminate()
