@@ -37,7 +37,8 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PLOT = REPO / "docs" / "performance-latency.png"
 WORKLOADS = ("chat", "signal", "typing", "fanout")
 # peer-durable (not in the default run): the peer with each server's queue a durable quorum
-# queue, so an emit is acknowledged once it is on disk, as a chat message's command is.
+# queue (consumed with a prefetch of 100), so an emit is acknowledged once it is on disk, as
+# a chat message's command is.
 SYSTEMS = ("ours", "peer", "peer-durable")
 # Not in the default run: `--workloads chat,sio-chat --systems ours` sets the two bindings of
 # our gateway side by side (the peer has no counterpart).

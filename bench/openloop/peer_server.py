@@ -11,7 +11,9 @@ servers differ in the application only.
 With ``--durable`` each server's queue is a durable quorum queue (the manager already sends
 persistent messages and waits for each publish's confirm), so an emit is acknowledged only
 once RabbitMQ has it on disk: the relay with chat's guarantee for a command, without the
-database. Nothing else changes: the library's own prefetch of 1, one queue per server.
+database. Its consumer's prefetch is 100, not the library's 1: a quorum queue settles each
+ack through its log, and with one message in flight the relay tops out below 1,000/s
+(p50 443 ms there, in the ninth session's run).
 
 Events (client → server), each acknowledged once the emit is published:
 
@@ -30,17 +32,22 @@ import socketio
 import uvicorn
 
 STUDENTS = "students"
+DURABLE_PREFETCH = 100
 
 
 class DurableAioPikaManager(socketio.AsyncAioPikaManager):  # type: ignore[misc]
     """AsyncAioPikaManager whose server queue is a durable quorum queue named ``queue``
-    (removed by RabbitMQ 5 minutes after its server is gone, as the library's own is)."""
+    (removed by RabbitMQ 5 minutes after its server is gone, as the library's own is),
+    consumed with a prefetch of ``DURABLE_PREFETCH``."""
 
     def __init__(self, url: str, channel: str, queue: str) -> None:
         super().__init__(url, channel=channel)
         self.queue_name = queue
 
     async def _queue(self, channel: Any, exchange: Any) -> Any:
+        # the library's _listen sets a prefetch of 1 just before it calls this, and consumes
+        # right after: the last word is this one
+        await channel.set_qos(prefetch_count=DURABLE_PREFETCH)
         arguments = {"x-queue-type": "quorum", "x-expires": 300_000}
         queue = await channel.declare_queue(self.queue_name, durable=True, arguments=arguments)
         await queue.bind(exchange)
