@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,14 @@ class Settings(BaseSettings):
         default="",
         description="The nodes of a broker cluster, comma-separated: a process connects to the "
         "first that answers and, when that node goes, to the next. Empty: IM_AMQP_URL alone.",
+    )
+    amqp_heartbeat_s: int = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="AMQP heartbeat for every broker URL that sets none (?heartbeat=): a "
+        "silent node (its machine down, the network cut) is given up after about three of "
+        "these and the next node is tried. 0: no heartbeats (aiormq's default is 60).",
     )
     namespace: str = Field(
         default="im",
@@ -249,9 +258,10 @@ class Settings(BaseSettings):
         return None
 
     def broker_urls(self) -> list[str]:
-        """Where the broker is: every URL of ``IM_AMQP_URLS``, else ``IM_AMQP_URL``."""
+        """Where the broker is: every URL of ``IM_AMQP_URLS``, else ``IM_AMQP_URL``; each
+        with ``heartbeat=IM_AMQP_HEARTBEAT_S`` unless it sets its own."""
         urls = [url.strip() for url in self.amqp_urls.split(",") if url.strip()]
-        return urls or [self.amqp_url]
+        return [with_heartbeat(url, self.amqp_heartbeat_s) for url in urls or [self.amqp_url]]
 
     def db_url(self, service: str) -> str:
         """The database of ``service``: its ``IM_<SERVICE>_DB_URL`` or a SQLite file in data_dir."""
@@ -268,6 +278,15 @@ class Settings(BaseSettings):
         """How many connections ``service`` keeps to its database: ``IM_<SERVICE>_DB_POOL_SIZE``."""
         size: int = getattr(self, f"{service}_db_pool_size")
         return size
+
+
+def with_heartbeat(url: str, heartbeat_s: int) -> str:
+    """``url`` with the query parameter ``heartbeat``, unless it has one already."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "heartbeat" for name, _ in query):
+        return url
+    return urlunsplit(parts._replace(query=urlencode([*query, ("heartbeat", str(heartbeat_s))])))
 
 
 @lru_cache(maxsize=1)

@@ -228,6 +228,7 @@ class LocalRabbit:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        self._signal_group(process, signal.SIGCONT)  # a paused node handles no SIGTERM
         self._signal_group(process, signal.SIGTERM)
         try:
             process.wait(timeout_s)
@@ -245,6 +246,17 @@ class LocalRabbit:
             return
         self._signal_group(process, signal.SIGKILL)
         process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP the node: its sockets stay open and nothing answers on them (a machine that
+        hangs, or a network cut without a reset)."""
+        if self._process is not None:
+            self._signal_group(self._process, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the node after :meth:`pause`."""
+        if self._process is not None:
+            self._signal_group(self._process, signal.SIGCONT)
 
     @property
     def running(self) -> bool:

@@ -1,7 +1,8 @@
 """The AMQP layer on a three-node cluster whose first node dies (SIGKILL): a client connected
 to it fails over and publishes to the quorum queue that node led; a consumer connected
 elsewhere gets back the non-durable queue that lived there; a new client whose first URL is
-the dead node connects to the next one."""
+the dead node connects to the next one. And a node that hangs instead of dying is given up
+after a few heartbeats."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from shared.amqp.delivery import Delivery
 from shared.amqp.kept_consumer import QueueShape
 from shared.errors import Unavailable
 from shared.settings import Settings
-from tests.support.broker import running_cluster
+from tests.support.broker import running_cluster, running_local_node
 from tests.support.stack import poll
 from tools.rabbit_cluster import LocalCluster
 
@@ -92,3 +93,27 @@ async def test_clients_fail_over_to_the_surviving_nodes(
     # a process starting now skips the dead first URL
     late = await client("late", first, second, third)
     assert late.connected and await until_published(late, work, b"late") == 0
+
+
+async def test_a_node_that_hangs_is_given_up_after_a_few_heartbeats(clients: list[Broker]) -> None:
+    """A hung node (SIGSTOP: its sockets stay open, nothing answers on them) resets no
+    connection; the AMQP heartbeat notices it (IM_AMQP_HEARTBEAT_S, applied to every URL),
+    and the client connects to the next URL while the first node still hangs. With aiormq's
+    own default (60 s) this would take three minutes."""
+    with running_local_node() as hung, running_local_node() as spare:
+        namespace = f"h{uuid.uuid4().hex[:8]}"
+        settings = Settings(
+            amqp_urls=f"{hung.url},{spare.url}", amqp_heartbeat_s=1, namespace=namespace
+        )
+        broker = Broker(settings, "hung-node")
+        clients.append(broker)
+        await broker.connect(retry_for_s=FAILOVER_WITHIN_S)
+        hung.pause()
+        try:
+            await poll(lambda: not broker.connected, FAILOVER_WITHIN_S, "the hung node given up")
+            await poll(lambda: broker.connected, FAILOVER_WITHIN_S, "the next node")
+            lane = f"{namespace}.lane"
+            await broker.declare_queue(lane, durable=False)
+            assert await until_published(broker, lane, b"on the spare node") == 0
+        finally:
+            hung.resume()

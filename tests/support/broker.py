@@ -92,6 +92,13 @@ def running_cluster(size: int = 3) -> Iterator[LocalCluster]:
         yield cluster
 
 
+@contextmanager
+def running_local_node() -> Iterator[LocalRabbit]:
+    """A fresh local node, never a container (a test pauses it by pid)."""
+    with _started_in_temp_dir("im-node-", LocalRabbit) as node:
+        yield node
+
+
 class _Startable(Protocol):
     def start(self) -> None: ...
 

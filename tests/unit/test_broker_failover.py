@@ -16,15 +16,35 @@ from tools.rabbit_cluster import LocalCluster
 URLS = [f"amqp://guest:guest@rabbit{i}:5672/" for i in (1, 2, 3)]
 
 
+def with_heartbeat_10(urls: list[str]) -> list[str]:
+    return [f"{url}?heartbeat=10" for url in urls]
+
+
 def test_the_broker_urls_come_from_the_list_else_the_single_url() -> None:
-    assert Settings(amqp_url=URLS[0]).broker_urls() == [URLS[0]]
+    assert Settings(amqp_url=URLS[0]).broker_urls() == with_heartbeat_10([URLS[0]])
     listed = Settings(amqp_url="amqp://ignored/", amqp_urls=f" {URLS[0]}, {URLS[1]},,{URLS[2]} ")
-    assert listed.broker_urls() == URLS
+    assert listed.broker_urls() == with_heartbeat_10(URLS)
 
 
 def test_the_broker_urls_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IM_AMQP_URLS", ",".join(URLS))
-    assert Settings().broker_urls() == URLS
+    monkeypatch.setenv("IM_AMQP_HEARTBEAT_S", "5")
+    assert Settings().broker_urls() == [f"{url}?heartbeat=5" for url in URLS]
+
+
+def test_every_url_gets_the_heartbeat_unless_it_sets_its_own() -> None:
+    urls = ",".join(
+        [
+            "amqp://u:p@rabbit1:5672/vhost?heartbeat=30",  # its own: kept
+            "amqps://u:p%40ss@rabbit2/%2F?connection_timeout=3000",  # other options kept
+            "amqp://rabbit3",
+        ]
+    )
+    assert Settings(amqp_urls=urls, amqp_heartbeat_s=0).broker_urls() == [
+        "amqp://u:p@rabbit1:5672/vhost?heartbeat=30",
+        "amqps://u:p%40ss@rabbit2/%2F?connection_timeout=3000&heartbeat=0",
+        "amqp://rabbit3?heartbeat=0",
+    ]
 
 
 async def test_each_lost_connection_or_failed_attempt_moves_to_the_next_node() -> None:
