@@ -23,7 +23,6 @@ import aiormq
 from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustChannel,
-    AbstractRobustConnection,
 )
 from aiormq import spec
 
@@ -52,7 +51,7 @@ class Broker:
         self.settings = settings
         self.topology = Topology(settings.namespace)
         self._client_name = client_name
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: FailoverConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._consume_channel: AbstractRobustChannel | None = None
         self._connected = asyncio.Event()
@@ -162,6 +161,13 @@ class Broker:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def node(self) -> str | None:
+        """``host:port`` of the broker node this process talks to (or tries to) now."""
+        if self._connection is None:
+            return None
+        return f"{self._connection.url.host}:{self._connection.url.port}"
 
     async def until_connected(self, timeout_s: float) -> bool:
         """Whether the broker is connected (again) within ``timeout_s``."""
