@@ -20,10 +20,7 @@ from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import (
-    AbstractQueue,
-    AbstractRobustChannel,
-)
+from aio_pika.abc import AbstractQueue, AbstractRobustChannel
 from aiormq import spec
 
 from shared.amqp.consumer import Consumer, OnDelivery
