@@ -143,7 +143,7 @@ def scenarios(
     else:
         if set(chosen) & set(POINT_TO_POINT):
             plan.append((PeerRelay(target, args.pairs, deflate), rates))
-        if "fanout" in chosen and target.name == "peer":
+        if "fanout" in chosen and not target.durable:
             plan.append((PeerFanout(target, args.students, deflate), fanout_rates))
     return plan
 

@@ -79,7 +79,12 @@ class PeerSystem:
     sender_url: str  # senders (and the mentor) connect here
     receiver_url: str  # receivers (and the students) connect here
     servers: list[Process]
-    name: str = "peer"  # the label of its results: "peer" or "peer-durable"
+    durable: bool = False  # each server's queue a durable quorum queue
+
+    @property
+    def name(self) -> str:
+        """The label of its results."""
+        return "peer-durable" if self.durable else "peer"
 
     def processes(self) -> dict[str, int]:
         return {p.name: p.popen.pid for p in self.servers}
@@ -158,7 +163,7 @@ def peer_system(
         for server, port in zip(servers, ports, strict=True):
             _wait_listening(server, port)
         sender_url, receiver_url = (f"http://127.0.0.1:{port}" for port in ports)
-        yield PeerSystem(sender_url, receiver_url, servers, "peer-durable" if durable else "peer")
+        yield PeerSystem(sender_url, receiver_url, servers, durable)
     finally:
         for server in servers:
             server.terminate()
