@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
         await router.start()
         background = [
             asyncio.create_task(router.heartbeat_loop(), name="gateway-heartbeat"),
-            asyncio.create_task(router.expire_loop(), name="request-expiry"),
+            asyncio.create_task(router.requests.expire_loop(), name="request-expiry"),
             asyncio.create_task(router.snapshot_loop(), name="mentor-snapshot"),
         ]
         try:

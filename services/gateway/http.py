@@ -59,7 +59,7 @@ async def ask(
 ) -> Response:
     """Send ``event`` to ``service`` as ``user`` and answer with its reply."""
     try:
-        reply = await router_of(request).call(user, service, event, data)
+        reply = await router_of(request).requests.call(user, service, event, data)
     except Unavailable as exc:
         return error_response(ErrorCode.UNAVAILABLE, exc.message)
     if not reply.ok:

@@ -252,7 +252,7 @@ class Sessions:
             )
             return None
         try:
-            return self.router.submit_command(
+            return self.router.requests.submit(
                 connection, parsed.spec, parsed.payload.model_dump(mode="json"), parsed.ref
             )
         except Unavailable as exc:
