@@ -27,24 +27,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
-from enum import Enum
-from functools import partial
+from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import ValidationError
 
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker
 from shared.amqp.delivery import Delivery
 from shared.amqp.kept_consumer import QueueShape
 from shared.auth import Identity
-from shared.batching import Batcher
 from shared.errors import InternalError, RealtimeError
 from shared.logs import Tally, connection_id_var, user_id_var
-from shared.protocol.envelope import COMMAND_BATCH, Command, Reply
+from shared.protocol.envelope import Reply
 from shared.protocol.registry import CLIENT_EVENTS
+from shared.runtime.in_hand import InHand, commands_of
 from shared.runtime.outbox import Outbox, Push, Request
+from shared.runtime.outcomes import Outcomes, Verdict
 from shared.runtime.partitions import Partitions
 from shared.runtime.publisher import Outcome, Publisher
 from shared.runtime.routes import Kind, MalformedWork, Route, Routes, validate
@@ -52,8 +49,6 @@ from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 DRAIN_S = 10.0  # SIGTERM: how long the commands in hand may take to finish
-REPUBLISH_ATTEMPTS = 3  # publishes of one outcome before its commands are run again
-REPUBLISH_WAIT_S = 5.0  # for the broker to be back, before each publish again
 
 BackgroundJob = Callable[["ServiceRunner"], Coroutine[Any, Any, None]]
 
@@ -75,35 +70,6 @@ class ServiceDefinition:
         return [name for name, route in self.handlers.items() if route.kind is Kind.FACT]
 
 
-class Verdict(Enum):
-    """What became of one command, and so of its message."""
-
-    DONE = "done"  # answered (or not to be retried): ack
-    RETRY = "retry"  # failed with attempts left: again, later
-    DEAD = "dead"  # failed for the last time: to the dead letters
-
-
-@dataclass(frozen=True, slots=True)
-class InHand:
-    """One command being handled: a message's own, or one of a batch's."""
-
-    command: Command
-    reply_to: str | None
-    correlation_id: str | None
-    command_id: str | None
-    attempts: int  # tries before this one
-    redelivered: bool
-    deadline_ms: int | None  # epoch ms by which it must start (its sender gives up after)
-
-
-@dataclass(slots=True)
-class _Effects:
-    """An outcome waiting to be published with others, and then the verdict on it."""
-
-    outcome: Outcome
-    verdict: Verdict = Verdict.RETRY  # until published
-
-
 class ServiceRunner:
     def __init__(self, definition: ServiceDefinition, settings: Settings, broker: Broker) -> None:
         self.definition = definition
@@ -112,11 +78,7 @@ class ServiceRunner:
         self._inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self._transient_inbox: asyncio.Queue[Delivery] = asyncio.Queue()
         self.publisher = Publisher(broker, definition.name)
-        # What concurrent handlers decided, published as it comes (see _publish_in_turn)
-        self._effects = {
-            transient: Batcher(partial(self._publish_effects, transient), window_s=0.0)
-            for transient in (False, True)
-        }
+        self.outcomes = Outcomes(self.publisher, broker)
         self.expired = Tally(log, f"{definition.name}: dropped %d commands past their deadline")
         self.partitions = Partitions(broker, settings, definition.name, self._inbox.put)
 
@@ -219,7 +181,7 @@ class ServiceRunner:
 
     async def process(self, message: Delivery, transient: bool = False) -> None:
         """Handle one delivery (a command, or a gateway's batch of them) and settle it."""
-        commands = self._decode(message)
+        commands = commands_of(message)
         if commands is None:
             log.error("undecodable message on %s dead-lettered", self.definition.name)
             await message.reject(requeue=False)
@@ -234,32 +196,6 @@ class ServiceRunner:
             await message.ack()
         else:
             await self._process_one(message, live[0], transient)
-
-    def _decode(self, message: Delivery) -> list[InHand] | None:
-        """The commands of a message: its own, or its batch's (None: not readable)."""
-        attempts = h.attempts(message.headers)
-        redelivered = bool(message.redelivered) or attempts > 0
-        try:
-            if message.type == h.BATCH:
-                return [
-                    InHand(c, message.reply_to, c.id, c.id, attempts, redelivered, c.deadline)
-                    for c in COMMAND_BATCH.validate_json(message.body)
-                ]
-            command = Command.model_validate_json(message.body)
-        except ValidationError:
-            return None
-        deadline = (message.headers or {}).get(h.DEADLINE)
-        return [
-            InHand(
-                command,
-                message.reply_to,
-                message.correlation_id,
-                message.message_id,
-                attempts,
-                redelivered,
-                deadline if isinstance(deadline, int) else None,
-            )
-        ]
 
     async def _process_one(self, message: Delivery, in_hand: InHand, transient: bool) -> None:
         if self.definition.workers > 1 and not transient:
@@ -283,13 +219,14 @@ class ServiceRunner:
 
         The effects of transient commands, and of a service running many commands at once,
         are published as they are decided, bundled with those decided at the same moment
-        (see :meth:`_publish_in_turn`): their handlers publish only through their outbox.
+        (see :meth:`Outcomes.publish_in_turn`): their handlers publish only through their outbox.
         Where a service runs one command at a time, a handler may publish from inside
         (``deliver_now``), so each command's effects go out before the next one starts, as
         if it had come alone."""
         if transient:  # one at a time, in order; their effects bundled
             decided = [await self._decide(one, transient) for one in live]
-            verdicts = list(await asyncio.gather(*(self._in_turn(d, transient) for d in decided)))
+            in_turn = self.outcomes.publish_in_turn
+            verdicts = list(await asyncio.gather(*(in_turn(d, transient) for d in decided)))
         elif self.definition.workers == 1:  # one at a time, each published before the next
             verdicts = [await self._handle(one, transient) for one in live]
         else:  # started in order, run together, their effects bundled as they are decided
@@ -318,27 +255,8 @@ class ServiceRunner:
         if isinstance(decided, Verdict):
             return decided
         if self.definition.workers > 1:  # handlers publish only through their outbox
-            return await self._publish_in_turn(decided, transient)
-        return await self._publish(decided, transient)
-
-    async def _publish_in_turn(self, outcome: Outcome, transient: bool) -> Verdict:
-        """Publish ``outcome`` together with those decided at the same moment (a group commit
-        resolves many handlers in one loop turn) and those decided while the previous
-        publish was being confirmed: one bundle for all their pushes and replies. Order is
-        the order decided, as if each were published at once: a later command's pushes
-        never overtake an earlier one's (a batch never waits for its slowest command)."""
-        pending = _Effects(outcome)
-        await self._effects[transient].add(pending)
-        return pending.verdict
-
-    async def _publish_effects(self, transient: bool, effects: list[_Effects]) -> None:
-        try:
-            verdicts = await self._publish_outcomes([e.outcome for e in effects], transient)
-        except Exception:  # a bug: as if the broker had refused them
-            log.exception("publishing the effects of %d commands failed", len(effects))
-            verdicts = [self._unpublished(transient)] * len(effects)
-        for effect, verdict in zip(effects, verdicts, strict=True):
-            effect.verdict = verdict
+            return await self.outcomes.publish_in_turn(decided, transient)
+        return await self.outcomes.publish(decided, transient)
 
     async def _decide(self, in_hand: InHand, transient: bool) -> Outcome | Verdict:
         """Run one command's handler: what it left to publish (its answer, a refusal
@@ -375,73 +293,6 @@ class ServiceRunner:
             except RealtimeError:
                 log.warning("could not tell the sender of %s it failed", command.event)
             return Verdict.DEAD
-
-    async def _publish(self, outcome: Outcome, transient: bool) -> Verdict:
-        async def publish(outcomes: list[Outcome]) -> None:
-            await self.publisher.outcome(outcomes[0], confirm=not transient)
-
-        return await self._published([outcome], publish, transient)
-
-    async def _in_turn(self, decided: Outcome | Verdict, transient: bool) -> Verdict:
-        if isinstance(decided, Verdict):
-            return decided
-        return await self._publish_in_turn(decided, transient)
-
-    async def _publish_outcomes(
-        self, decided: list[Outcome | Verdict], transient: bool
-    ) -> list[Verdict]:
-        """A batch's outcomes, in order: each run of those made only of user pushes and a
-        reply as one bundle, the others alone. Returns the verdict on each command."""
-        verdicts: list[Verdict] = []
-        run: list[Outcome] = []
-        for one in [*decided, None]:  # None: the end, where the last run goes out
-            if isinstance(one, Outcome) and one.bundles:
-                run.append(one)
-                continue
-            if run:
-                bundled = await self._publish_bundle(run, transient)
-                verdicts += [bundled] * len(run)
-                run = []
-            if isinstance(one, Outcome):
-                verdicts.append(await self._publish(one, transient))
-            elif one is not None:
-                verdicts.append(one)
-        return verdicts
-
-    async def _publish_bundle(self, bundle: list[Outcome], transient: bool) -> Verdict:
-        async def publish(outcomes: list[Outcome]) -> None:
-            await self.publisher.bundle(outcomes, confirm=not transient)
-
-        return await self._published(bundle, publish, transient)
-
-    async def _published(
-        self,
-        outcomes: list[Outcome],
-        publish: Callable[[list[Outcome]], Awaitable[None]],
-        transient: bool,
-    ) -> Verdict:
-        """Publish ``outcomes``. When the broker fails that (it went away, or refused), wait
-        for it and publish the *same* outcomes again, marked as repeats (some may have gone
-        out), instead of running the commands again: a run again finds its work stored and
-        may not know what it changed (a status set twice broadcasts nothing the second time).
-        Only past :data:`REPUBLISH_WAIT_S` are the commands retried."""
-        for attempt in range(REPUBLISH_ATTEMPTS):
-            try:
-                await publish(outcomes)
-                return Verdict.DONE
-            except RealtimeError:
-                if transient or attempt + 1 == REPUBLISH_ATTEMPTS:
-                    break
-                if not await self.broker.until_connected(REPUBLISH_WAIT_S):
-                    break
-                outcomes = [replace(o, repeat=True) for o in outcomes]
-        return self._unpublished(transient)
-
-    def _unpublished(self, transient: bool) -> Verdict:
-        if transient:
-            return Verdict.DONE  # not retried: the next signal or typing replaces it
-        log.warning("could not publish the effects of a command; will retry it")
-        return Verdict.RETRY
 
     def _request(self, in_hand: InHand, route: Route) -> Request:
         command = in_hand.command
