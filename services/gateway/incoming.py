@@ -11,6 +11,7 @@ a push, and is settled after it, as if it had been sent after it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from services.gateway import metrics
@@ -25,20 +26,13 @@ from shared.amqp.topology import BROADCAST_ALL
 from shared.protocol.envelope import loads
 
 
+@dataclass(eq=False, slots=True)
 class Incoming:
-    def __init__(
-        self,
-        registry: Registry,
-        requests: Requests,
-        snapshot: MentorSnapshot,
-        repeats: RecentFrames,
-        deliver: Deliver,
-    ) -> None:
-        self.registry = registry
-        self.requests = requests
-        self.snapshot = snapshot
-        self.repeats = repeats
-        self._deliver = deliver
+    registry: Registry
+    requests: Requests
+    snapshot: MentorSnapshot  # kept current from the status broadcasts
+    repeats: RecentFrames
+    deliver: Deliver
 
     async def on_message(self, message: Delivery) -> None:
         if message.type == h.REPLY:
@@ -68,7 +62,7 @@ class Incoming:
         frame = OutgoingFrame(text)  # framed once, for however many of them are here
         for connection in self._recipients(key, headers.get("CC")):
             if connection.id != excluded:
-                self._deliver(connection, frame)
+                self.deliver(connection, frame)
                 if followup is not None:
                     connection.replace_followup(*followup)
         self._settle_riding_reply(message, headers)
@@ -81,7 +75,7 @@ class Incoming:
         if isinstance(close_code, int):  # a service's verdict, e.g. the cap over gateways
             connection.close_after_queued(close_code, text)
         elif self._first_time(text, h.REPEAT in headers):
-            self._deliver(connection, text)
+            self.deliver(connection, text)
 
     def _settle_riding_reply(self, message: Delivery, headers: dict[str, Any]) -> None:
         """Settle the reply a push carries (after the push, as if sent after it)."""
@@ -110,7 +104,7 @@ class Incoming:
                 for user_id in dict.fromkeys(entry["to"]):  # each user once
                     for connection in self.registry.of_user(user_id):
                         if connection.id != excluded:
-                            self._deliver(connection, frame)
+                            self.deliver(connection, frame)
                             if followup is not None:
                                 connection.replace_followup(*followup)
             reply = entry.get("reply")

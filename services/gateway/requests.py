@@ -24,13 +24,13 @@ from services.gateway.commands import CommandSender, Outgoing
 from services.gateway.connections import Connection, Registry
 from services.gateway.wire import OutgoingFrame
 from shared.amqp import headers as h
+from shared.amqp.broker import Broker
 from shared.auth import Identity
 from shared.errors import ErrorCode, Overloaded, Unavailable
 from shared.logs import Tally
 from shared.partitions import ordering_key, partition_of
 from shared.protocol.envelope import Reply, ack_frame, dumps, error_frame
 from shared.protocol.registry import EventSpec
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +71,13 @@ class Origin:
 
 class Requests:
     def __init__(
-        self,
-        settings: Settings,
-        origin: Origin,
-        sender: CommandSender,
-        registry: Registry,
-        deliver: Deliver,
+        self, broker: Broker, origin: Origin, registry: Registry, deliver: Deliver
     ) -> None:
-        self.settings = settings
+        self.settings = settings = broker.settings
         self.origin = origin
-        self.sender = sender
         self.registry = registry
         self._deliver = deliver
+        self.sender = CommandSender(broker, origin.reply_to, settings.publishes_in_flight)
         # A command's id (its reply's correlation id, chat's idempotency key) is unique over
         # every gateway ever run: 128 random bits, then a counter (uuid4 per command cost ~3 %
         # of the gateway's CPU under load).

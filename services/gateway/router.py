@@ -19,7 +19,6 @@ from aio_pika.abc import AbstractQueue
 
 from services.gateway.announcer import Announcer
 from services.gateway.bindings import Bindings
-from services.gateway.commands import CommandSender
 from services.gateway.connections import Connection, Registry, SlowConsumer
 from services.gateway.incoming import Incoming
 from services.gateway.repeats import RecentFrames
@@ -60,9 +59,8 @@ class Router:
         batch_s = self.settings.connection_batch_ms / 1000
         self.announcer = Announcer(self._publish_changes, batch_s)
         self.bindings = Bindings(broker, registry, self.queue_name, batch_s)
-        sender = CommandSender(broker, self.queue_name, self.settings.publishes_in_flight)
         origin = Origin(self.gateway_id, self.queue_name)
-        self.requests = Requests(self.settings, origin, sender, registry, self._deliver)
+        self.requests = Requests(broker, origin, registry, self._deliver)
         self.snapshot = MentorSnapshot()
         repeats = RecentFrames(self.settings.repeat_window_s, self.settings.repeat_memory)
         self.incoming = Incoming(registry, self.requests, self.snapshot, repeats, self._deliver)
