@@ -14,11 +14,11 @@ NAME ?=
 .PHONY: install up test unit lint token bench clean
 
 # pip's own output goes to a log (it is long, and full of warnings nobody can act on here)
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml Makefile
 	@echo "==> installing Python dependencies into $(VENV) (about a minute; log: $(VENV)/install.log)"
 	@$(PYTHON) -m venv $(VENV)
 	@( $(PY) -m pip install --upgrade pip \
-	  && $(PY) -m pip install -e '.[test,dev]' -e clients/python ) > $(VENV)/install.log 2>&1 \
+	  && $(PY) -m pip install -e '.[test,dev,bench]' -e clients/python ) > $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; echo "pip install failed; see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
@@ -40,13 +40,12 @@ unit: $(STAMP)  ## the fast tests without a broker
 
 lint: $(STAMP)  ## ruff + mypy --strict
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict shared services tools clients/python/instantmentor_client tests
+	$(VENV)/bin/mypy --strict shared services tools clients/python/instantmentor_client tests bench
 
 token: $(STAMP)  ## make token USER=alice ROLE=student NAME=Alice
 	@$(PY) -m tools.token --user '$(USER)' --role '$(ROLE)' --name '$(NAME)'
 
 bench: $(STAMP)  ## open-loop benchmark, ours vs python-socketio; QUICK=1 smoke run, BENCH_ARGS=...
-	$(PY) -c 'import socketio, psutil, matplotlib' 2>/dev/null || $(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m bench.openloop $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean:
