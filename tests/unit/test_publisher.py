@@ -18,7 +18,8 @@ from shared.runtime.outbox import (
     Push,
     UserPush,
 )
-from shared.runtime.publisher import Outcome, Publisher, in_order_groups, merge_same_frames
+from shared.runtime.publisher import Outcome, Publisher
+from shared.runtime.push_order import in_order_groups, merge_same_frames
 from tests.support.runtime import FakeBroker, Note
 
 
