@@ -12,9 +12,9 @@ from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from services.gateway.connections import Registry
 from services.gateway.dev import dev_routes
 from services.gateway.http import routes
+from services.gateway.registry import Registry
 from services.gateway.router import Router
 from services.gateway.sessions import Sessions
 from services.gateway.socketio_binding import PATH as SOCKETIO_PATH

@@ -11,7 +11,7 @@ in order, so that one reply means the whole batch is in place.
 
 from __future__ import annotations
 
-from services.gateway.connections import Registry
+from services.gateway.registry import Registry
 from shared.amqp.broker import Broker
 from shared.amqp.topology import user_key
 from shared.batching import Batcher

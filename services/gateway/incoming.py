@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.gateway import metrics
-from services.gateway.connections import Connection, Registry
+from services.gateway.connections import Connection
+from services.gateway.registry import Registry
 from services.gateway.repeats import RecentFrames
 from services.gateway.requests import Deliver, Requests
 from services.gateway.snapshot import MentorSnapshot

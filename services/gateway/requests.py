@@ -21,7 +21,8 @@ from typing import Any
 from services.gateway import metrics
 from services.gateway.admission import Admission, Lane, Limits
 from services.gateway.commands import CommandSender, Outgoing
-from services.gateway.connections import Connection, Registry
+from services.gateway.connections import Connection
+from services.gateway.registry import Registry
 from services.gateway.wire import OutgoingFrame
 from shared.amqp import headers as h
 from shared.amqp.broker import Broker

@@ -19,8 +19,9 @@ from aio_pika.abc import AbstractQueue
 
 from services.gateway.announcer import Announcer
 from services.gateway.bindings import Bindings
-from services.gateway.connections import Connection, Registry, SlowConsumer
+from services.gateway.connections import Connection, SlowConsumer
 from services.gateway.incoming import Incoming
+from services.gateway.registry import Registry
 from services.gateway.repeats import RecentFrames
 from services.gateway.requests import Origin, Requests
 from services.gateway.snapshot import MentorSnapshot

@@ -23,11 +23,11 @@ from services.gateway.connections import (
     CLOSE_UNAUTHORIZED,
     Connection,
     FrameSocket,
-    Registry,
     SlowConsumer,
 )
 from services.gateway.frames import FrameError, ParsedFrame
 from services.gateway.ratelimit import TokenBucket
+from services.gateway.registry import Registry
 from services.gateway.router import Router
 from shared.auth import Identity, verify_token
 from shared.clock import iso

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from services.gateway.bindings import Bindings
-from services.gateway.connections import Registry
+from services.gateway.registry import Registry
 from shared.amqp.broker import Broker
 from shared.errors import Unavailable
 

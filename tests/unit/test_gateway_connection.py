@@ -8,8 +8,9 @@ from typing import Any, cast
 import pytest
 from starlette.websockets import WebSocket
 
-from services.gateway.connections import Connection, Registry, SlowConsumer
+from services.gateway.connections import Connection, SlowConsumer
 from services.gateway.ratelimit import TokenBucket
+from services.gateway.registry import Registry
 from services.gateway.wire import PREBUILT_FRAMES, OutgoingFrame
 from shared.auth import Identity, Role
 
