@@ -1,6 +1,7 @@
 """The gateway's side of the broker: its own queue, per-user bindings, the facts it tells
-the services (connections opened and closed, heartbeats), and the mentor snapshot. Commands
-out and their replies are :class:`Requests`'; what the services send in is :class:`Incoming`'s.
+the services (connections opened and closed, heartbeats), and the mentor snapshot. Two parts
+do the rest: :class:`Requests` sends the commands and settles their replies, and
+:class:`Incoming` hands what the services send to this gateway's connections.
 
 Per-user bindings are reference-counted through the :class:`Registry`: a user's key is bound
 while at least one of their connections is here, and re-bound after a broker reconnect.
