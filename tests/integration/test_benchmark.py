@@ -13,12 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.support.broker import Broker
 from tests.support.stack import REPO
-
-pytestmark = pytest.mark.integration
 
 RUN_TIMEOUT_S = 300
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
