@@ -41,8 +41,8 @@ class _InTurn:
 
 
 class Outcomes:
-    """Transient outcomes are published without confirms, and never run again: the next
-    signal or typing replaces one that was lost."""
+    """One service runner's publishing of outcomes. Transient ones go without confirms and
+    are never run again: the next signal or typing replaces one that was lost."""
 
     def __init__(self, publisher: Publisher, broker: Broker) -> None:
         self.publisher = publisher
