@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -25,6 +25,7 @@ from aiormq import spec
 
 from shared.amqp.consumer import Consumer, OnDelivery
 from shared.amqp.failover import FailoverConnection
+from shared.amqp.hooks import ReconnectHook, ReconnectHooks
 from shared.amqp.kept_consumer import KeptConsumer, QueueShape
 from shared.amqp.topology import Topology
 from shared.errors import Overloaded, Unavailable
@@ -38,7 +39,6 @@ CONNECT_TIMEOUT_S = 5.0  # one attempt on one node (a dead machine does not refu
 RECONNECT_INTERVAL_S = 0.5  # between two attempts, each to the next node
 # A refused publish replaces the confirming channel, at most once per this (see _on_refused)
 REPLACE_AFTER_REFUSAL_S = 0.5
-ReconnectHook = Callable[[], Awaitable[None]]
 
 
 class Broker:
@@ -52,8 +52,7 @@ class Broker:
         self._publish_channel: AbstractRobustChannel | None = None
         self._consume_channel: AbstractRobustChannel | None = None
         self._connected = asyncio.Event()
-        self._reconnect_hooks: list[ReconnectHook] = []
-        self._reconnected_hooks: list[ReconnectHook] = []
+        self._hooks = ReconnectHooks(connected=self._connected.is_set)
         self._consumers: dict[str, Consumer] = {}
         self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
         self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
@@ -113,6 +112,7 @@ class Broker:
     async def close(self) -> None:
         self._closed = True
         self._connected.clear()
+        self._hooks.cancel()
         for kept in self._kept.values():
             await kept.close()
         if self._connection is not None:
@@ -125,9 +125,9 @@ class Broker:
 
     async def _on_reconnected(self, *_: Any) -> None:
         log.info("broker connection restored (%s)", self._connection)
-        await self._run_hooks(self._reconnect_hooks)
+        await self._hooks.run_before()
         self._connected.set()
-        await self._run_hooks(self._reconnected_hooks)
+        self._hooks.start_after()
 
     async def _restart_consumers(self, *_: Any) -> None:
         """The consume channel was opened again (aio-pika declared its queues again): start
@@ -138,22 +138,15 @@ class Broker:
             except Exception:
                 log.exception("could not consume %s again", consumer.queue)
 
-    @staticmethod
-    async def _run_hooks(hooks: list[ReconnectHook]) -> None:
-        for hook in hooks:
-            try:
-                await hook()
-            except Exception:
-                log.exception("reconnect hook failed")
-
     def on_reconnect(self, hook: ReconnectHook) -> None:
         """Run ``hook`` after every reconnection, before the broker counts as connected
         (restore state the broker lost; publishing is not possible yet)."""
-        self._reconnect_hooks.append(hook)
+        self._hooks.before.append(hook)
 
     def after_reconnect(self, hook: ReconnectHook) -> None:
-        """Run ``hook`` after every reconnection, once publishing works again."""
-        self._reconnected_hooks.append(hook)
+        """Run ``hook`` after every reconnection, once publishing works again (in a task; run
+        again while the broker refuses what it publishes, see :mod:`shared.amqp.hooks`)."""
+        self._hooks.after.append(hook)
 
     @property
     def connected(self) -> bool:
