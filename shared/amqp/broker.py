@@ -52,7 +52,7 @@ class Broker:
         self._publish_channel: AbstractRobustChannel | None = None
         self._consume_channel: AbstractRobustChannel | None = None
         self._connected = asyncio.Event()
-        self._hooks = ReconnectHooks(connected=self._connected.is_set)
+        self._hooks = ReconnectHooks(link_up=self._link_up, connected=self._connected.is_set)
         self._consumers: dict[str, Consumer] = {}
         self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
         self._replaced_at = float("-inf")  # when a refusal last replaced the publish channel
@@ -140,13 +140,17 @@ class Broker:
 
     def on_reconnect(self, hook: ReconnectHook) -> None:
         """Run ``hook`` after every reconnection, before the broker counts as connected
-        (restore state the broker lost; publishing is not possible yet)."""
+        (restore state the broker lost; publishing is not possible yet). Run again while it
+        meets :class:`Unavailable` and the connection lasts (see :mod:`shared.amqp.hooks`)."""
         self._hooks.before.append(hook)
 
     def after_reconnect(self, hook: ReconnectHook) -> None:
         """Run ``hook`` after every reconnection, once publishing works again (in a task; run
-        again while the broker refuses what it publishes, see :mod:`shared.amqp.hooks`)."""
+        again likewise)."""
         self._hooks.after.append(hook)
+
+    def _link_up(self) -> bool:
+        return self._connection is not None and self._connection.connected.is_set()
 
     @property
     def connected(self) -> bool:

@@ -4,9 +4,9 @@ lost (bindings, then the facts the services need again).
 Hooks of the first kind run before the connection counts as connected, one after the other.
 Hooks of the second kind run once publishing works again, in a task of their own, so the
 connection's own recovery never waits for them. Right after a node dies, the broker may
-still refuse a message (a replicated queue electing its new leader), so such a hook is run
-again, after a growing pause, for as long as the connection lasts. If it is lost meanwhile,
-the next reconnection runs every hook again anyway.
+still refuse a message (a replicated queue electing its new leader) or a binding, so a hook
+that meets :class:`Unavailable` is run again, after a growing pause, for as long as the
+connection lasts. If it is lost meanwhile, the next reconnection runs every hook again.
 """
 
 from __future__ import annotations
@@ -49,18 +49,16 @@ async def run_until_done(
 
 
 class ReconnectHooks:
-    def __init__(self, connected: Callable[[], bool]) -> None:
-        self._connected = connected
+    def __init__(self, link_up: Callable[[], bool], connected: Callable[[], bool]) -> None:
+        self._link_up = link_up  # the connection is open (the first kind runs)
+        self._connected = connected  # and counts as connected (the second kind runs)
         self.before: list[ReconnectHook] = []  # publishing is not possible yet
         self.after: list[ReconnectHook] = []  # once publishing works again
         self._after_task: asyncio.Task[None] | None = None
 
     async def run_before(self) -> None:
         for hook in self.before:
-            try:
-                await hook()
-            except Exception:
-                log.exception("reconnect hook failed")
+            await run_until_done(hook, self._link_up)
 
     def start_after(self) -> None:
         """Start the hooks of the second kind (giving up those of an earlier reconnection)."""

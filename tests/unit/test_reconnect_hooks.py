@@ -50,7 +50,7 @@ async def test_a_hook_stops_when_the_connection_is_gone_or_it_fails_otherwise() 
 async def test_hooks_run_in_order_and_a_new_reconnection_gives_up_the_old_run() -> None:
     ran: list[str] = []
     release = asyncio.Event()
-    hooks = ReconnectHooks(connected=lambda: True)
+    hooks = ReconnectHooks(link_up=lambda: True, connected=lambda: True)
 
     async def first() -> None:
         ran.append("first")
@@ -68,16 +68,27 @@ async def test_hooks_run_in_order_and_a_new_reconnection_gives_up_the_old_run() 
     hooks.cancel()
 
 
-async def test_a_failing_hook_before_reconnection_does_not_stop_the_others() -> None:
+async def test_a_hook_before_reconnection_runs_again_while_the_link_is_up() -> None:
     ran: list[str] = []
-    hooks = ReconnectHooks(connected=lambda: False)
-
-    async def failing() -> None:
-        raise Unavailable("cannot bind yet")
+    link = {"up": True}
+    hooks = ReconnectHooks(link_up=lambda: link["up"], connected=lambda: False)
+    refused_binding = Flaky(refusals=1, error=Unavailable("message broker unavailable"))
 
     async def binding() -> None:
+        await refused_binding()
         ran.append("bound")
 
-    hooks.before += [failing, binding]
+    async def lost() -> None:
+        link["up"] = False
+        raise Unavailable("message broker unavailable")
+
+    async def broken() -> None:
+        raise KeyError("a bug")
+
+    async def after() -> None:
+        ran.append("after")
+
+    hooks.before += [binding, broken, lost, after]
     await hooks.run_before()
-    assert ran == ["bound"]
+    assert refused_binding.calls == 2  # the refusal was retried
+    assert ran == ["bound", "after"]  # neither a bug nor a lost link stops the hooks after it
