@@ -244,7 +244,7 @@ class Connection:
                 async with asyncio.timeout(self.send_timeout_s):
                     await self.socket.send_text(item)
                 metrics.FRAMES_OUT.inc()
-        except (OSError, RuntimeError, TimeoutError) as exc:  # the socket went away under us
+        except Exception as exc:  # the socket went away under us (Starlette: a disconnect)
             log.debug("writer of %s stopped: %r", self.id, exc)
             self._end()
             return

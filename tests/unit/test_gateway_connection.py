@@ -6,7 +6,7 @@ import asyncio
 from typing import Any, cast
 
 import pytest
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from services.gateway.connections import Connection, SlowConsumer
 from services.gateway.ratelimit import TokenBucket
@@ -91,6 +91,29 @@ async def test_a_send_that_must_wait_is_finished_by_a_writer_that_then_goes_away
     assert socket.sent == ["a", "b"] and not connection.ended.done()
     connection.send("c")
     assert socket.sent == ["a", "b", "c"] and connection._writer is None
+
+
+async def test_a_client_gone_while_a_send_waits_ends_the_connection() -> None:
+    # Starlette reports a client that went away during a send as WebSocketDisconnect (1006),
+    # neither an OSError nor a RuntimeError: the writer ends the connection all the same.
+    socket = FakeSocket(gated=True)
+    connection = _connection(socket)
+    connection.send("a")  # waits: the writer task finishes it
+    connection.send("b")
+    writer = connection._writer
+    assert writer is not None
+
+    async def gone(text: str) -> None:
+        raise WebSocketDisconnect(code=1006)
+
+    socket.send_text = gone  # type: ignore[method-assign]
+    socket.gate.set()  # "a" is written; "b" meets the disconnect
+    await ended(connection)
+    await asyncio.wait_for(_writer_gone(connection), 1)
+    assert writer.done() and writer.exception() is None  # nothing left unretrieved
+    assert socket.sent == ["a"]
+    connection.send("c")  # after the end: dropped, no writer
+    assert connection._writer is None
 
 
 class PrebuiltSocket(FakeSocket):
