@@ -85,13 +85,17 @@ async def stack(
 
 @contextmanager
 def stopped_after_the_test(running: Stack, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """Stops ``running`` when the test is done; when it failed, prints every log's tail."""
+    """Stops ``running`` when the test is done; when it failed, prints every log's tail. A
+    test that passed fails after all when a process lost a task's failure."""
     try:
         yield running
     finally:
         running.stop()
-        if request.node.stash.get(FAILED, False):
+        lost = running.lost_task_failures()
+        if lost or request.node.stash.get(FAILED, False):
             running.print_logs()
+    if lost:
+        raise AssertionError(f"a background task failed unseen, in {', '.join(lost)}")
 
 
 @pytest.fixture

@@ -73,6 +73,9 @@ def wait_until(
         time.sleep(0.05)
 
 
+LOST_TASK_FAILURE = "Task exception was never retrieved"
+
+
 async def poll(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
     """The asyncio twin of ``stack.wait_until``: poll ``condition`` until a deadline."""
     deadline = time.monotonic() + timeout_s
@@ -262,6 +265,11 @@ class Stack:
             yield stack
         finally:
             stack.stop()
+
+    def lost_task_failures(self) -> list[str]:
+        """The logs in which a background task died of an exception nobody handled: asyncio
+        reports it as "never retrieved", and it is always a bug (the failure went unseen)."""
+        return [p.log_path.name for p in self.processes if LOST_TASK_FAILURE in p.log()]
 
     def print_logs(self, lines: int = 60) -> None:
         for process in self.processes:
