@@ -49,6 +49,8 @@ async def run_until_done(
 
 
 class ReconnectHooks:
+    """The hooks of one connection, of both kinds, and the task running the second kind."""
+
     def __init__(self, link_up: Callable[[], bool], connected: Callable[[], bool]) -> None:
         self._link_up = link_up  # the connection is open (the first kind runs)
         self._connected = connected  # and counts as connected (the second kind runs)
