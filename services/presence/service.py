@@ -21,9 +21,15 @@ def gateway_watchdog(
     store: PresenceStore, settings: Settings, clock: Callable[[], float]
 ) -> BackgroundJob:
     async def watch_gateways(runner: ServiceRunner) -> None:
-        """Hand every gateway that stopped beating to a replica as ``gateway_expired``."""
+        """Hand every gateway that stopped beating to a replica as ``gateway_expired``.
+
+        Only silence this replica could have heard counts: a broker outage silences every
+        gateway, so after one the watchdog waits ``IM_GATEWAY_TIMEOUT_S`` of connection before
+        it judges (a live gateway beats again and re-announces its connections by then)."""
         while True:
             await asyncio.sleep(settings.gateway_heartbeat_s)
+            if runner.broker.connected_for() < settings.gateway_timeout_s:
+                continue
             try:
                 cutoff = clock() - settings.gateway_timeout_s
                 silent = await store.read(partial(PresenceTx.silent_gateways, since=cutoff))

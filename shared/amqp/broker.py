@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,7 @@ class Broker:
         self._publish_channel: AbstractRobustChannel | None = None
         self._consume_channel: AbstractRobustChannel | None = None
         self._connected = asyncio.Event()
+        self._connected_at = 0.0  # monotonic: when it last came to count as connected
         self._hooks = ReconnectHooks(link_up=self._link_up, connected=self._connected.is_set)
         self._consumers: dict[str, Consumer] = {}
         self._kept: dict[str, KeptConsumer] = {}  # consumers of queues that may vanish
@@ -95,7 +97,7 @@ class Broker:
         # the channel reopens after a reconnect, or after a channel error: consume again
         self._consume_channel.reopen_callbacks.add(self._restart_consumers)
         await self._declare_exchanges()
-        self._connected.set()
+        self._set_connected()
         log.info("connected to the broker at %s", self._connection)
 
     async def _open_channel(self, publisher_confirms: bool) -> AbstractRobustChannel:
@@ -126,7 +128,7 @@ class Broker:
     async def _on_reconnected(self, *_: Any) -> None:
         log.info("broker connection restored (%s)", self._connection)
         await self._hooks.run_before()
-        self._connected.set()
+        self._set_connected()
         self._hooks.start_after()
 
     async def _restart_consumers(self, *_: Any) -> None:
@@ -148,6 +150,17 @@ class Broker:
         """Run ``hook`` after every reconnection, once publishing works again (in a task; run
         again likewise)."""
         self._hooks.after.append(hook)
+
+    def _set_connected(self) -> None:
+        self._connected_at = time.monotonic()
+        self._connected.set()
+
+    def connected_for(self) -> float:
+        """Seconds since the broker came to count as connected (again); 0 while it is not.
+        What a process can have heard from others covers no longer than this."""
+        if not self._connected.is_set():
+            return 0.0
+        return time.monotonic() - self._connected_at
 
     def _link_up(self) -> bool:
         return self._connection is not None and self._connection.connected.is_set()
