@@ -158,7 +158,10 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often a gateway tells presence it is alive."
     )
     gateway_timeout_s: float = Field(
-        default=15.0, gt=0, description="Silence after which presence declares a gateway dead."
+        default=15.0,
+        gt=0,
+        description="Silence after which presence declares a gateway dead (only silence "
+        "presence could hear: never sooner than this after its own broker connection came back).",
     )
     connection_batch_ms: float = Field(
         default=5.0,
