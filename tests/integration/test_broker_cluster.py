@@ -27,6 +27,7 @@ from tests.support.stack import NO_RATE_LIMITS, Gateway, Stack, poll
 from tests.support.users import connect_to_chat
 from tools.rabbit_cluster import LocalCluster
 
+log = logging.getLogger(__name__)
 RING_TIMEOUT_S = 4.0
 REQUEST_TIMEOUT_S = 2.0  # a command caught in the failover is answered unavailable by then
 SENDERS = 3
@@ -36,7 +37,6 @@ LOAD_BEFORE_KILL_S = 3.0
 LOAD_AFTER_RECOVERY_S = 3.0
 READY_WITHIN_S = 20.0
 PAUSE_LIMIT_S = 15.0
-log = logging.getLogger(__name__)
 CALM = {"IM_RECONNECT_GRACE_S": "5", "IM_GATEWAY_TIMEOUT_S": "10"}  # a failover is no absence
 
 

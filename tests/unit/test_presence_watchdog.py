@@ -24,7 +24,9 @@ class Silent:
         return ["g1"]
 
 
-class Connection:
+class Broker:
+    """How long presence's broker connection has lasted, as the test sets it."""
+
     def __init__(self, connected_for: float) -> None:
         self.seconds = connected_for
         self.asked = 0  # how many ticks the watchdog made
@@ -35,7 +37,7 @@ class Connection:
 
 
 class Runner:
-    def __init__(self, broker: Connection) -> None:
+    def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.commands: list[tuple[str, dict[str, Any]]] = []
 
@@ -45,7 +47,7 @@ class Runner:
 
 async def test_after_a_reconnect_no_gateway_expires_until_a_whole_timeout_passed() -> None:
     settings = Settings(gateway_heartbeat_s=0.01, gateway_timeout_s=TIMEOUT_S)
-    broker = Connection(connected_for=1.0)  # back for a second: every gateway seems silent
+    broker = Broker(connected_for=1.0)  # back for a second: every gateway seems silent
     runner = Runner(broker)
     watch = gateway_watchdog(cast(PresenceStore, Silent()), settings, clock=lambda: 1e9)
     task = asyncio.create_task(watch(cast(ServiceRunner, runner)))
