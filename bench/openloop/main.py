@@ -46,7 +46,7 @@ SYSTEMS = ("ours", "peer", "peer-durable")
 OPTIONAL_WORKLOADS = ("sio-chat",)
 POINT_TO_POINT = ("chat", "signal", "typing")
 FULL = {
-    "rates": "100,250,500,1000",
+    "rates": "100,250,500,1000,2000",
     "fanout_rates": "1,4",
     "duration": 10.0,
     "students": 1000,
