@@ -10,6 +10,10 @@ generation considered only after ``OLDEST_AFTER`` collections of the middle one 
 a full collection comes every few million allocations at most; young garbage, where cycles
 usually are, is still collected as often as before. Objects alive after start-up (modules,
 the app, the schemas) are moved out of the collector's sight with :func:`gc.freeze`.
+
+The price: garbage kept by a reference cycle that reached the oldest generation waits that
+long too, so nothing a connection leaves behind may be kept by a cycle
+(``services/gateway/wire.py``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import uvicorn
 from services.gateway.app import create_app, sockets_first
 from services.gateway.frames import hard_frame_limit
 from services.gateway.sessions import Sessions
-from services.gateway.wire import GatewayWebSocketProtocol
+from services.gateway.wire import GatewayHttpProtocol, GatewayWebSocketProtocol
 from shared.gc_policy import tune_for_long_lived_heap
 from shared.logs import configure_logging
 from shared.settings import MIN_JWT_SECRET_BYTES, get_settings
@@ -60,6 +60,7 @@ def main() -> None:
         host=settings.gateway_host,
         port=settings.gateway_port,
         loop="uvloop",
+        http=GatewayHttpProtocol,  # uvicorn's httptools, letting go of upgraded sockets
         ws=GatewayWebSocketProtocol,  # uvicorn's websockets-sansio, plus prebuilt frames
         ws_per_message_deflate=settings.ws_compression,
         ws_max_size=hard_frame_limit(settings.max_frame_bytes),
