@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 
 from services.gateway.wire import PREBUILT_FRAMES, GatewayHttpProtocol, GatewayWebSocketProtocol
+from tests.support.stack import poll
 from tools.rabbit import free_port
 
 CLIENTS = 20
@@ -61,10 +61,7 @@ async def server() -> AsyncIterator[uvicorn.Server]:
     )
     served = uvicorn.Server(config)
     task = asyncio.create_task(served.serve())
-    deadline = time.monotonic() + 10
-    while not served.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        await asyncio.sleep(0.01)
+    await poll(lambda: served.started, 10, "uvicorn to start")
     yield served
     served.should_exit = True
     await task
@@ -82,9 +79,5 @@ async def test_closed_websockets_leave_no_protocol_behind(
     for _ in range(CLIENTS):
         async with connect(f"ws://127.0.0.1:{port}/ws", compression=None) as ws:
             assert await ws.recv() == "hi"
-    deadline = time.monotonic() + 10
-    while server.server_state.connections or _alive():
-        if time.monotonic() > deadline:
-            alive = _alive()
-            pytest.fail(f"{len(alive)} protocols outlived their connections: {alive[:3]}")
-        await asyncio.sleep(0.02)
+    await poll(lambda: not server.server_state.connections, 10, "every connection to be lost")
+    await poll(lambda: not _alive(), 10, "no protocol to outlive its connection")
