@@ -43,7 +43,7 @@ class OutgoingFrame:
 
 # A closed connection must be freed when its last reference goes, not by the garbage collector:
 # the gateway considers the collector's oldest generation rarely (shared/gc_policy.py), so an
-# object kept by a reference cycle stays until then. Both classes below break a cycle that
+# object kept by a reference cycle stays until then. The classes below break the cycles that
 # each WebSocket used to leave behind (together about 20 KiB per connection, under churn).
 
 
@@ -59,9 +59,13 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     """Offers :data:`PREBUILT_FRAMES` to the app on every socket that negotiated no extension
-    (with permessage-deflate each socket compresses with its own state: no shared bytes). The
-    offer (a method of this protocol, in the scope this protocol holds) is withdrawn when the
-    connection is lost."""
+    (with permessage-deflate each socket compresses with its own state: no shared bytes).
+
+    When the connection is lost it breaks two cycles: the offer (a method of this protocol, in
+    the scope this protocol holds) is withdrawn, and websockets' parser is closed. The parser
+    is a generator of websockets' ``ServerProtocol`` whose frame holds that protocol, and it
+    never finishes by itself (after the end of the stream it waits at a last ``yield``); no
+    data reaches it once the connection is lost."""
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -70,6 +74,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self.conn.parser.close()
         scope = getattr(self, "scope", None)  # none yet if lost during the handshake
         if scope is not None:
             scope["extensions"].pop(PREBUILT_FRAMES, None)
