@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 READ_ONLY = "im_read_only"
 DEFAULT_POOL_SIZE = 5
+# Bytes a WAL file is cut back to when it starts over (it keeps its longest size otherwise)
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # SQLSTATEs after which PostgreSQL asks for the whole transaction to be run again
 SERIALIZATION_FAILURE, DEADLOCK_DETECTED = "40001", "40P01"
 WRITE_ATTEMPTS = 30
@@ -99,6 +101,7 @@ def _sqlite_transactions(
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         _wal(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         if not autocheckpoint:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
