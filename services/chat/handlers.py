@@ -14,12 +14,17 @@ from services.chat import domain, views
 from services.chat.domain import Draft, Receipt
 from services.chat.store import ChatStore
 from services.chat.writer import GroupWriter
-from services.chat.writes import ChangeOp, MessageChange, ReceiptOp, SendOp
+from services.chat.writes import ChangeOp, ReceiptOp, SendOp
 from shared.errors import NotFound
+from shared.protocol.base import ServerPush
 from shared.protocol.chat import (
     DeleteMessage,
     EditMessage,
     GetHistory,
+    MessageDeleteAck,
+    MessageDeleted,
+    MessageEditAck,
+    MessageEdited,
     MessageReceipt,
     SendMessage,
     Sync,
@@ -114,21 +119,32 @@ class ChatHandlers:
         ids, user_id = (p.conversation_id, p.message_id), req.sender.user_id
         window_s = self.settings.edit_window_s
         await self._change(
-            req, ids, lambda c, m, at: domain.edit(c, m, user_id, ids, p.text, at, window_s)
+            req,
+            ChangeOp(*ids, lambda c, m, at: domain.edit(c, m, user_id, ids, p.text, at, window_s)),
+            MessageEdited,
+            MessageEditAck,
         )
 
     async def delete_message(self, req: Request) -> None:
         p = req.payload_as(DeleteMessage)
         ids, user_id = (p.conversation_id, p.message_id), req.sender.user_id
-        await self._change(req, ids, lambda c, m, at: domain.delete(c, m, user_id, ids, at))
+        await self._change(
+            req,
+            ChangeOp(*ids, lambda c, m, at: domain.delete(c, m, user_id, ids, at)),
+            MessageDeleted,
+            MessageDeleteAck,
+        )
 
-    async def _change(self, req: Request, ids: tuple[str, str], change: MessageChange) -> None:
-        """A change to a stored message: the ack to the sender, the push to every connection
-        of both participants (again when a command is repeated: clients apply it once)."""
-        message = await self.writer.submit(ChangeOp(*ids, change))
-        push, req.out.reply = views.changed(message)
+    async def _change(
+        self, req: Request, op: ChangeOp, push: type[ServerPush], ack: type[BaseModel]
+    ) -> None:
+        """A change to a stored message: the ``ack`` to the sender, the ``push`` to every
+        connection of both participants (again when a command is repeated: clients apply it
+        once)."""
+        message = await self.writer.submit(op)
+        shown, req.out.reply = views.changed(message, push, ack)
         for participant in (message.recipient_id, message.sender_id):
-            req.out.push_user(participant, push)
+            req.out.push_user(participant, shown)
 
     # -- typing ----------------------------------------------------------------------------
 

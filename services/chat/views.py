@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from services.chat.domain import Conversation, Markers, Message, Status, StatusChange, status_of
 from shared.protocol import chat as wire
+from shared.protocol.base import ServerPush
 from shared.protocol.envelope import fit
+
+Push = TypeVar("Push", bound=ServerPush)
 
 
 def received(message: Message) -> wire.MessageReceived:
@@ -26,29 +31,13 @@ def sent_ack(message: Message) -> dict[str, Any]:
     return wire.MessageSent.model_validate(message, from_attributes=True).model_dump()
 
 
-def changed(message: Message) -> tuple[wire.MessageEdited | wire.MessageDeleted, dict[str, Any]]:
-    """An edited or deleted message: the push, and the ``ack`` data."""
-    if message.deleted_at is not None:
-        at = message.deleted_at
-        deleted = wire.MessageDeleted(
-            conversation_id=message.conversation_id,
-            message_id=message.id,
-            seq=message.seq,
-            text=None,
-            deleted_at=at,
-        )
-        gone = wire.MessageDeleteAck(message_id=message.id, deleted_at=at)
-        return deleted, gone.model_dump()
-    at = message.edited_at if message.edited_at is not None else message.sent_at
-    edited = wire.MessageEdited(
-        conversation_id=message.conversation_id,
-        message_id=message.id,
-        seq=message.seq,
-        text=message.text,
-        edited_at=at,
-    )
-    ack = wire.MessageEditAck(message_id=message.id, edited_at=at)
-    return edited, ack.model_dump()
+def changed(
+    message: Message, push: type[Push], ack: type[BaseModel]
+) -> tuple[Push, dict[str, Any]]:
+    """A changed message, as stored: its ``push`` to the participants and the data of its
+    ``ack`` (``message_edited`` and the ack of ``edit_message``, for instance)."""
+    shown = push.model_validate(message, from_attributes=True)
+    return shown, ack.model_validate(message, from_attributes=True).model_dump()
 
 
 def status(change: StatusChange) -> wire.MessageStatus:

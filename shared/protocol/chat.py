@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 
 from shared.protocol.base import ClientEvent, EntityId, ServerPush, Timestamp, UserId, not_blank
 
@@ -182,6 +182,11 @@ class MessageStatus(ServerPush):
     at: Timestamp
 
 
+def _erased(_text: object) -> None:
+    """A deleted message's text, whatever is stored: none."""
+    return None
+
+
 class MessageEdited(ServerPush):
     """``message_edited``: to both participants' connections."""
 
@@ -202,7 +207,7 @@ class MessageDeleted(ServerPush):
     conversation_id: str
     message_id: str
     seq: int
-    text: None
+    text: Annotated[None, BeforeValidator(_erased)]
     deleted_at: Timestamp
 
 

@@ -22,7 +22,9 @@ from shared.errors import Conflict, Forbidden, InvalidPayload, NotFound
 from shared.protocol.chat import (
     ChatMessage,
     HistoryMessage,
+    MessageDeleteAck,
     MessageDeleted,
+    MessageEditAck,
     MessageEdited,
     MessageSent,
     MessageStatus,
@@ -376,15 +378,16 @@ def test_a_deleted_message_or_an_old_one_cannot_be_edited() -> None:
 
 def test_the_changes_on_the_wire() -> None:
     edited = domain.edit(AB, SENT, "alice", IDS, "hello", AT + 60, DAY)
-    change, ack = views.changed(edited)
+    change, ack = views.changed(edited, MessageEdited, MessageEditAck)
     assert change.frame["event"] == "message_edited"
     push = change.frame["data"]
     assert MessageEdited.model_validate(push).model_dump() == push
     assert push["text"] == "hello" and push["seq"] == 1 and ack["message_id"] == "m1"
     assert ack["edited_at"] == push["edited_at"] == views.received(edited).edited_at
-    change, ack = views.changed(domain.delete(AB, edited, "alice", IDS, AT + 61))
-    assert change.frame["event"] == "message_deleted"
-    push = change.frame["data"]
-    assert push["text"] is None
+    deleted = domain.delete(AB, edited, "alice", IDS, AT + 61)
+    gone, ack = views.changed(deleted, MessageDeleted, MessageDeleteAck)
+    assert gone.frame["event"] == "message_deleted"
+    push = gone.frame["data"]
+    assert push["text"] is None and deleted.text == ""
+    assert ack == {"message_id": "m1", "deleted_at": push["deleted_at"]}
     assert MessageDeleted.model_validate(push).model_dump() == push
-    assert set(ack) == {"message_id", "deleted_at"}
