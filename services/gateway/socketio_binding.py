@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-from collections.abc import Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, cast
 
 import socketio
 from starlette.types import Receive, Scope, Send
@@ -72,7 +72,7 @@ class SocketIOClient:
         self.sid = sid
         self.queue_limit = queue_limit
         # called when the client has queue_limit packets unread (drops the connection)
-        self.on_slow: Callable[[], None] = lambda: None
+        self.on_slow: Callable[[], None] = _nothing
         eio_sid = server.manager.eio_sid_from_sid(sid, NAMESPACE)
         self._transport: Any = server.eio.sockets.get(eio_sid)  # python-engineio's socket
         loop = asyncio.get_running_loop()
@@ -140,6 +140,10 @@ class SocketIOClient:
             if not reply.done():
                 reply.set_result(GONE)
         self._replies.clear()
+        # on_slow holds the connection, which holds this client: that cycle, and python-
+        # engineio's socket (kept in cycles of its own), must not keep either (see app).
+        self.on_slow = _nothing
+        self._transport = None
 
 
 class SocketIOBinding:
@@ -185,7 +189,18 @@ class SocketIOBinding:
                 )
                 await send({"type": "http.response.body", "body": b"gateway restarting"})
             return
-        await self._asgi(scope, receive, send)
+        # python-engineio keeps each request in reference cycles of its own (a class defined
+        # per request, whose method holds ``receive``; a task kept by its own exception's
+        # traceback), which only a full collection frees: rarely, in the gateway
+        # (shared/gc_policy.py). Given relays that are cut when the request is over, those
+        # cycles hold the relays, and the connection itself (uvicorn's protocol, its
+        # buffers, queues and parser) is freed at once.
+        receiving, sending = Relay(receive), Relay(send)
+        try:
+            await self._asgi(scope, cast(Receive, receiving), cast(Send, sending))
+        finally:
+            receiving.cut()
+            sending.cut()
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -246,6 +261,28 @@ class SocketIOBinding:
             return await reply
         finally:
             client.forget_reply(ref)
+
+
+def _nothing() -> None:
+    pass
+
+
+class Relay:
+    """An ASGI ``receive`` or ``send`` that calls the real one until :meth:`cut`, then fails
+    as a connection that is gone."""
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: Callable[..., Awaitable[Any]]) -> None:
+        self._target: Callable[..., Awaitable[Any]] | None = target
+
+    async def __call__(self, *message: Any) -> Any:
+        if self._target is None:
+            raise OSError("the request is over")
+        return await self._target(*message)
+
+    def cut(self) -> None:
+        self._target = None
 
 
 def refused(refusal: Refusal) -> socketio.exceptions.ConnectionRefusedError:
