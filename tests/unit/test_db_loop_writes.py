@@ -90,6 +90,11 @@ async def test_while_another_process_holds_the_lock_the_write_waits_in_a_thread(
     assert seen[-1] == threading.get_ident()
 
 
+def wal_frames(db_file: Path, page: int = 4096) -> int:
+    """Frames the WAL file has room for: its header, then each page with a frame header."""
+    return (Path(f"{db_file}-wal").stat().st_size - 32) // (page + 24)
+
+
 def checkpointing_every(db: ThreadedDatabase, rows: int) -> LoopWrites:
     assert db.on_loop is not None
     db.on_loop.checkpoint_every = rows
@@ -123,12 +128,10 @@ async def test_the_loop_connection_never_checkpoints_on_its_own(
     db: ThreadedDatabase, db_file: Path
 ) -> None:
     on_loop = checkpointing_every(db, 10_000)
-    page = 4096
     for value in range(1_200):  # a page each: past the 1,000 of SQLite's own checkpoint
         await db.write(insert(value))
     # a checkpointed WAL starts over from its first frame, so it never grows past ~1,000
-    frames = (Path(f"{db_file}-wal").stat().st_size - 32) // (page + 24)
-    assert frames > 1_100
+    assert wal_frames(db_file) > 1_100
     assert on_loop.checkpoints == 0
 
 
@@ -142,10 +145,6 @@ async def test_without_writes_on_loop_every_write_runs_in_a_worker_thread(db_fil
         assert seen and seen[0] != threading.get_ident()
     finally:
         await database.close()
-
-
-def wal_frames(db_file: Path, page: int = 4096) -> int:
-    return (Path(f"{db_file}-wal").stat().st_size - 32) // (page + 24)
 
 
 async def test_the_wal_stays_short_while_writes_never_stop(
