@@ -25,9 +25,7 @@ from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Column,
-    Float,
     Index,
     MetaData,
     Select,
@@ -51,7 +49,11 @@ from shared.schema import ID
 
 metadata = MetaData()
 
-calls = Table(
+# Rows and calls share their field names but the key (``id``), so the mapping is derived; so
+# are the columns of times and JSON: only the columns that need more are declared.
+_ROWS = RowMapper(Call, columns={"call_id": "id"})
+
+calls = _ROWS.table(
     "calls",
     metadata,
     Column("id", ClientString(ID), primary_key=True),
@@ -61,16 +63,10 @@ calls = Table(
     Column("receiver_id", String(ID), nullable=False),
     Column("receiver_name", ClientString(80), nullable=True),
     Column("call_type", String(16), nullable=False),
-    Column("call_data", JSON, nullable=True),
     Column("state", String(16), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
     Column("accepted_by", String(ID), nullable=True),
-    Column("accepted_at", Float, nullable=True),
-    Column("accept_data", JSON, nullable=True),
     Column("rejected_by", String(ID), nullable=True),
     Column("ended_by", String(ID), nullable=True),
-    Column("ended_at", Float, nullable=True),
     Column("reason", ClientString(200), nullable=True),
     Column("origin_connection", String(ID), nullable=True),
     Index("ix_calls_caller", "caller_id", "created_at"),
@@ -83,9 +79,6 @@ call_lines = Table(
     Column("user_id", String(ID), primary_key=True),
     Column("call_id", ClientString(ID), nullable=False, index=True),
 )
-
-# Rows and calls share their field names but the key (``id``), so the mapping is derived.
-_ROWS = RowMapper(Call, columns={"call_id": "id"})
 
 # What a transition may change (everything but the call's identity and its parties).
 _MUTABLE = (

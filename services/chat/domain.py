@@ -36,7 +36,7 @@ class Conversation:
     id: str
     user_a: str
     user_b: str
-    last_seq: int = 0
+    last_seq: int = 0  # the counter seqs are taken from
     updated_at: float = 0.0
 
     @classmethod

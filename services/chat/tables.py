@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
-    Float,
     Index,
-    Integer,
     MetaData,
     String,
-    Table,
     UniqueConstraint,
     bindparam,
     select,
@@ -28,58 +25,52 @@ from shared.schema import ID
 
 metadata = MetaData()
 
-conversations = Table(
+# Rows and domain objects have the same field names, so the mapping is derived (shared.rows),
+# not copied by hand; so are the columns of numbers (a seq, a time): only the columns that
+# need more than their field's type says are declared here.
+_CONVERSATION_ROWS = RowMapper(Conversation)
+_MESSAGE_ROWS = RowMapper(Message)
+_MARKER_ROWS = RowMapper(Markers)
+
+conversations = _CONVERSATION_ROWS.table(
     "conversations",
     metadata,
     Column("id", ClientString(ID), primary_key=True),
     Column("user_a", String(ID), nullable=False),  # user_a < user_b
     Column("user_b", String(ID), nullable=False),
-    Column("last_seq", Integer, nullable=False),  # the counter seqs are taken from
-    Column("updated_at", Float, nullable=False),
     Index("conversations_user_a", "user_a"),
     Index("conversations_user_b", "user_b"),
 )
 
-messages = Table(
+messages = _MESSAGE_ROWS.table(
     "messages",
     metadata,
     Column("id", String(ID), primary_key=True),
     Column("conversation_id", ClientString(ID), nullable=False),
-    Column("seq", Integer, nullable=False),
     Column("sender_id", String(ID), nullable=False),
     Column("sender_name", ClientString(80), nullable=False),
     Column("recipient_id", String(ID), nullable=False),
     Column("text", ClientText, nullable=False),
-    Column("sent_at", Float, nullable=False),
     Column("client_msg_id", ClientString(ID), nullable=True),
     Column("call_id", ClientString(ID), nullable=True),
     Column("command_id", String(ID), nullable=True),
-    Column("edited_at", Float, nullable=True),
-    Column("deleted_at", Float, nullable=True),
     UniqueConstraint("conversation_id", "seq", name="messages_seq"),
     UniqueConstraint("sender_id", "client_msg_id", name="messages_client_msg_id"),
     UniqueConstraint("sender_id", "command_id", name="messages_command_id"),
 )
 
-markers = Table(
+markers = _MARKER_ROWS.table(
     "markers",
     metadata,
     Column("conversation_id", ClientString(ID), primary_key=True),
     Column("user_id", String(ID), primary_key=True),  # the reader
-    Column("delivered_seq", Integer, nullable=False),
-    Column("read_seq", Integer, nullable=False),
 )
 
-
-# Rows and domain objects have the same field names (a unit test checks it), so the mapping
-# is derived (shared.rows), not copied by hand.
-_CONVERSATION_ROWS = RowMapper(Conversation)
-_MESSAGE_ROWS = RowMapper(Message)
 to_conversation = _CONVERSATION_ROWS.to_object
 conversation_row = _CONVERSATION_ROWS.to_row
 to_message = _MESSAGE_ROWS.to_object
 message_row = _MESSAGE_ROWS.to_row
-to_markers = RowMapper(Markers).to_object
+to_markers = _MARKER_ROWS.to_object
 
 
 _CONVERSATIONS = select(conversations).where(

@@ -15,21 +15,23 @@ from shared.schema import ID
 
 metadata = MetaData()
 
-help_requests = Table(
+# Only the columns that need more than their field's type says are declared; the columns of
+# times and flags are derived from the fields too.
+_REQUESTS = RowMapper(HelpRequest)
+_MENTORS = RowMapper(MentorState)
+
+help_requests = _REQUESTS.table(
     "help_requests",
     metadata,
+    Column("urgency_rank", Integer, nullable=False),  # the urgency's order, for ORDER BY
     Column("request_id", ClientString(ID), primary_key=True),
     Column("student_id", String(ID), nullable=False, index=True),
     Column("student_name", ClientString(80), nullable=False),
     Column("subject", ClientString(100), nullable=False),
     Column("message", ClientText, nullable=False),
     Column("urgency", String(8), nullable=False),
-    Column("urgency_rank", Integer, nullable=False),  # the urgency's order, for ORDER BY
     Column("mentor_id", String(ID), nullable=True),  # NULL: a broadcast
     Column("status", String(12), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("expires_at", Float, nullable=False),
-    Column("closed_at", Float, nullable=True),
     Column("closed_by", String(ID), nullable=True),
     Column("closed_by_name", ClientString(80), nullable=True),
     Column("decline_reason", ClientString(200), nullable=True),
@@ -48,13 +50,12 @@ help_shown = Table(
 )
 
 # Help's view of a mentor, fed by ``presence.mentor_status_changed``.
-help_mentors = Table(
+help_mentors = _MENTORS.table(
     "help_mentors",
     metadata,
     Column("mentor_id", String(ID), primary_key=True),
     Column("name", ClientString(80), nullable=False),
     Column("status", String(12), nullable=False),
-    Column("online", Boolean, nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
 
@@ -63,9 +64,6 @@ PRIORITY = (
     help_requests.c.created_at,
     help_requests.c.request_id,
 )
-
-_REQUESTS = RowMapper(HelpRequest)
-_MENTORS = RowMapper(MentorState)
 
 
 def to_request(row: Any) -> HelpRequest:

@@ -13,12 +13,9 @@ from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
     Column,
     Connection,
     Float,
-    Integer,
     MetaData,
     String,
     Table,
@@ -50,27 +47,42 @@ connections = Table(
     Column("opened_at", Float, nullable=False),
 )
 
-users = Table(
+
+def _frozen_set(text: str) -> frozenset[str]:
+    return frozenset(json.loads(text))
+
+
+def _tuple(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+# Only the columns that need more than their field's type says are declared; the columns of
+# times, flags and JSON are derived from the fields (shared.rows).
+_USERS = RowMapper(UserPresence)
+_MENTORS = RowMapper(
+    Mentor,
+    stored={
+        "session_calls": Stored(dump=lambda calls: json.dumps(sorted(calls)), load=_frozen_set),
+        "ended_calls": Stored(dump=lambda calls: json.dumps(list(calls)), load=_tuple),
+    },
+)
+
+users = _USERS.table(
     "users",
     metadata,
     Column("user_id", String(ID), primary_key=True),
     Column("role", String(16), nullable=False),
-    Column("online", Boolean, nullable=False, default=False),
-    Column("generation", Integer, nullable=False, default=0),
 )
 
-mentors = Table(
+mentors = _MENTORS.table(
     "mentors",
     metadata,
     Column("mentor_id", String(ID), primary_key=True),
     Column("name", ClientString(80), nullable=False),
     Column("chosen", String(16), nullable=False),
     Column("status_message", ClientString(140), nullable=True),
-    Column("status_data", JSON, nullable=True),
-    Column("online", Boolean, nullable=False, default=False),
-    Column("session_calls", String, nullable=False, default="[]"),
-    Column("ended_calls", String, nullable=False, default="[]"),
-    Column("updated_at", Float, nullable=False),
+    Column("session_calls", String, nullable=False),  # JSON text
+    Column("ended_calls", String, nullable=False),  # JSON text
 )
 
 gateways = Table(
@@ -79,14 +91,6 @@ gateways = Table(
     Column("gateway_id", String(ID), primary_key=True),
     Column("last_seen", Float, nullable=False),
 )
-
-
-def _frozen_set(text: str) -> frozenset[str]:
-    return frozenset(json.loads(text))
-
-
-def _tuple(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text))
 
 
 _UPDATE_USER = (
@@ -99,16 +103,6 @@ _UPDATE_GATEWAY = (
     .where(gateways.c.gateway_id == bindparam("key"))
     .values(last_seen=bindparam("last_seen"))
 )
-
-
-_MENTORS = RowMapper(
-    Mentor,
-    stored={
-        "session_calls": Stored(dump=lambda calls: json.dumps(sorted(calls)), load=_frozen_set),
-        "ended_calls": Stored(dump=lambda calls: json.dumps(list(calls)), load=_tuple),
-    },
-)
-_USERS = RowMapper(UserPresence)
 
 
 class PresenceTx:

@@ -7,7 +7,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import pytest
-from sqlalchemy import create_engine, literal, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    create_engine,
+    literal,
+    select,
+)
 
 from shared.rows import RowMapper, Stored
 
@@ -69,3 +81,67 @@ def test_a_row_and_its_mapping_are_read_alike() -> None:
         row = conn.execute(select(literal("k").label("key"), literal(2).label("count"))).one()
     assert counts.to_object(row) == counts.to_object(row._mapping) == Count("k", 2)
     assert counts.to_row(Count("k", 2)) == {"key": "k", "count": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    visit_id: str
+    count: int
+    score: float
+    seen: bool
+    extra: dict[str, int] | None
+    left_at: float | None = None
+
+
+def test_a_table_derives_the_columns_a_field_s_type_says_and_keeps_the_declared_ones() -> None:
+    table = RowMapper(Visit).table(
+        "visits",
+        MetaData(),
+        Column("visit_id", String(64), primary_key=True),
+        Column("shard", Integer, nullable=False),  # no field: comes first
+        Index("ix_visits_left", "left_at"),  # on a derived column
+    )
+    assert [c.name for c in table.columns] == [
+        "shard",
+        "visit_id",
+        "count",
+        "score",
+        "seen",
+        "extra",
+        "left_at",
+    ]
+    derived = {c.name: (type(c.type), c.nullable) for c in list(table.columns)[2:]}
+    assert derived == {
+        "count": (Integer, False),
+        "score": (Float, False),
+        "seen": (Boolean, False),
+        "extra": (JSON, True),
+        "left_at": (Float, True),
+    }
+    assert isinstance(table.c.visit_id.type, String) and table.c.visit_id.primary_key
+    assert [c.name for c in next(iter(table.indexes)).columns] == ["left_at"]
+
+
+def test_a_field_whose_type_does_not_say_its_column_must_be_declared() -> None:
+    with pytest.raises(ValueError, match=r"Visit\.visit_id"):
+        RowMapper(Visit).table("visits", MetaData())
+    # a list would be JSON, but this one is stored by its own conversion: it is declared
+    stored_as_text = {"tags": Stored(dump=json.dumps, load=json.loads)}
+    with pytest.raises(ValueError, match=r"Tagged\.tags"):
+        RowMapper(Tagged, stored=stored_as_text).table(
+            "tagged", MetaData(), Column("key", String(64), primary_key=True)
+        )
+    assert len(RowMapper(Tagged).table("tagged", MetaData(), Column("key", String(64))).c) == 2
+
+
+@dataclass(frozen=True, slots=True)
+class Tagged:
+    key: str
+    tags: list[str]
+
+
+def test_a_renamed_field_is_declared_by_its_column_s_name() -> None:
+    table = RowMapper(Count, columns={"key": "id"}).table(
+        "counts", MetaData(), Column("id", String(64), primary_key=True)
+    )
+    assert [c.name for c in table.columns] == ["id", "count"]
