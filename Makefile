@@ -11,7 +11,7 @@ USER ?= alice
 ROLE ?= student
 NAME ?=
 
-.PHONY: install up test unit lint token bench clean
+.PHONY: install up test unit lint token bench soak clean
 
 # pip's own output goes to a log (it is long, and full of warnings nobody can act on here)
 $(STAMP): pyproject.toml clients/python/pyproject.toml Makefile
@@ -47,6 +47,9 @@ token: $(STAMP)  ## make token USER=alice ROLE=student NAME=Alice
 
 bench: $(STAMP)  ## open-loop benchmark, ours vs python-socketio; QUICK=1 smoke run, BENCH_ARGS=...
 	$(PY) -m bench.openloop $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+soak: $(STAMP)  ## churn soak, memory of every process over 30,000 connections; QUICK=1, SOAK_ARGS=...
+	$(PY) -m bench.soak $(if $(QUICK),--quick) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache $(NODE_CLIENT)/node_modules

@@ -1,13 +1,15 @@
-"""What every benchmark shares: a broker to run against, one way to print latencies, and the
-``--set IM_X=value`` option for our processes' settings."""
+"""What every benchmark shares: a broker to run against, one way to print latencies, the
+``--set IM_X=value`` option for our processes' settings, and JSON without NaN or infinity."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlparse
 
 from tests.support.broker import running_broker
@@ -59,3 +61,15 @@ def add_settings_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="an IM_ setting for our processes, e.g. --set IM_CHAT_PARTITIONS=1 (repeatable)",
     )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (JSON has neither) as None: a latency that
+    falls on lost messages, a slope of too few samples."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value

@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench.common import json_safe
 from bench.openloop.runner import StepResult
 
 Column = tuple[str, Callable[[StepResult], str]]
@@ -167,18 +168,7 @@ def render(results: Sequence[StepResult], markdown: bool) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no infinity: a latency that falls on lost messages is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_json(path: Path, meta: dict[str, Any], results: Sequence[StepResult]) -> None:
     steps = [{**asdict(r), "cpu_ms_per_message": r.cpu_ms_per_message()} for r in results]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite({"meta": meta, "steps": steps}), indent=1) + "\n")
+    path.write_text(json.dumps(json_safe({"meta": meta, "steps": steps}), indent=1) + "\n")
