@@ -7,14 +7,10 @@ the plot and the raw results were written."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.bench_run import run_bench
 from tests.support.broker import Broker
-from tests.support.stack import REPO
 
 RUN_TIMEOUT_S = 300
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,16 +29,13 @@ def test_the_quick_benchmark_runs_every_system_and_loses_nothing(
     broker: Broker, tmp_path: Path
 ) -> None:
     plot, tables = tmp_path / "latency.png", tmp_path / "tables.md"
-    command = [sys.executable, "-m", "bench.openloop", "--quick", "--results-dir", str(tmp_path)]
-    command += ["--plot", str(plot), "--markdown", str(tables)]
-    env = {**os.environ, "IM_AMQP_URL": broker.url}
-    run = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+    report = run_bench(
+        "bench.openloop",
+        broker,
+        tmp_path,
+        *("--plot", str(plot), "--markdown", str(tables)),
+        timeout_s=RUN_TIMEOUT_S,
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    [results] = tmp_path.glob("openloop-*.json")
-    report = json.loads(results.read_text())
     steps = report["steps"]
     assert {(s["system"], s["workload"]) for s in steps} == EXPECTED_STEPS
     assert len(steps) == 2 * len(EXPECTED_STEPS)  # the quick run's two rates each

@@ -7,14 +7,10 @@ far too short to tell a leak from warm-up."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.bench_run import run_bench
 from tests.support.broker import Broker, docker_engine_available
-from tests.support.stack import REPO
 
 RUN_TIMEOUT_S = 120
 STACK = ("gateway", "presence", "chat", "calls", "help")
@@ -24,16 +20,8 @@ def test_the_quick_soak_delivers_everything_and_samples_every_process(
     broker: Broker, tmp_path: Path
 ) -> None:
     tables = tmp_path / "soak.md"
-    command = [sys.executable, "-m", "bench.soak", "--quick", "--results-dir", str(tmp_path)]
-    command += ["--markdown", str(tables)]
-    env = {**os.environ, "IM_AMQP_URL": broker.url}
-    run = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-
-    [results] = tmp_path.glob("soak-*.json")
-    report = json.loads(results.read_text())
+    markdown = ("--markdown", str(tables))
+    report = run_bench("bench.soak", broker, tmp_path, *markdown, timeout_s=RUN_TIMEOUT_S)
     totals = report["totals"]
     assert totals["rounds"] == 6
     assert totals["connections"] == totals["clients"] == 6 * 20
