@@ -30,9 +30,13 @@ class FakeEngine:
     def __init__(self, transport: FakeTransport) -> None:
         self.sockets = {"eio1": transport}
         self.disconnected: list[str] = []
+        self.heartbeats_ended: list[str] = []
 
     async def disconnect(self, sid: str) -> None:
         self.disconnected.append(sid)
+
+    def end_heartbeat(self, sid: str) -> None:
+        self.heartbeats_ended.append(sid)
 
 
 class FakeServer:
@@ -101,10 +105,11 @@ async def test_final_closes_disconnect_and_others_end_the_transport() -> None:
 
 
 async def test_requests_waiting_when_the_client_goes_get_unavailable() -> None:
-    sio, _ = client()
+    sio, server = client()
     _, waiting = sio.expect_reply()
     sio.end()
     assert sio.gone.done() and sio.reading.done() and waiting.result() == GONE
+    assert server.eio.heartbeats_ended == ["eio1"]  # Engine.IO pings it no more
     assert GONE["error"]["code"] == "unavailable"  # type: ignore[index]
 
 
