@@ -50,6 +50,15 @@ def im_setting(text: str) -> tuple[str, str]:
     return name, value
 
 
+def argument_parser(module: str, method: str) -> argparse.ArgumentParser:
+    """The parser of ``python -m <module>``, its help led by ``method`` as written."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=method,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_settings_option(parser: argparse.ArgumentParser) -> None:
     """``--set IM_X=value`` (repeatable) into ``args.settings``, a list of (name, value). The
     stack drops ``IM_`` variables from its own environment, so this is how a run changes one."""

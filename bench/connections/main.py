@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import uvloop
 
-from bench.common import add_settings_option
+from bench.common import add_settings_option, argument_parser
 from bench.connections import __doc__ as METHOD
 from bench.connections.fleet import Fleet
 from bench.connections.measures import Phases
@@ -28,11 +28,7 @@ QUICK_CLIENTS = 300
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.connections",
-        description=METHOD,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = argument_parser("bench.connections", METHOD)
     p.add_argument("--clients", type=int, help="students N (default 5000; --quick: 300)")
     p.add_argument("--workers", type=int, default=4, help="load-generator processes")
     p.add_argument(

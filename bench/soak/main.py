@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import psutil
 import uvloop
 
-from bench.common import add_settings_option, broker_url
+from bench.common import add_settings_option, argument_parser, broker_url
 from bench.connections.worker import raise_file_limit
 from bench.openloop.cpu import listener_of
 from bench.openloop.meta import describe_run
@@ -62,11 +62,7 @@ class Soak:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.soak",
-        description=METHOD,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = argument_parser("bench.soak", METHOD)
     p.add_argument("--clients", type=int, help="students per round, all at once (default 100)")
     p.add_argument(
         "--rounds",
