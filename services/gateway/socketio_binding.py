@@ -18,9 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
-import engineio
 import socketio
-from engineio.async_socket import AsyncSocket
 from starlette.types import Receive, Scope, Send
 
 from services.gateway.connections import (
@@ -29,6 +27,7 @@ from services.gateway.connections import (
     CLOSE_UNAUTHORIZED,
     Connection,
 )
+from services.gateway.engineio_server import EngineIOServer, SocketIOServer
 from services.gateway.frames import hard_frame_limit
 from services.gateway.sessions import Refusal, Session, Sessions, Unconfirmed
 from services.gateway.socketio_mapping import (
@@ -152,93 +151,6 @@ class SocketIOClient:
         self._transport = None
 
 
-class EngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
-    """python-engineio's server, keeping no socket after its client has gone.
-
-    python-engineio holds a closed socket (its queues, its session, its tasks' contexts: about
-    14 KiB) in two places for up to a heartbeat after the client has gone: the task of its next
-    ping, which first sleeps a whole ping interval, and the client monitor, which sweeps a copy
-    of every socket over a ping timeout. Under churn that was thousands of closed sockets at
-    once (the churn soak, bench/soak: 4,000-5,500 alive at 300 connections/s, the gateway at
-    150-180 MiB over Socket.IO against 84 over /ws). Here the task of each socket's next ping
-    is kept, and :meth:`end_heartbeat` cancels it when the client is gone; and the client
-    monitor is this class's own, which sweeps the sockets by id."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, monitor_clients=False, **kwargs)
-        self._heartbeats: dict[str, asyncio.Future[Any]] = {}
-        self._monitor: asyncio.Task[None] | None = None
-
-    def start_background_task(
-        self, target: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> asyncio.Future[Any]:
-        task: asyncio.Future[Any] = super().start_background_task(target, *args, **kwargs)
-        socket = getattr(target, "__self__", None)
-        if isinstance(socket, AsyncSocket):  # a socket's only background task: its next ping
-            self._heartbeats[socket.sid] = task
-            task.add_done_callback(functools.partial(self._heartbeat_done, socket.sid))
-        return task
-
-    def _heartbeat_done(self, sid: str, task: asyncio.Future[Any]) -> None:
-        if self._heartbeats.get(sid) is task:
-            del self._heartbeats[sid]
-
-    def end_heartbeat(self, sid: str) -> None:
-        """The socket ``sid`` (Engine.IO's) is over: no further ping."""
-        task = self._heartbeats.pop(sid, None)
-        if task is not None:
-            task.cancel()
-
-    def heartbeats(self) -> int:
-        """Sockets with a ping to come (for tests)."""
-        return len(self._heartbeats)
-
-    async def handle_request(self, *args: Any, **kwargs: Any) -> Any:
-        if self._monitor is None:
-            self._monitor = asyncio.create_task(self._monitor_clients(), name="engineio-monitor")
-        return await super().handle_request(*args, **kwargs)
-
-    async def shutdown(self) -> None:
-        if self._monitor is not None:
-            self._monitor.cancel()
-            await asyncio.gather(self._monitor, return_exceptions=True)
-            self._monitor = None
-        await super().shutdown()
-
-    async def _monitor_clients(self) -> None:
-        """What python-engineio's client monitor does: close each socket whose client stopped
-        answering pings (a long-polling one: a WebSocket's own handler notices silence) and
-        forget closed ones, each socket once per ping timeout; but over a list of socket ids,
-        so that no socket is held between its checks."""
-        while True:
-            sids = list(self.sockets)
-            pause = self.ping_timeout / max(len(sids), 1)
-            for sid in sids:
-                try:
-                    await self._check(sid)
-                except Exception:
-                    log.exception("Engine.IO client monitor: checking a socket failed")
-                await asyncio.sleep(pause)
-            if not sids:
-                await asyncio.sleep(self.ping_timeout)
-
-    async def _check(self, sid: str) -> None:
-        socket = self.sockets.get(sid)
-        if socket is None:
-            return
-        if socket.closed:
-            self.sockets.pop(sid, None)
-        elif not socket.closing:
-            await socket.check_ping_timeout()
-
-
-class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
-    """python-socketio's server over :class:`EngineIOServer`."""
-
-    def _engineio_server_class(self) -> type[engineio.AsyncServer]:
-        return EngineIOServer
-
-
 class SocketIOBinding:
     """python-socketio's ASGI server, its events handed to :class:`Sessions`."""
 
@@ -282,12 +194,11 @@ class SocketIOBinding:
                 )
                 await send({"type": "http.response.body", "body": b"gateway restarting"})
             return
-        # python-engineio keeps each request in reference cycles of its own (a class defined
-        # per request, whose method holds ``receive``; a task kept by its own exception's
-        # traceback), which only a full collection frees: rarely, in the gateway
-        # (shared/gc_policy.py). Given relays that are cut when the request is over, those
-        # cycles hold the relays, and the connection itself (uvicorn's protocol, its
-        # buffers, queues and parser) is freed at once.
+        # Should python-engineio keep a request in a reference cycle, which only a full
+        # collection frees (rarely, in the gateway: shared/gc_policy.py; the cycles known
+        # are removed in engineio_server), the cycle holds these relays, cut when the
+        # request is over, and not the connection (uvicorn's protocol, its buffers, queues
+        # and parser), which is freed at once.
         receiving, sending = Relay(receive), Relay(send)
         try:
             await self._asgi(scope, cast(Receive, receiving), cast(Send, sending))
