@@ -124,14 +124,16 @@ class SocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
 class UncycledWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
     """python-engineio's ASGI WebSocket, whose handler leaves no reference cycle behind.
 
-    When the client goes, :meth:`wait` raises ``OSError``; the socket's handler gets it from
-    the task it awaited and returns. The exception's traceback then holds the handler's frame,
-    whose locals hold that task, which holds the exception: a cycle keeping the socket, its
-    queues and its tasks until a full collection. Once the handler is over, the exception
-    forgets its traceback, and all of it is freed at once."""
+    When the client goes, or sends a packet over ``max_http_buffer_size``, :meth:`wait`
+    raises ``OSError``; the socket's handler gets it from the task it awaited and returns.
+    The exception's traceback then holds the handler's frame, whose locals hold that task,
+    which holds the exception: a cycle keeping the socket, its queues and its tasks until a
+    full collection. Once the handler is over, the exception forgets its traceback, and all
+    of it is freed at once."""
 
     def __init__(self, handler: Callable[..., Any], server: Any) -> None:
         super().__init__(handler, server)
+        self._max_bytes: int = server.max_http_buffer_size
         self._gone: OSError | None = None
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
@@ -144,10 +146,16 @@ class UncycledWebSocket(engineio_asgi.WebSocket):  # type: ignore[misc]
 
     async def wait(self) -> Any:
         try:
-            return await super().wait()
+            data = await super().wait()
         except OSError as gone:
             self._gone = gone
             raise
+        if data and len(data) > self._max_bytes:
+            # python-engineio's handler would raise ValueError for it, making the same cycle
+            # through an exception not seen here; it ends the socket as a closed one instead
+            self._gone = OSError("packet is too large")
+            raise self._gone
+        return data
 
 
 async def translate_request(scope: Scope, receive: Receive, send: Send) -> dict[str, Any]:

@@ -116,12 +116,13 @@ async def test_a_gone_client_s_socket_is_freed_without_waiting_for_its_next_ping
     assert app.engineio.heartbeats() == 0
 
 
+@pytest.mark.parametrize("leaving", ["close", "oversized packet"])
 async def test_a_gone_client_s_socket_is_freed_without_a_full_collection(
-    served: tuple[Served, int],
+    served: tuple[Served, int], leaving: str
 ) -> None:
     """Nothing of a socket is left in reference cycles, which would wait for the gateway's
     rare full collections (shared/gc_policy.py): with the collector off, every socket is
-    still freed once its client has gone."""
+    still freed once its client has gone, or been cut off for a packet over the limit."""
     app, port = served
     gc.collect()
     gc.disable()
@@ -130,8 +131,14 @@ async def test_a_gone_client_s_socket_is_freed_without_a_full_collection(
         await poll(lambda: len(app.clients) == CLIENTS, 5, "every client connected")
         assert _sockets_tracked() == CLIENTS
         for ws in sockets:
-            await ws.close()
+            if leaving == "close":
+                await ws.close()
+            else:
+                too_large = "x" * (app.engineio.max_http_buffer_size + 1)
+                await ws.send("42" + json.dumps(["send_message", {"text": too_large}]))
         await poll(lambda: not app.clients, 5, "every client gone")
+        for ws in sockets:
+            await ws.close()
         await poll(lambda: _sockets_tracked() == 0, 5, "no Engine.IO socket left uncollected")
     finally:
         gc.enable()
