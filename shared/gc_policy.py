@@ -13,7 +13,8 @@ the app, the schemas) are moved out of the collector's sight with :func:`gc.free
 
 The price: garbage kept by a reference cycle that reached the oldest generation waits that
 long too, so nothing a connection leaves behind may be kept by a cycle
-(``services/gateway/wire.py``).
+(``services/gateway/wire.py`` for ``/ws``, ``services/gateway/engineio_server.py`` for
+Socket.IO).
 """
 
 from __future__ import annotations
