@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, cast
 
@@ -41,7 +40,6 @@ from shared.errors import ErrorCode
 from shared.logs import connection_id_var, user_id_var
 from shared.protocol.envelope import loads
 
-log = logging.getLogger(__name__)
 NAMESPACE = "/"
 PATH = "socket.io"
 # Closes after which the client must not come back as it is (a fresh token, fewer sockets):
@@ -143,8 +141,8 @@ class SocketIOClient:
             if not reply.done():
                 reply.set_result(GONE)
         self._replies.clear()
-        # on_slow holds the connection, which holds this client: that cycle, and python-
-        # engineio's socket (kept in cycles of its own), must not keep either (see app).
+        # on_slow holds the connection, which holds this client: a cycle. python-engineio's
+        # socket, and the ping it has pending, must not keep either (engineio_server).
         self.on_slow = _nothing
         if self._transport is not None:
             cast(EngineIOServer, self.server.eio).end_heartbeat(self._transport.sid)
